@@ -1,0 +1,54 @@
+"""A DSPy ChatAdapter that small and base models can follow.
+
+A 270M base model does not write DSPy's ``[[ ## answer ## ]]`` markers on its own, so every
+plain ChatAdapter call is a parse error. This adapter writes the first output field's marker
+into the prompt (an assistant prefill), so the model only has to write the value; it stops
+generation at the completion marker or when the model starts to invent a new input field, and
+parses leniently. What still fails to parse raises ``AdapterParseError``, which the evaluation
+loop records as a failed example.
+"""
+
+from typing import Any
+
+from dspy.adapters.chat_adapter import ChatAdapter
+
+COMPLETED_MARKER = "[[ ## completed ## ]]"
+
+
+def field_marker(name: str) -> str:
+    return f"[[ ## {name} ## ]]"
+
+
+class PrefillChatAdapter(ChatAdapter):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("use_json_adapter_fallback", False)  # a second format rarely rescues a small model
+        super().__init__(**kwargs)
+
+    def prefill(self, signature) -> str:
+        return field_marker(next(iter(signature.output_fields))) + "\n"
+
+    def format(self, signature, demos, inputs) -> list[dict[str, Any]]:
+        messages = super().format(signature, demos, inputs)
+        return [*messages, {"role": "assistant", "content": self.prefill(signature)}]
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        return super().__call__(lm, self._with_stops(lm_kwargs, signature), signature, demos, inputs)
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        return await super().acall(lm, self._with_stops(lm_kwargs, signature), signature, demos, inputs)
+
+    def _with_stops(self, lm_kwargs, signature) -> dict[str, Any]:
+        stops = [COMPLETED_MARKER, *(field_marker(name) for name in signature.input_fields)]
+        extra = lm_kwargs.get("stop") or []
+        return {**lm_kwargs, "stop": list(dict.fromkeys([*stops, *([extra] if isinstance(extra, str) else extra)]))}
+
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        text = completion
+        first = field_marker(next(iter(signature.output_fields)))
+        if not text.lstrip().startswith(first):
+            text = self.prefill(signature) + text
+        # A generation cut by max_tokens can end inside a marker: drop the fragment.
+        head, bracket, tail = text.rpartition("[[")
+        if bracket and "]]" not in tail:
+            text = head
+        return super().parse(signature, text)
