@@ -162,7 +162,8 @@ class TransformersEngine:
             output = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs
             )
-        return [self._decode(row[width:].tolist(), len(ids), settings) for row, ids in zip(output, prompts, strict=True)]
+        rows = zip(output, prompts, strict=True)
+        return [self._decode(row[width:].tolist(), len(ids), settings) for row, ids in rows]
 
     def _decode(self, generated: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generation:
         end_ids = set(_eos_ids(self.model, self.tokenizer))

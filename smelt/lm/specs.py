@@ -53,7 +53,7 @@ def parse_spec(spec: str, option: str = "--lm") -> ModelSpec:
     if raw.startswith("hf:"):
         target = raw[3:].strip()
         if not target:
-            raise SmeltError(f"{option} {raw!r}: hf: needs a hub id or a local folder, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct")
+            raise SmeltError(f"{option} {raw!r}: hf: needs a hub id or a folder, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct")
         return ModelSpec(raw, "hf", target)
     if raw.lower() in ALIASES:
         return ModelSpec(raw, "hf", ALIASES[raw.lower()])
