@@ -1,0 +1,444 @@
+"""Load task data (JSONL, CSV or Parquet files, or Hugging Face datasets) as dspy.Example splits."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from smelt.errors import SmeltError
+
+SUPPORTED = ".jsonl, .json (JSON lines), .csv or .parquet"
+_JSONL_SUFFIXES = {".jsonl", ".json"}
+# "owner/name" or "owner/name:config", as on the Hugging Face hub.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?$")
+_VALIDATION_NAMES = ("validation", "dev", "valid", "val")
+_MAX_COLUMNS_SHOWN = 20
+
+
+@dataclass
+class Splits:
+    """Train/dev/test examples plus where each split came from (file path or hub id)."""
+
+    train: list[dspy.Example]
+    dev: list[dspy.Example]
+    test: list[dspy.Example]
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def sha256_of_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- reading files
+
+
+def load_records(path: str | Path) -> list[tuple[int, dict]]:
+    """Read a JSONL, CSV or Parquet file as (line_number, record) pairs.
+
+    CSV line numbers count the header as line 1; Parquet rows are numbered from 1.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SmeltError(f"{path}: no such file; pass an existing JSONL, CSV or Parquet file")
+    suffix = path.suffix.lower()
+    if suffix in _JSONL_SUFFIXES:
+        return _read_jsonl(path, _read_text(path))
+    if suffix == ".csv":
+        return _read_csv(path, _read_text(path))
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    raise SmeltError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; use {SUPPORTED}")
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SmeltError(f"{path}:{line}: not valid UTF-8 text; re-save the file as UTF-8") from None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "null" if value is None else type(value).__name__
+
+
+def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
+    records = []
+    # Split on "\n" only: str.splitlines() would also break on U+2028 etc., which JSON strings may hold raw.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SmeltError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(record, dict):
+            raise SmeltError(f"{path}:{number}: expected a JSON object, got {_json_type(record)}")
+        records.append((number, record))
+    return records
+
+
+def _read_csv(path: Path, text: str) -> list[tuple[int, dict]]:
+    # The default 128 KiB field limit is too small for whole documents in one cell.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    records = []
+    try:
+        while True:
+            start = reader.line_num + 1  # a quoted cell may span lines; report where the row starts
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in row]
+                continue
+            if len(row) > len(header):
+                raise SmeltError(
+                    f"{path}:{start}: {len(row)} values but the header has {len(header)} columns; "
+                    "quote values that contain commas"
+                )
+            records.append((start, dict(zip(header, row, strict=False))))
+    except csv.Error as e:
+        raise SmeltError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+    if header is None:
+        raise SmeltError(f"{path}: empty CSV file; the first row must name the columns")
+    return records
+
+
+def _read_parquet(path: Path) -> list[tuple[int, dict]]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise SmeltError(f"{path}: not a readable Parquet file ({_short(e)})") from None
+    return [(index + 1, row) for index, row in enumerate(rows)]
+
+
+# ---------------------------------------------------------------------------- records -> examples
+
+
+def parse_field_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    """Turn CLI options like ("question=prompt", "answer=gold") into {task field: column}."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, column = pair.partition("=")
+        name, column = name.strip(), column.strip()
+        if not sep or not name or not column:
+            raise SmeltError(f"--field {pair!r}: expected FIELD=COLUMN, e.g. --field question=prompt")
+        if name in mapping and mapping[name] != column:
+            raise SmeltError(f"--field {name}=...: given twice ({mapping[name]!r} and {column!r}); keep one")
+        mapping[name] = column
+    return mapping
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:  # NaN, e.g. an empty cell written by pandas
+        return None
+    return str(value).strip()
+
+
+def _columns_here(record: dict) -> str:
+    names = [str(k) for k in record]
+    shown = ", ".join(names[:_MAX_COLUMNS_SHOWN])
+    if len(names) > _MAX_COLUMNS_SHOWN:
+        shown += f", ... ({len(names)} in all)"
+    return shown or "none"
+
+
+def _to_rows(
+    records: Iterable[tuple[int, dict]],
+    *,
+    source: str,
+    fields: dict[str, str],
+    input_keys: tuple[str, ...],
+    required: tuple[str, ...],
+) -> list[tuple[int, dict[str, Any]]]:
+    """Rename columns to task fields, check required ones, keep the rest as metadata."""
+    task_fields = list(dict.fromkeys((*required, *input_keys, *fields)))
+    mapped_columns = {fields[name] for name in fields if fields[name] != name}
+    basename = Path(source).name or source
+    rows = []
+    for line, record in records:
+        row: dict[str, Any] = {}
+        for name in task_fields:
+            column = fields.get(name, name)
+            if column not in record or _text(record[column]) is None:
+                if name not in required:
+                    continue
+                via = f"column {column!r} per --field; " if column != name else ""
+                raise SmeltError(
+                    f"{source}:{line}: missing field {name!r} ({via}columns here: {_columns_here(record)}); "
+                    f"map it with --field {name}=COLUMN"
+                )
+            value = _text(record[column])
+            if not value and name in required:
+                where = f" (column {column!r})" if column != name else ""
+                raise SmeltError(
+                    f"{source}:{line}: field {name!r}{where} is empty; fill it in or drop the line"
+                )
+            row[name] = value
+        for key, value in record.items():
+            if key in row or key in mapped_columns or value is None:
+                continue
+            value = _text(value) if isinstance(value, str | int | float | bool) else value
+            if value is not None:
+                row[key] = value
+        if not row.get("id"):
+            row["id"] = f"{basename}:{line}"
+        rows.append((line, row))
+    return rows
+
+
+def to_examples(
+    records: Iterable[tuple[int, dict]],
+    *,
+    source: str,
+    fields: dict[str, str],
+    input_keys: tuple[str, ...],
+    required: tuple[str, ...],
+) -> list[dspy.Example]:
+    """Build dspy.Examples; `fields` maps task field -> column (unmapped fields keep their own name)."""
+    rows = _to_rows(records, source=source, fields=fields, input_keys=input_keys, required=required)
+    return [dspy.Example(**row).with_inputs(*input_keys) for _, row in rows]
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+def seeded_split(
+    examples: list[dspy.Example],
+    *,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.4, 0.2, 0.4),
+    source: str | None = None,
+) -> tuple[list[dspy.Example], list[dspy.Example], list[dspy.Example]]:
+    """Shuffle with random.Random(seed) and cut into train/dev/test; each split gets at least one example."""
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
+    n = len(examples)
+    if n < 3:
+        where = f"{source}: " if source else ""
+        raise SmeltError(
+            f"{where}only {n} example(s); need at least 3 to split into train/dev/test, "
+            "or pass --train/--dev/--test files"
+        )
+    n_dev = max(1, round(n * fractions[1]))
+    n_test = max(1, round(n * fractions[2]))
+    while n - n_dev - n_test < 1:  # tiny sets: give train at least one
+        if n_test >= n_dev:
+            n_test -= 1
+        else:
+            n_dev -= 1
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    n_train = n - n_dev - n_test
+    return shuffled[:n_train], shuffled[n_train : n_train + n_dev], shuffled[n_train + n_dev :]
+
+
+def load_hub_records(dataset_id: str) -> dict[str, list[tuple[int, dict]]]:
+    """Load a Hugging Face dataset ("owner/name" or "owner/name:config", or a local dataset folder).
+
+    Returns {split name: [(row number, record), ...]} in the dataset's split order.
+    """
+    import datasets
+
+    name, config = dataset_id, None
+    local = Path(dataset_id).exists()
+    if not local and ":" in dataset_id:
+        name, _, config = dataset_id.rpartition(":")
+    try:
+        loaded = datasets.load_dataset(name, config) if config else datasets.load_dataset(name)
+    except Exception as e:  # offline, not found, gated, bad files: all mean "cannot use this id"
+        if local:
+            raise SmeltError(
+                f"dataset folder {dataset_id!r} could not be loaded ({_short(e)}); "
+                "put train/validation/test JSONL, CSV or Parquet files in it, or pass a file with --data"
+            ) from None
+        raise SmeltError(
+            f"dataset {dataset_id!r} could not be loaded from the hub ({_short(e)}); download it first with "
+            f"`huggingface-cli download --repo-type dataset {name}` or pass a local file with --data"
+        ) from None
+    if not isinstance(loaded, dict):  # a single Dataset rather than a DatasetDict
+        loaded = {"train": loaded}
+    return {split: [(i + 1, dict(row)) for i, row in enumerate(rows)] for split, rows in loaded.items()}
+
+
+def _hub_splits(
+    dataset_id: str,
+    *,
+    fields: dict[str, str],
+    input_keys: tuple[str, ...],
+    required: tuple[str, ...],
+    seed: int,
+) -> Splits:
+    by_split = load_hub_records(dataset_id)
+    if not by_split:
+        raise SmeltError(f"dataset {dataset_id!r} has no splits; pass a local file with --data")
+
+    def examples(split: str) -> list[dspy.Example]:
+        source = f"{dataset_id}[{split}]"
+        return to_examples(
+            by_split[split], source=source, fields=fields, input_keys=input_keys, required=required
+        )
+
+    validation = next((name for name in _VALIDATION_NAMES if name in by_split), None)
+    if "train" in by_split and "test" in by_split and validation:
+        splits = Splits(examples("train"), examples(validation), examples("test"), {})
+    else:
+        first = next(iter(by_split))
+        train, dev, test = seeded_split(examples(first), seed=seed, source=f"{dataset_id}[{first}]")
+        splits = Splits(train, dev, test, {})
+    splits.sources = {"train": dataset_id, "dev": dataset_id, "test": dataset_id}
+    return splits
+
+
+def _load_file(
+    path: str, *, fields: dict[str, str], input_keys: tuple[str, ...], required: tuple[str, ...]
+) -> list[dspy.Example]:
+    examples = to_examples(
+        load_records(path), source=path, fields=fields, input_keys=input_keys, required=required
+    )
+    if not examples:
+        raise SmeltError(f"{path}: no records; the file is empty")
+    return examples
+
+
+def load_splits(
+    *,
+    data: str | None,
+    train: str | None,
+    dev: str | None,
+    test: str | None,
+    fields: dict[str, str],
+    input_keys: tuple[str, ...],
+    required: tuple[str, ...],
+    seed: int,
+) -> Splits:
+    """Load train/dev/test from --train/--dev/--test files, else split --data (a file or hub dataset id)."""
+    kw = {"fields": fields, "input_keys": input_keys, "required": required}
+    explicit = {"train": train, "dev": dev, "test": test}
+    if any(explicit.values()):
+        missing = [f"--{name}" for name, path in explicit.items() if not path]
+        if missing:
+            raise SmeltError(
+                f"{' and '.join(missing)} missing; --train, --dev and --test must be given together"
+            )
+        loaded = {name: _load_file(str(path), **kw) for name, path in explicit.items()}
+        return Splits(
+            loaded["train"], loaded["dev"], loaded["test"], {k: str(v) for k, v in explicit.items()}
+        )
+    if not data:
+        raise SmeltError("no data given; pass --data FILE (or hub dataset id) or --train/--dev/--test files")
+    path = Path(data)
+    if path.is_file():
+        train_ex, dev_ex, test_ex = seeded_split(_load_file(data, **kw), seed=seed, source=data)
+        return Splits(train_ex, dev_ex, test_ex, {"train": data, "dev": data, "test": data})
+    looks_like_file = path.suffix.lower() in (*_JSONL_SUFFIXES, ".csv", ".parquet")
+    # datasets.load_dataset reads local dataset folders the same way as hub ids.
+    if path.is_dir() or (_HUB_ID.match(data) and not looks_like_file):
+        return _hub_splits(data, seed=seed, **kw)
+    raise SmeltError(
+        f"--data {data}: no such file and not a hub dataset id (owner/name); "
+        "pass an existing JSONL, CSV or Parquet file"
+    )
+
+
+# ---------------------------------------------------------------------------- the shipped doc_qa task
+
+_DOC_QA_SPLITS = ("train", "dev", "test")
+
+
+def load_doc_qa_shipped(data_dir: Path) -> Splits:
+    """Load the shipped doc_qa task: questions from {train,dev,test}.jsonl joined with documents.jsonl.
+
+    `data_dir` is the folder holding those files (or its parent, holding a doc_qa/ folder).
+    """
+    data_dir = Path(data_dir)
+    if not (data_dir / "documents.jsonl").exists() and (data_dir / "doc_qa").is_dir():
+        data_dir = data_dir / "doc_qa"
+    docs_path = data_dir / "documents.jsonl"
+    documents: dict[str, dict[str, Any]] = {}
+    first_line: dict[str, int] = {}
+    for line, doc in _to_rows(
+        load_records(docs_path), source=str(docs_path), fields={}, input_keys=(), required=("id", "text")
+    ):
+        if doc["id"] in documents:
+            raise SmeltError(
+                f"{docs_path}:{line}: duplicate document id {doc['id']!r} "
+                f"(first on line {first_line[doc['id']]}); give each document its own id"
+            )
+        documents[doc["id"]], first_line[doc["id"]] = doc, line
+
+    seen: dict[str, str] = {}  # question id -> "file:line", to catch a question in two splits
+    by_split: dict[str, list[dspy.Example]] = {}
+    sources = {"documents": str(docs_path)}
+    for split in _DOC_QA_SPLITS:
+        path = data_dir / f"{split}.jsonl"
+        rows = _to_rows(
+            load_records(path),
+            source=str(path),
+            fields={},
+            input_keys=("question",),
+            required=("id", "doc_id", "question", "answer"),
+        )
+        examples = []
+        for line, row in rows:
+            doc = documents.get(row["doc_id"])
+            if doc is None:
+                raise SmeltError(f"{path}:{line}: unknown doc_id {row['doc_id']!r} (not in documents.jsonl)")
+            if row["id"] in seen:
+                raise SmeltError(
+                    f"{path}:{line}: duplicate question id {row['id']!r} (also at {seen[row['id']]})"
+                )
+            seen[row["id"]] = f"{path.name}:{line}"
+            example = dspy.Example(
+                id=row["id"],
+                document=doc["text"],
+                question=row["question"],
+                answer=row["answer"],
+                language=row.get("language") or doc.get("language"),
+                kind=row.get("kind"),
+                doc_id=row["doc_id"],
+            )
+            examples.append(example.with_inputs("document", "question"))
+        by_split[split] = examples
+        sources[split] = str(path)
+    return Splits(by_split["train"], by_split["dev"], by_split["test"], sources)
+
+
+def _short(error: Exception) -> str:
+    """First line of an exception message, trimmed for a one-line error."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -1,0 +1,450 @@
+"""Loading task data: file formats, field mapping, error messages, splits, hub folders, shipped doc_qa."""
+
+import json
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from smelt.errors import SmeltError
+from smelt.eval.datasets import (
+    Splits,
+    load_doc_qa_shipped,
+    load_hub_records,
+    load_records,
+    load_splits,
+    parse_field_mapping,
+    seeded_split,
+    sha256_of_file,
+    to_examples,
+)
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "doc_qa"
+UNANSWERABLE = {"The document does not say.", "文書に記載がありません。"}
+QA = {"fields": {}, "input_keys": ("question",), "required": ("question", "answer")}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def qa_rows(n: int, prefix: str = "q") -> list[dict]:
+    return [{"id": f"{prefix}{i}", "question": f"question {i}?", "answer": f"answer {i}"} for i in range(n)]
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """Keep datasets' cache inside tmp_path and the hub offline."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+
+
+# ---------------------------------------------------------------------------- file formats
+
+
+def test_jsonl_records_skip_blank_lines_and_tolerate_bom(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_bytes('\ufeff{"question": "a?"}\n\n{"question": "b?"}\n  \n{"question": "日本?"}\n'.encode())
+    assert load_records(path) == [
+        (1, {"question": "a?"}),
+        (3, {"question": "b?"}),
+        (5, {"question": "日本?"}),
+    ]
+
+
+def test_json_suffix_is_read_as_json_lines(tmp_path):
+    path = write_jsonl(tmp_path / "qa.json", qa_rows(2))
+    assert [line for line, _ in load_records(path)] == [1, 2]
+
+
+def test_csv_records_count_header_as_line_one(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text('\ufeffquestion , answer\nq1?,a1\n\n"multi\nline?",a2\nq3?,a3\n', encoding="utf-8")
+    assert load_records(path) == [
+        (2, {"question": "q1?", "answer": "a1"}),
+        (4, {"question": "multi\nline?", "answer": "a2"}),
+        (6, {"question": "q3?", "answer": "a3"}),
+    ]
+
+
+def test_parquet_records_are_numbered_from_one(tmp_path):
+    path = tmp_path / "qa.parquet"
+    pq.write_table(pa.Table.from_pylist(qa_rows(3)), path)
+    records = load_records(path)
+    assert [line for line, _ in records] == [1, 2, 3]
+    assert records[2][1] == {"id": "q2", "question": "question 2?", "answer": "answer 2"}
+
+
+def test_sha256_of_file(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_bytes(b"abc")
+    assert sha256_of_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# ---------------------------------------------------------------------------- file errors
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(
+        SmeltError, match=r"nope\.jsonl: no such file; pass an existing JSONL, CSV or Parquet"
+    ):
+        load_records(tmp_path / "nope.jsonl")
+
+
+def test_unknown_extension_names_supported_ones(tmp_path):
+    path = tmp_path / "qa.txt"
+    path.write_text("hello\n")
+    with pytest.raises(
+        SmeltError, match=r"qa\.txt: unsupported file type '\.txt'.*\.jsonl.*\.csv.*\.parquet"
+    ):
+        load_records(path)
+
+
+def test_invalid_json_line_names_file_and_line(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "a?"}\n\n{"question": "b?",}\n')
+    with pytest.raises(SmeltError, match=r"qa\.jsonl:3: not valid JSON \(.+\)$"):
+        load_records(path)
+
+
+def test_json_line_that_is_not_an_object(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "a?"}\n["question", "b?"]\n')
+    with pytest.raises(SmeltError, match=r"qa\.jsonl:2: expected a JSON object, got list$"):
+        load_records(path)
+
+
+def test_non_utf8_file_names_the_file(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_bytes("question,answer\ncafé?,oui\n".encode("latin-1"))
+    with pytest.raises(SmeltError, match=r"qa\.csv:2: not valid UTF-8 text; re-save the file as UTF-8"):
+        load_records(path)
+
+
+def test_csv_row_with_too_many_values(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("question,answer\nq1?,a1\nq2?,a,2\n")
+    with pytest.raises(SmeltError, match=r"qa\.csv:3: 3 values but the header has 2 columns"):
+        load_records(path)
+
+
+def test_unreadable_parquet(tmp_path):
+    path = tmp_path / "qa.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(SmeltError, match=r"qa\.parquet: not a readable Parquet file"):
+        load_records(path)
+
+
+def test_errors_are_one_line(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("{oops\n")
+    with pytest.raises(SmeltError) as info:
+        load_records(path)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- records -> examples
+
+
+def test_to_examples_maps_fields_strips_and_keeps_metadata(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("prompt,gold,language,kind\n  What?  , 42 ,en,fact\n")
+    (example,) = to_examples(
+        load_records(path),
+        source=str(path),
+        fields={"question": "prompt", "answer": "gold"},
+        input_keys=("question",),
+        required=("question", "answer"),
+    )
+    assert example.question == "What?" and example.answer == "42"
+    assert example.language == "en" and example.kind == "fact"
+    assert example.id == "qa.csv:2"
+    assert "prompt" not in example and "gold" not in example
+    assert set(example.inputs().keys()) == {"question"}
+    assert set(example.labels().keys()) == {"id", "answer", "language", "kind"}
+
+
+def test_to_examples_converts_values_to_str_and_keeps_record_id():
+    records = [(7, {"id": 12, "question": "How many?", "answer": 3})]
+    (example,) = to_examples(records, source="x.jsonl", **QA)
+    assert example.id == "12" and example.answer == "3"
+
+
+def test_missing_required_field_lists_columns_and_hint():
+    records = [(1, {"question": "a?", "answer": "b"}), (4, {"prompt": "c?", "gold": "d", "lang": "en"})]
+    with pytest.raises(SmeltError) as info:
+        to_examples(records, source="data/qa.jsonl", **QA)
+    assert str(info.value) == (
+        "data/qa.jsonl:4: missing field 'question' (columns here: prompt, gold, lang); "
+        "map it with --field question=COLUMN"
+    )
+
+
+def test_missing_mapped_column_names_the_column():
+    records = [(2, {"question": "a?", "answer": "b"})]
+    with pytest.raises(
+        SmeltError, match=r"qa\.jsonl:2: missing field 'question' \(column 'prompt' per --field"
+    ):
+        to_examples(
+            records, source="qa.jsonl", fields={"question": "prompt"}, input_keys=(), required=("question",)
+        )
+
+
+@pytest.mark.parametrize("value", ["", "   ", None])
+def test_empty_required_value(value):
+    records = [(3, {"question": "a?", "answer": value})]
+    with pytest.raises(SmeltError, match=r"qa\.jsonl:3: .*'answer'"):
+        to_examples(records, source="qa.jsonl", **QA)
+
+
+def test_parse_field_mapping():
+    assert parse_field_mapping(("question=prompt", " answer = gold ")) == {
+        "question": "prompt",
+        "answer": "gold",
+    }
+    assert parse_field_mapping(()) == {}
+
+
+@pytest.mark.parametrize("bad", ["question", "=prompt", "question=", "question:prompt"])
+def test_parse_field_mapping_rejects_malformed(bad):
+    with pytest.raises(SmeltError, match=r"--field .*expected FIELD=COLUMN"):
+        parse_field_mapping((bad,))
+
+
+def test_parse_field_mapping_rejects_conflicting_duplicates():
+    with pytest.raises(SmeltError, match=r"--field question=.*given twice"):
+        parse_field_mapping(("question=a", "question=b"))
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+def test_seeded_split_is_deterministic_disjoint_and_complete():
+    examples = to_examples([(i + 1, r) for i, r in enumerate(qa_rows(50))], source="qa.jsonl", **QA)
+    first = seeded_split(examples, seed=7)
+    again = seeded_split(examples, seed=7)
+    other = seeded_split(examples, seed=8)
+    ids = [[e.id for e in part] for part in first]
+    assert ids == [[e.id for e in part] for part in again]
+    assert ids != [[e.id for e in part] for part in other]
+    assert [len(part) for part in ids] == [20, 10, 20]
+    assert sorted(sum(ids, [])) == sorted(e.id for e in examples)
+    assert not (set(ids[0]) & set(ids[1]) or set(ids[0]) & set(ids[2]) or set(ids[1]) & set(ids[2]))
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_seeded_split_gives_every_split_an_example(n):
+    examples = to_examples([(i + 1, r) for i, r in enumerate(qa_rows(n))], source="qa.jsonl", **QA)
+    parts = seeded_split(examples, seed=0)
+    assert all(parts) and sum(len(p) for p in parts) == n
+
+
+def test_seeded_split_needs_three_examples():
+    examples = to_examples([(1, qa_rows(1)[0]), (2, qa_rows(2)[1])], source="qa.jsonl", **QA)
+    with pytest.raises(SmeltError, match=r"qa\.jsonl: only 2 example\(s\); need at least 3"):
+        seeded_split(examples, seed=0, source="qa.jsonl")
+
+
+def test_load_splits_from_one_file(tmp_path):
+    path = write_jsonl(tmp_path / "qa.jsonl", qa_rows(10))
+    splits = load_splits(data=str(path), train=None, dev=None, test=None, seed=1, **QA)
+    assert isinstance(splits, Splits)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (4, 2, 4)
+    assert splits.sources == {"train": str(path), "dev": str(path), "test": str(path)}
+
+
+def test_load_splits_explicit_files_win(tmp_path):
+    paths = {
+        name: write_jsonl(tmp_path / f"{name}.jsonl", qa_rows(n, name))
+        for name, n in [("train", 3), ("dev", 2), ("test", 1)]
+    }
+    other = write_jsonl(tmp_path / "other.jsonl", qa_rows(30))
+    splits = load_splits(data=str(other), seed=0, **{k: str(v) for k, v in paths.items()}, **QA)
+    assert [e.id for e in splits.train] == ["train0", "train1", "train2"]
+    assert [e.id for e in splits.dev] == ["dev0", "dev1"]
+    assert [e.id for e in splits.test] == ["test0"]
+    assert splits.sources == {k: str(v) for k, v in paths.items()}
+
+
+def test_load_splits_explicit_files_need_all_three(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", qa_rows(3))
+    with pytest.raises(SmeltError, match=r"^--dev and --test missing"):
+        load_splits(data=None, train=str(train), dev=None, test=None, seed=0, **QA)
+
+
+def test_load_splits_errors_name_the_bad_line_in_split_files(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", qa_rows(3))
+    dev = write_jsonl(tmp_path / "dev.jsonl", [*qa_rows(1), {"question": "no answer?"}])
+    with pytest.raises(SmeltError, match=r"dev\.jsonl:2: missing field 'answer'"):
+        load_splits(data=None, train=str(train), dev=str(dev), test=str(train), seed=0, **QA)
+
+
+def test_load_splits_without_any_data():
+    with pytest.raises(SmeltError, match="no data given"):
+        load_splits(data=None, train=None, dev=None, test=None, seed=0, **QA)
+
+
+def test_load_splits_missing_local_file(tmp_path):
+    with pytest.raises(SmeltError, match=r"--data .*qa\.jsonl: no such file"):
+        load_splits(data=str(tmp_path / "qa.jsonl"), train=None, dev=None, test=None, seed=0, **QA)
+
+
+def test_load_splits_missing_relative_file_is_not_taken_for_a_hub_id(monkeypatch):
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("must not reach the hub"))
+    with pytest.raises(SmeltError, match=r"--data data/qa\.jsonl: no such file"):
+        load_splits(data="data/qa.jsonl", train=None, dev=None, test=None, seed=0, **QA)
+
+
+def test_hub_id_failure_says_how_to_download(monkeypatch):
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(args)
+        raise ConnectionError("Couldn't reach the Hugging Face Hub\nmore detail")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(SmeltError) as info:
+        load_splits(data="someone/some-qa:en", train=None, dev=None, test=None, seed=0, **QA)
+    assert calls == [("someone/some-qa", "en")]
+    assert str(info.value) == (
+        "dataset 'someone/some-qa:en' could not be loaded from the hub "
+        "(Couldn't reach the Hugging Face Hub); download it first with "
+        "`huggingface-cli download --repo-type dataset someone/some-qa` or pass a local file with --data"
+    )
+
+
+# ---------------------------------------------------------------------------- hub loader on a local folder
+
+
+def test_hub_loader_reads_a_local_dataset_folder(tmp_path, hf_cache):
+    folder = tmp_path / "owner_qa"
+    folder.mkdir()
+    for name, n in [("train", 4), ("validation", 3), ("test", 2)]:
+        write_jsonl(folder / f"{name}.jsonl", qa_rows(n, name))
+    records = load_hub_records(str(folder))
+    assert list(records) == ["train", "validation", "test"]
+    assert records["validation"][0] == (
+        1,
+        {"id": "validation0", "question": "question 0?", "answer": "answer 0"},
+    )
+    assert [line for line, _ in records["train"]] == [1, 2, 3, 4]
+
+    splits = load_splits(data=str(folder), train=None, dev=None, test=None, seed=0, **QA)
+    assert [e.id for e in splits.dev] == ["validation0", "validation1", "validation2"]
+    assert (len(splits.train), len(splits.test)) == (4, 2)
+    assert splits.sources["dev"] == str(folder)
+
+
+def test_hub_folder_without_validation_is_split_by_seed(tmp_path, hf_cache):
+    folder = tmp_path / "only_train"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", qa_rows(10))
+    splits = load_splits(data=str(folder), train=None, dev=None, test=None, seed=3, **QA)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (4, 2, 4)
+
+
+def test_hub_rows_report_split_and_row_number(tmp_path, hf_cache):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"prompt": "q?", "answer": "a"}] * 3)
+    with pytest.raises(
+        SmeltError, match=rf"{folder}\[train\]:1: missing field 'question' \(columns here: prompt"
+    ):
+        load_splits(data=str(folder), train=None, dev=None, test=None, seed=0, **QA)
+
+
+def test_hub_loader_wraps_failures_for_an_empty_folder(tmp_path, hf_cache):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    with pytest.raises(SmeltError, match=r"dataset folder '.*empty' could not be loaded \("):
+        load_hub_records(str(folder))
+
+
+# ---------------------------------------------------------------------------- shipped doc_qa
+
+
+def make_doc_qa(folder: Path, *, doc_id: str = "d1") -> Path:
+    folder.mkdir(parents=True)
+    write_jsonl(
+        folder / "documents.jsonl",
+        [
+            {"id": "d1", "language": "en", "title": "Kettles", "text": "A kettle boils water."},
+            {"id": "d2", "language": "ja", "title": "猫", "text": "猫は眠る。"},
+        ],
+    )
+    for split in ("train", "dev", "test"):
+        write_jsonl(
+            folder / f"{split}.jsonl",
+            [
+                {
+                    "id": f"{split}-1",
+                    "doc_id": "d1",
+                    "language": "en",
+                    "question": "What boils water?",
+                    "answer": "A kettle.",
+                    "kind": "extractive",
+                },
+                {
+                    "id": f"{split}-2",
+                    "doc_id": doc_id if split == "dev" else "d2",
+                    "language": "ja",
+                    "question": "犬は?",
+                    "answer": "文書に記載がありません。",
+                    "kind": "unanswerable",
+                },
+            ],
+        )
+    return folder
+
+
+def test_doc_qa_joins_questions_with_documents(tmp_path):
+    folder = make_doc_qa(tmp_path / "doc_qa")
+    splits = load_doc_qa_shipped(folder)
+    first, second = splits.train
+    assert first.document == "A kettle boils water." and first.question == "What boils water?"
+    assert (first.id, first.answer, first.language, first.kind, first.doc_id) == (
+        "train-1",
+        "A kettle.",
+        "en",
+        "extractive",
+        "d1",
+    )
+    assert second.document == "猫は眠る。" and second.kind == "unanswerable"
+    assert set(first.inputs().keys()) == {"document", "question"}
+    assert splits.sources == {
+        "documents": str(folder / "documents.jsonl"),
+        "train": str(folder / "train.jsonl"),
+        "dev": str(folder / "dev.jsonl"),
+        "test": str(folder / "test.jsonl"),
+    }
+    assert load_doc_qa_shipped(tmp_path).sources == splits.sources  # the parent of doc_qa/ works too
+
+
+def test_doc_qa_unknown_doc_id(tmp_path):
+    folder = make_doc_qa(tmp_path / "doc_qa", doc_id="d99")
+    with pytest.raises(SmeltError) as info:
+        load_doc_qa_shipped(folder)
+    assert str(info.value) == f"{folder / 'dev.jsonl'}:2: unknown doc_id 'd99' (not in documents.jsonl)"
+
+
+def test_doc_qa_question_in_two_splits(tmp_path):
+    folder = make_doc_qa(tmp_path / "doc_qa")
+    write_jsonl(folder / "test.jsonl", [{"id": "train-1", "doc_id": "d1", "question": "q?", "answer": "a"}])
+    with pytest.raises(
+        SmeltError, match=r"test\.jsonl:1: duplicate question id 'train-1' \(also at train\.jsonl:1\)"
+    ):
+        load_doc_qa_shipped(folder)
+
+
+def test_shipped_doc_qa_data():
+    # The data ships with the project, so missing files are a failure, not a skip.
+    splits = load_doc_qa_shipped(SHIPPED)
+    for name, minimum in [("train", 30), ("dev", 20), ("test", 30)]:
+        examples = getattr(splits, name)
+        assert len(examples) >= minimum, f"{name}: {len(examples)} examples, want >= {minimum}"
+        unanswerable = sum(e.answer in UNANSWERABLE for e in examples)
+        assert unanswerable >= 0.1 * len(examples), f"{name}: only {unanswerable} unanswerable questions"
+        assert all(e.document for e in examples)
