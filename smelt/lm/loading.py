@@ -86,8 +86,8 @@ def _from_hub(cls, hub_id: str, **kwargs):
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise SmeltError(
             f"model {hub_id!r} is not in the local Hugging Face cache and could not be downloaded ({reason}); "
-            f"download it on a connected machine with `huggingface-cli download {hub_id}` "
-            "(run `huggingface-cli login` first for gated models such as Llama), or pass a local folder as hf:PATH"
+            f"download it on a connected machine with `hf download {hub_id}` "
+            "(run `hf auth login` first for gated models such as Llama), or pass a local folder as hf:PATH"
         ) from exc
 
 
@@ -105,9 +105,32 @@ def attach_adapter(model, adapter: str | Path, *, base_source: str):
     try:
         peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise SmeltError(
-            f"--adapter {folder}: it does not fit the base model {base_source} (it was trained on {recorded_base}); "
-            "load it with the student model it was distilled for"
-        ) from exc
+        raise SmeltError(_misfit(folder, base_source, recorded_base)) from exc
+    # peft accepts an adapter that covers only some of the modules it targets (it warns and leaves the rest
+    # untouched), so an adapter from a shallower model with matching shapes would load silently.
+    saved = _lora_modules(_safetensors_keys(folder / "adapter_model.safetensors"))
+    injected = _lora_modules(name for name, _ in peft_model.named_parameters())
+    if saved != injected:
+        detail = f"it has LoRA weights for {len(saved)} modules, this base model takes {len(injected)}"
+        raise SmeltError(_misfit(folder, base_source, recorded_base, detail))
     peft_model.eval()
     return peft_model
+
+
+def _misfit(folder: Path, base_source: str, recorded_base: str, detail: str = "") -> str:
+    return (
+        f"--adapter {folder}: it does not fit the base model {base_source} (it was trained on {recorded_base}"
+        f"{'; ' + detail if detail else ''}); load it with the student model it was distilled for"
+    )
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return list(handle.keys())
+
+
+def _lora_modules(names) -> set[str]:
+    """The modules that parameter names put LoRA weights on: ``...q_proj.lora_A.default.weight`` -> ``...q_proj``."""
+    return {name.split(".lora_", 1)[0] for name in names if ".lora_" in name}

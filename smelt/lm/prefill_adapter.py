@@ -39,6 +39,9 @@ class PrefillChatAdapter(ChatAdapter):
 
     def _with_stops(self, lm_kwargs, signature) -> dict[str, Any]:
         stops = [COMPLETED_MARKER, *(field_marker(name) for name in signature.input_fields)]
+        if len(signature.output_fields) == 1:
+            # The prefilled field is the only one: after its value, a blank line can only lead to the end marker.
+            stops.append("\n\n")
         extra = lm_kwargs.get("stop") or []
         return {**lm_kwargs, "stop": list(dict.fromkeys([*stops, *([extra] if isinstance(extra, str) else extra)]))}
 

@@ -1,0 +1,179 @@
+"""smelt: make a small, local language model good at one task.
+
+    python cli.py compile doc_qa
+    python cli.py distill doc_qa --student llama-3.2-3b --teacher runs/doc_qa/<run>
+    python cli.py eval doc_qa --program runs/doc_qa/<run>
+
+This file only parses options and prints; every command is a function in smelt.commands.
+Heavy libraries are imported inside the commands so that --help answers at once.
+"""
+
+import sys
+
+import click
+
+LM_HELP = ("model spec: gemma-3-270m (embedded, offline), an alias such as llama-3.2-3b or qwen2.5-7b, "
+           "hf:<hub id or folder>, or a LiteLLM model such as openai/gpt-4o-mini (see `cli.py models`)")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+class SmeltGroup(click.Group):
+    """Turns SmeltError into one line on stderr, and Ctrl-C into a note about --resume."""
+
+    def invoke(self, ctx):
+        from smelt.errors import SmeltError
+
+        try:
+            return super().invoke(ctx)
+        except SmeltError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: everything written so far is kept; continue with --resume RUN_DIR", err=True)
+            sys.exit(130)
+
+
+def data_options(command):
+    options = [
+        click.option("--data", help="JSONL, CSV or Parquet file (or a hub dataset id), split by --seed into "
+                                   "train/dev/test 40/20/40. Default: the task's shipped data."),
+        click.option("--train", "train_file", help="train split file (with --dev and --test)"),
+        click.option("--dev", "dev_file", help="dev split file"),
+        click.option("--test", "test_file", help="test split file"),
+        click.option("--field", "fields", multiple=True, metavar="NAME=COLUMN",
+                     help="map a task field to a column of your data, e.g. --field answer=gold (repeatable)"),
+        click.option("--max-train", type=int, help="use only the first N train examples"),
+        click.option("--max-dev", type=int, help="use only the first N dev examples"),
+        click.option("--max-test", type=int, help="use only the first N test examples"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _data(kwargs):
+    from smelt.commands.common import DataOptions
+
+    return DataOptions(
+        data=kwargs.pop("data"), train=kwargs.pop("train_file"), dev=kwargs.pop("dev_file"),
+        test=kwargs.pop("test_file"), fields=kwargs.pop("fields"), max_train=kwargs.pop("max_train"),
+        max_dev=kwargs.pop("max_dev"), max_test=kwargs.pop("max_test"),
+    )
+
+
+@click.group(cls=SmeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """smelt: make a small, local language model good at one task.
+
+    compile: optimize a DSPy program's prompts against a metric (baseline vs compiled, side by side).
+    distill: train a LoRA adapter on a small student from a compiled program.
+    eval / run: score a finished run, or answer one question with it.
+    """
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--optimizer", default="bootstrap", show_default=True,
+              type=click.Choice(["none", "labeled", "bootstrap", "random_search", "mipro", "copro", "simba", "gepa"]),
+              help="DSPy optimizer")
+@click.option("--lm", default="gemma-3-270m", show_default=True, help=LM_HELP)
+@click.option("--metric", type=click.Choice(["f1", "em", "judge"]),
+              help="f1/em: answer vs reference (characters for Japanese); judge: an LLM rates 0-10. "
+                   "Default: judge when --judge is given, else f1")
+@click.option("--judge", help="model spec of the judge for --metric judge")
+@click.option("--seed", default=0, show_default=True, help="seed for data splits and optimizers")
+@click.option("--threads", default=8, show_default=True, help="parallel requests (in-process models batch them)")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps (in-process models)")
+@click.option("--api-base", help="server URL for LiteLLM models, e.g. http://gpu-box:8000/v1 for vLLM or SGLang")
+@click.option("--predictor", type=click.Choice(["predict", "cot"]), help="Predict (default) or ChainOfThought")
+@click.option("--placement", type=click.Choice(["question_last", "question_first"]),
+              help="where the question goes relative to the document (default question_last)")
+@click.option("--context-chars", type=int, help="documents longer than this are cut to their best BM25 passages")
+@click.option("--top-k", type=int, help="how many passages to keep for a long document")
+@click.option("--max-demos", default=2, show_default=True, help="bootstrapped demos per predictor")
+@click.option("--max-labeled-demos", default=2, show_default=True, help="labeled demos per predictor")
+@click.option("--resume", type=click.Path(), help="continue an interrupted compile run in this run directory")
+@click.option("--runs-root", type=click.Path(), help="where run directories go (default: ./runs or $SMELT_RUNS)")
+@click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses")
+@data_options
+def compile(task, **kwargs):
+    """Compile TASK's prompts: score the baseline, optimize on train, score the compiled program on dev and test."""
+    from smelt.commands.compile import CompileOptions, run_compile
+
+    data = _data(kwargs)
+    program_options = {k: kwargs.pop(k) for k in ("predictor", "placement", "context_chars", "top_k")}
+    options = CompileOptions(
+        task=task, data=data, cache=not kwargs.pop("no_cache"),
+        program_options={k: v for k, v in program_options.items() if v is not None}, **kwargs,
+    )
+    outcome = run_compile(options, log=lambda m: click.echo(m, err=True))
+    click.echo(outcome.table)
+    click.echo(f"\nrun directory: {outcome.run_dir}")
+
+
+@cli.command("eval")
+@click.argument("task")
+@click.option("--program", required=True, type=click.Path(), help="a compile or distill run directory")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
+@click.option("--lm", help="run the program on another model (default: the one it was built for). " + LM_HELP)
+@click.option("--metric", type=click.Choice(["f1", "em", "judge"]), help="default: the program run's metric")
+@click.option("--judge", help="model spec of the judge for --metric judge")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--api-base", help="server URL for LiteLLM models")
+@click.option("--runs-root", type=click.Path())
+@click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses")
+@data_options
+def eval_command(task, **kwargs):
+    """Score a finished run's program on a split of TASK's data, or on --data FILE."""
+    from smelt.commands.evaluate_run import EvalOptions, run_eval
+
+    data = _data(kwargs)
+    options = EvalOptions(data=data, cache=not kwargs.pop("no_cache"), **kwargs)
+    run_dir, summary, table = run_eval(options, log=lambda m: click.echo(m, err=True))
+    loaded_task = summary["task"]
+    if loaded_task != task:
+        click.echo(f"note: the program was built for task {loaded_task}", err=True)
+    click.echo(table)
+    click.echo(f"\nrun directory: {run_dir}")
+
+
+@cli.command("run")
+@click.argument("task")
+@click.option("--program", required=True, type=click.Path(), help="a compile or distill run directory")
+@click.option("--document", required=True, help="a UTF-8 text file, or - to read standard input")
+@click.option("--question", required=True, help="the question to answer")
+@click.option("--lm", help="run on another model. " + LM_HELP)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--api-base", help="server URL for LiteLLM models")
+def run_command(task, program, document, question, lm, device, api_base):
+    """Answer one question about one document with a finished run's program."""
+    from smelt.commands.answer import answer_question, read_document
+
+    click.echo(answer_question(program, read_document(document), question, lm=lm, device=device, api_base=api_base))
+
+
+@cli.command()
+def tasks():
+    """List the tasks smelt knows."""
+    from smelt.programs.registry import get_task, task_names
+
+    for name in task_names():
+        click.echo(f"{name:10s} {get_task(name).description}")
+
+
+@cli.command()
+def models():
+    """List model aliases and which models are cached locally."""
+    from smelt.lm.catalog import list_models
+
+    for row in list_models():
+        click.echo("  ".join(str(v) for v in row.values()))
+
+
+if __name__ == "__main__":
+    cli()

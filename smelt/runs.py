@@ -1,0 +1,122 @@
+"""Run directories: one per command, never overwritten, everything needed to reproduce and audit it.
+
+runs/<task>/<YYYYmmdd-HHMMSS>-<command>/
+  manifest.json  program.json  eval/<split>.jsonl  summary.json  report.md
+"""
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from smelt.errors import SmeltError
+
+RUNS_ROOT = Path(os.environ.get("SMELT_RUNS", "runs"))
+_PACKAGES = ("smelt", "dspy", "transformers", "torch", "peft", "optuna", "datasets", "rank-bm25")
+_SECRET_NAME = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+def new_run_dir(task: str, command: str, root: Path | None = None) -> Path:
+    """Create a fresh run directory; a second run in the same second gets a numbered suffix."""
+    base = Path(root or RUNS_ROOT) / task
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 1000):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        path = base / f"{stamp}-{command}{suffix}"
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        (path / "eval").mkdir()
+        return path
+    raise SmeltError(f"could not create a run directory under {base}")
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: readers never see a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def scrub(options: dict) -> dict:
+    """Options as recorded: anything that looks like a credential is dropped."""
+    return {k: v for k, v in options.items() if not _SECRET_NAME.search(k)}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str | None]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprints(sources: dict[str, str]) -> dict[str, dict]:
+    """sha256 of each data file (hub ids and folders are recorded by name only)."""
+    out = {}
+    for split, source in sources.items():
+        path = Path(source)
+        out[split] = {"source": str(source), "sha256": file_sha256(path) if path.is_file() else None}
+    return out
+
+
+def build_manifest(*, command: str, task: str, options: dict, seed: int, models: dict, data_sources: dict,
+                   program_options: dict | None = None, extra: dict | None = None) -> dict:
+    return {
+        "command": command,
+        "argv": [arg for arg in sys.argv],
+        "task": task,
+        "options": scrub(options),
+        "seed": seed,
+        "program_options": program_options,
+        "models": models,
+        "data": data_fingerprints(data_sources),
+        "versions": _versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+
+
+def read_manifest(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise SmeltError(f"{run_dir}: not a smelt run directory (no manifest.json); pass runs/<task>/<run>")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SmeltError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
