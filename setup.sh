@@ -13,8 +13,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet torch          # CUDA build from PyPI
   else
     # Installed before anything that depends on torch, or pip pulls several GB of CUDA wheels.
-    .venv/bin/python -m pip install --quiet torch==2.13.0 || .venv/bin/python -m pip install --quiet torch \
-      --index-url https://download.pytorch.org/whl/cpu
+    .venv/bin/python -m pip install --quiet torch==2.13.0
   fi
 fi
 .venv/bin/python -m pip install --quiet -e ".${extras}"
