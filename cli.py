@@ -114,6 +114,61 @@ def compile(task, **kwargs):
     click.echo(f"\nrun directory: {outcome.run_dir}")
 
 
+@cli.command()
+@click.argument("task")
+@click.option("--student", required=True, help="the model to train a LoRA adapter on (in-process). " + LM_HELP)
+@click.option("--teacher", required=True,
+              help="a compile run directory (its program on its model), or a model spec (the uncompiled program)")
+@click.option("--min-score", default=0.5, show_default=True, help="keep teacher answers scoring at least this (0-1)")
+@click.option("--use-labels/--no-use-labels", default=True, show_default=True,
+              help="where the teacher missed, train on the gold answer")
+@click.option("--synthetic", default=0, show_default=True,
+              help="N extra questions written by the teacher over the train documents, kept when the judge rates "
+                   "them 7/10 or more (the teacher judges when --judge is not given)")
+@click.option("--metric", type=click.Choice(["f1", "em", "judge"]), help="default: judge with --judge, else f1")
+@click.option("--judge", help="model spec of the judge")
+@click.option("--seed", default=0, show_default=True, help="seed for data, training order and LoRA init")
+@click.option("--threads", default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
+@click.option("--api-base", help="server URL for a LiteLLM teacher or judge")
+@click.option("--lora-r", type=int, help="LoRA rank (default 8 on CPU, 16 on CUDA)")
+@click.option("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
+@click.option("--lora-dropout", type=float, help="LoRA dropout (default 0.05)")
+@click.option("--target-modules", help="comma-separated module names, or all-linear (default q,k,v,o projections)")
+@click.option("--learning-rate", type=float, help="peak learning rate (default 5e-4 CPU, 2e-4 CUDA)")
+@click.option("--epochs", type=int, help="passes over the SFT set (default 3)")
+@click.option("--batch-size", type=int, help="examples per step (default 4 CPU, 16 CUDA)")
+@click.option("--grad-accum", type=int, help="steps to accumulate before an update (default 1)")
+@click.option("--max-length", type=int, help="max tokens of prompt + completion (default 512 CPU, 2048 CUDA)")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="trade compute for memory (default on for CUDA)")
+@click.option("--qlora", is_flag=True, help="4-bit base weights (CUDA with bitsandbytes installed)")
+@click.option("--merge", is_flag=True, help="also write merged weights (for vLLM or llama.cpp conversion)")
+@click.option("--resume", type=click.Path(), help="continue an interrupted distill run in this run directory")
+@click.option("--runs-root", type=click.Path(), help="where run directories go (default: ./runs or $SMELT_RUNS)")
+@click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses")
+@data_options
+def distill(task, **kwargs):
+    """Distill a compiled program into a LoRA adapter on a small student.
+
+    Scores the teacher, the bare student and the distilled student side by side on test."""
+    from smelt.commands.distill import DistillOptions, run_distill
+
+    data = _data(kwargs)
+    lora_names = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules",
+                  "learning_rate": "learning_rate", "epochs": "epochs", "batch_size": "batch_size",
+                  "grad_accum": "grad_accum", "max_length": "max_length",
+                  "gradient_checkpointing": "gradient_checkpointing"}
+    lora = {field: kwargs.pop(option) for option, field in lora_names.items()}
+    lora = {k: v for k, v in lora.items() if v is not None}
+    if kwargs.pop("qlora"):
+        lora["qlora"] = True
+    options = DistillOptions(task=task, data=data, lora=lora, cache=not kwargs.pop("no_cache"), **kwargs)
+    run_dir, summary, table = run_distill(options, log=lambda m: click.echo(m, err=True))
+    click.echo(table)
+    click.echo(f"\nrun directory: {run_dir}")
+
+
 @cli.command("eval")
 @click.argument("task")
 @click.option("--program", required=True, type=click.Path(), help="a compile or distill run directory")

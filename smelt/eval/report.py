@@ -8,6 +8,7 @@ _ROWS = [
     ("prompt_tokens_per_example", "prompt tokens / example", "{:.0f}"),
     ("completion_tokens_per_example", "completion tokens / example", "{:.1f}"),
     ("lm_calls", "LM calls", "{:d}"),
+    ("model_memory_mb", "model memory (MB)", "{:.0f}"),
     ("peak_memory_mb", "peak memory (MB)", "{:.0f}"),
     ("wall_s", "wall time (s)", "{:.1f}"),
 ]

@@ -134,3 +134,15 @@ def _safetensors_keys(path: Path) -> list[str]:
 def _lora_modules(names) -> set[str]:
     """The modules that parameter names put LoRA weights on: ``...q_proj.lora_A.default.weight`` -> ``...q_proj``."""
     return {name.split(".lora_", 1)[0] for name in names if ".lora_" in name}
+
+
+def unload_models() -> None:
+    """Forget every model loaded in this process (after training changed one, the next load is fresh)."""
+    with _load_lock:
+        _loaded.clear()
+
+
+def parameter_megabytes(model) -> float:
+    """Memory held by a model's parameters and buffers, in MB."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return round(sum(t.numel() * t.element_size() for t in tensors) / 2**20, 1)

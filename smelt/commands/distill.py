@@ -1,0 +1,317 @@
+"""``distill``: turn a compiled program on a large teacher into a zero-shot LoRA student.
+
+1. The teacher (a compile run, or a model spec running the uncompiled program) answers the train inputs.
+2. Answers reaching --min-score become SFT targets; where the teacher missed, the gold answer may stand in
+   (--use-labels). --synthetic N adds teacher-written questions over the train documents, judge-filtered.
+3. The SFT set is written as chat JSONL in exactly the prompt the zero-shot student sends at inference.
+4. Before training: the teacher and the bare student are scored on test.
+5. LoRA training (smelt.optimizers.lora_training), with a checkpoint each epoch.
+6. The distilled student is scored on test; everything lands in the run directory.
+"""
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dspy
+
+from smelt.commands.common import DataOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
+from smelt.errors import SmeltError
+from smelt.eval.evaluate import evaluate
+from smelt.eval.judge import resolve_metric
+from smelt.eval.report import markdown_table, text_table
+from smelt.lm.prefill_adapter import COMPLETED_MARKER, PrefillChatAdapter
+from smelt.programs.registry import get_task
+from smelt.runs import build_manifest, new_run_dir, read_manifest, write_json, write_text
+
+SFT_FILE = "sft.jsonl"
+TRAINING_SUMMARY = "training.json"
+
+
+@dataclass
+class DistillOptions:
+    student: str
+    teacher: str  # a compile run directory, or a model spec
+    task: str = "doc_qa"
+    min_score: float = 0.5
+    use_labels: bool = True
+    synthetic: int = 0
+    metric: str | None = None
+    judge: str | None = None
+    seed: int = 0
+    threads: int = 8
+    device: str = "auto"
+    api_base: str | None = None
+    lora: dict = field(default_factory=dict)  # LoraTrainingConfig overrides, e.g. {"r": 16, "epochs": 2}
+    merge: bool = False
+    data: DataOptions = field(default_factory=DataOptions)
+    resume: str | None = None
+    runs_root: str | None = None
+    cache: bool = True
+
+
+@dataclass
+class Teacher:
+    program: dspy.Module
+    lm: object
+    program_options: dict
+    source: str
+
+
+def _load_teacher(options: DistillOptions, task) -> Teacher:
+    from smelt.lm import lm_for_spec
+
+    if (Path(options.teacher) / "manifest.json").is_file():
+        loaded = load_run(options.teacher, device=options.device, api_base=options.api_base)
+        if loaded.task.name != task.name:
+            raise SmeltError(f"--teacher {options.teacher}: a run of task {loaded.task.name}, not {task.name}")
+        options_used = loaded.manifest.get("program_options") or task.default_options()
+        return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}")
+    if Path(options.teacher).exists():
+        raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "
+                         "directory (runs/<task>/<run>) or a model spec")
+    lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base)
+    return Teacher(task.make_program(task.default_options()), lm, task.default_options(), f"model {options.teacher}")
+
+
+def sft_messages(program: dspy.Module, inputs: dict) -> list[dict]:
+    """The chat messages the zero-shot student program sends for these predictor inputs."""
+    predictors = program.predictors()
+    if len(predictors) != 1:
+        raise SmeltError("distill supports programs with one predictor; this program has "
+                         f"{len(predictors)}")
+    return PrefillChatAdapter().format(predictors[0].signature, [], inputs)
+
+
+def sft_completion(answer: str) -> str:
+    """What the student learns to write after the prefilled answer marker."""
+    return f"{answer.strip()}\n\n{COMPLETED_MARKER}"
+
+
+def run_distill(options: DistillOptions, log=print):
+    from smelt.lm import lm_for_spec, parse_spec
+    from smelt.lm.loading import parameter_megabytes, unload_models
+
+    started = time.perf_counter()
+    task = get_task(options.task)
+    student_spec = parse_spec(options.student, "--student")
+    if not student_spec.in_process:
+        raise SmeltError(f"--student {options.student}: the student must be an in-process model "
+                         "(gemma-3-270m, an alias such as llama-3.2-3b, or hf:<id or folder>) to train an adapter")
+    if not 0 <= options.min_score <= 1:
+        raise SmeltError(f"--min-score {options.min_score}: use a score between 0 and 1")
+    if options.synthetic < 0:
+        raise SmeltError("--synthetic must be 0 or more")
+    from smelt.lm.devices import resolve_device
+    from smelt.optimizers.lora_config import LoraTrainingConfig, default_config
+
+    device = resolve_device(options.device)
+    lora = dict(options.lora)
+    if "r" in lora and "alpha" not in lora:
+        lora["alpha"] = 2.0 * lora["r"]
+    config = LoraTrainingConfig(**{**asdict(default_config(device)), "seed": options.seed, **lora})
+    configure_dspy(options.threads, options.cache)
+    splits = load_task_data(task, options.data, options.seed)
+    if not splits.train:
+        raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
+    teacher = _load_teacher(options, task)
+    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base) \
+        if options.judge else None
+    metric = resolve_metric(options.metric, judge)
+    student_options = {**teacher.program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
+    student_program = task.make_program(student_options)
+
+    run_dir = _open_run_dir(options)
+    if not (run_dir / "manifest.json").exists():
+        write_json(run_dir / "manifest.json", build_manifest(
+            command="distill", task=task.name, options=asdict(options), seed=options.seed,
+            models={"program": {"spec": options.student, "kind": student_spec.kind, "target": student_spec.target,
+                                "adapter": "adapter"},
+                    "teacher": {**teacher.lm.describe(), "source": teacher.source},
+                    **({"judge": judge.describe()} if judge else {})},
+            data_sources=splits.sources, program_options=student_options,
+            extra={"metric": metric.name, "lora": config.to_dict(), "teacher_program_options": teacher.program_options},
+        ))
+    log(f"[smelt] run directory: {run_dir}")
+
+    def score(program, lm, examples, name, desc):
+        return evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
+                        out_path=run_dir / "eval" / f"{name}.jsonl", desc=desc)
+
+    # 1-3. Teacher traces -> SFT set.
+    sft_path = run_dir / SFT_FILE
+    if not sft_path.exists():
+        traces = score(teacher.program, teacher.lm, splits.train, "teacher.train", "teacher train")
+        rows = _sft_rows(task, student_program, splits.train, traces.records, options)
+        if options.synthetic:
+            rows += _synthetic_rows(task, teacher, student_program, splits.train, judge or teacher.lm, options, log)
+        if not rows:
+            raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
+                             "the train inputs; lower --min-score or keep --use-labels")
+        from smelt.optimizers.sft_data import write_sft_jsonl
+
+        write_sft_jsonl(sft_path, rows)
+    from smelt.optimizers.sft_data import read_sft_jsonl, tokenize_sft
+
+    rows = read_sft_jsonl(sft_path)
+    counts = {source: sum(r.get("source") == source for r in rows) for source in ("teacher", "label", "synthetic")}
+    log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {sft_path}")
+
+    # 4. Reference points on test, before the student is changed by training.
+    if not splits.test:
+        raise SmeltError("the test split is empty: distill compares teacher and student on test")
+    columns = {}
+    teacher_test = score(teacher.program, teacher.lm, splits.test, "teacher.test", "teacher test")
+    columns["teacher"] = teacher_test.summary | {"model_memory_mb": _model_mb(teacher.lm, parameter_megabytes)}
+    student_lm = lm_for_spec(options.student, option="--student", device=options.device)
+    bare = score(student_program, student_lm, splits.test, "student.test", "student (no adapter) test")
+    columns["student (no adapter)"] = bare.summary | {"model_memory_mb": _model_mb(student_lm, parameter_megabytes)}
+
+    # 5. Training.
+    training_file = run_dir / TRAINING_SUMMARY
+    if training_file.exists():
+        training = json.loads(training_file.read_text())
+        log(f"[smelt] reusing the trained adapter in {run_dir / 'adapter'}")
+    else:
+        training = _train(options, student_spec, config, device, rows, run_dir, tokenize_sft, log)
+        write_json(training_file, training)
+    unload_models()  # the next load of the student is fresh: base weights + the saved adapter
+
+    # 6. The distilled student, loaded back from its safetensors.
+    distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
+                               adapter=run_dir / "adapter")
+    tmp = run_dir / "program.partial.json"
+    student_program.save(str(tmp))
+    tmp.replace(run_dir / "program.json")
+    distilled = score(student_program, distilled_lm, splits.test, "test", "distilled student test")
+    columns["distilled student"] = distilled.summary | {
+        "model_memory_mb": _model_mb(distilled_lm, parameter_megabytes)}
+    if options.merge:
+        from smelt.optimizers.lora_model import merge_adapter
+
+        merged_dir = run_dir / "merged"
+        if not merged_dir.exists():
+            merge_adapter(distilled_lm.engine.model.get_base_model(), run_dir / "adapter", merged_dir,
+                          distilled_lm.engine.tokenizer)
+        log(f"[smelt] merged weights for serving: {merged_dir}")
+
+    summary = {
+        "task": task.name, "command": "distill", "student": options.student, "teacher": teacher.source,
+        "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "training": training,
+        "test": columns, "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    write_text(run_dir / "report.md", _report(summary, columns))
+    return run_dir, summary, text_table(columns)
+
+
+def _open_run_dir(options: DistillOptions) -> Path:
+    if not options.resume:
+        return new_run_dir(options.task, "distill", Path(options.runs_root) if options.runs_root else None)
+    run_dir = Path(options.resume)
+    manifest = read_manifest(run_dir)
+    if manifest.get("command") != "distill":
+        raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run, not a distill run")
+    return run_dir
+
+
+def _model_mb(resolved, parameter_megabytes) -> float | None:
+    return parameter_megabytes(resolved.engine.model) if resolved.engine is not None else None
+
+
+def _sft_rows(task, student_program, train, records, options) -> list[dict]:
+    by_id = {str(r["id"]): r for r in records}
+    rows = []
+    for example in train:
+        record = by_id.get(str(example.get("id")))
+        prediction = (record or {}).get("prediction")
+        if record and prediction and record["score"] >= options.min_score:
+            answer, source = prediction, "teacher"
+        elif options.use_labels and example.get("answer"):
+            answer, source = example.answer, "label"
+        else:
+            continue
+        inputs = _predictor_inputs(task, student_program, example)
+        rows.append({"id": example.get("id"), "source": source,
+                     "messages": sft_messages(student_program, inputs), "completion": sft_completion(answer)})
+    return rows
+
+
+def _predictor_inputs(task, program, example) -> dict:
+    prepared = task.prepare_demo_inputs(program, example) if task.prepare_demo_inputs else example
+    return dict(prepared.inputs())
+
+
+def _synthetic_rows(task, teacher: Teacher, student_program, train, judge_lm, options, log) -> list[dict]:
+    """--synthetic N: new questions written by the teacher over train documents, kept when the judge agrees."""
+    from smelt.signatures.synthetic import JudgeGroundedAnswer, WriteQuestion
+
+    documents: dict[str, list] = {}
+    for example in train:
+        documents.setdefault(example.document, []).append(example.question)
+    order = list(documents)
+    random.Random(options.seed).shuffle(order)
+    write, rate = dspy.Predict(WriteQuestion), dspy.Predict(JudgeGroundedAnswer)
+    rows, attempts = [], 0
+    while len(rows) < options.synthetic and attempts < 3 * options.synthetic:
+        document = order[attempts % len(order)]
+        attempts += 1
+        try:
+            with teacher.lm.context():
+                question = write(document=document, example_questions="\n".join(documents[document]),
+                                 config={"temperature": 0.7, "rollout_id": attempts}).question.strip()
+                answer = teacher.program(document=document, question=question).answer.strip()
+            with judge_lm.context():
+                rating = int(rate(document=document, question=question, answer=answer).rating)
+        except Exception as exc:  # noqa: BLE001 - a failed synthetic example is skipped, not fatal
+            log(f"[smelt] synthetic example skipped: {type(exc).__name__}")
+            continue
+        if not question or not answer or rating < 7 or question in documents[document]:
+            continue
+        documents[document].append(question)
+        example = dspy.Example(id=f"synthetic-{len(rows) + 1}", document=document, question=question,
+                               answer=answer).with_inputs(*task.input_keys)
+        rows.append({"id": example.id, "source": "synthetic", "messages": sft_messages(
+            student_program, _predictor_inputs(task, student_program, example)), "completion": sft_completion(answer)})
+    log(f"[smelt] synthetic: kept {len(rows)} of {attempts} teacher-written questions")
+    return rows
+
+
+def _train(options, student_spec, config, device, rows, run_dir, tokenize_sft, log) -> dict:
+    from smelt.optimizers.lora_model import load_for_training
+    from smelt.optimizers.lora_resources import check_fits, estimate_resources
+    from smelt.optimizers.lora_training import train_lora
+
+    student = load_for_training(student_spec, config, device)
+    examples = [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in rows]
+    estimate = estimate_resources(student.model, config, device,
+                                  completion_tokens=max(len(e.completion_ids) for e in examples))
+    log(f"[smelt] {estimate.summary()}")
+    check_fits(estimate)
+    result = train_lora(student.model, student.tokenizer, examples, config, run_dir,
+                        resume=bool(options.resume), log=log)
+    return {"steps": result.steps, "examples": result.examples, "dropped": result.dropped,
+            "first_loss": round(result.losses[0], 4) if result.losses else None,
+            "final_loss": round(result.losses[-1], 4) if result.losses else None,
+            "tokens": result.tokens, "train_seconds": round(result.seconds, 1),
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "total_parameters": estimate.total_params, "trainable_parameters": estimate.trainable_params}
+
+
+def _report(summary: dict, columns: dict) -> str:
+    t = summary["training"]
+    return "\n".join([
+        f"# distill {summary['task']}: {summary['teacher']} -> {summary['student']} (LoRA)",
+        "",
+        f"Metric: **{summary['metric']}** on test. SFT set: {summary['sft_examples']} examples "
+        f"{summary['sft_sources']}. Training: {t['steps']} steps, loss {t['first_loss']} -> {t['final_loss']}, "
+        f"{t['tokens_per_second']} tokens/s, {t['trainable_parameters']:,} trainable of "
+        f"{t['total_parameters']:,} parameters.",
+        "",
+        markdown_table(columns),
+        "",
+        "Files: `adapter/` (safetensors), `program.json` (the zero-shot student program), `sft.jsonl`, "
+        "`train_log.jsonl`, `eval/*.jsonl`.",
+    ]) + "\n"
