@@ -48,6 +48,20 @@ def load_task_data(task: Task, options: DataOptions, seed: int):
     return splits
 
 
+def check_model_options(lm: str | None, judge: str | None, metric: str | None, device: str) -> None:
+    """Fail on a bad --lm/--judge/--metric/--device in a moment, before data or weights are loaded."""
+    from smelt.eval.judge import metric_name
+    from smelt.lm.devices import resolve_device
+    from smelt.lm.specs import parse_spec
+
+    if lm:
+        parse_spec(lm, "--lm")
+    if judge:
+        parse_spec(judge, "--judge")
+    metric_name(metric, judge is not None)
+    resolve_device(device)
+
+
 def configure_dspy(threads: int, cache: bool = True) -> None:
     """Global DSPy settings for a command: failures are recorded per example, never fatal."""
     dspy.configure(max_errors=10**9, num_threads=threads)

@@ -9,7 +9,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from smelt.commands.common import DataOptions, configure_dspy, load_task_data, peak_memory_mb
+from smelt.commands.common import (
+    DataOptions,
+    check_model_options,
+    configure_dspy,
+    load_task_data,
+    peak_memory_mb,
+)
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
@@ -52,6 +58,7 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     configure_dspy(options.threads, options.cache)
     program_options = {**task.default_options(), **options.program_options}
     baseline = task.make_program(program_options)  # validates the options before any slow work
+    check_model_options(options.lm, options.judge, options.metric, options.device)
     splits = load_task_data(task, options.data, options.seed)
     if not splits.dev and not splits.test:
         raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")

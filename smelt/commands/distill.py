@@ -17,7 +17,14 @@ from pathlib import Path
 
 import dspy
 
-from smelt.commands.common import DataOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
+from smelt.commands.common import (
+    DataOptions,
+    check_model_options,
+    configure_dspy,
+    load_run,
+    load_task_data,
+    peak_memory_mb,
+)
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
@@ -112,6 +119,7 @@ def run_distill(options: DistillOptions, log=print):
     if "r" in lora and "alpha" not in lora:
         lora["alpha"] = 2.0 * lora["r"]
     config = LoraTrainingConfig(**{**asdict(default_config(device)), "seed": options.seed, **lora})
+    check_model_options(None, options.judge, options.metric, options.device)
     configure_dspy(options.threads, options.cache)
     splits = load_task_data(task, options.data, options.seed)
     if not splits.train:

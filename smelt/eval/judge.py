@@ -58,16 +58,21 @@ class JudgeMetric(Metric):
         return rating / 10, {"rating": rating, "rationale": verdict.rationale}
 
 
-def resolve_metric(name: str | None, judge=None) -> Metric:
-    """--metric and --judge into a Metric: judge when a judge model is given, else f1."""
-    name = name or ("judge" if judge is not None else "f1")
+def metric_name(name: str | None, has_judge: bool) -> str:
+    """Which metric --metric/--judge select (judge when a judge model is given, else f1), checked before any
+    model is loaded."""
+    name = name or ("judge" if has_judge else "f1")
     if name not in METRIC_NAMES:
         raise SmeltError(f"--metric {name!r}: use one of {', '.join(METRIC_NAMES)}")
-    if name == "judge":
-        if judge is None:
-            raise SmeltError(
-                "--metric judge needs a judge model: pass --judge SPEC (e.g. --judge qwen2.5-7b, "
-                "--judge openai/gpt-4o-mini, or --judge gemma-3-270m to try it offline)"
-            )
-        return JudgeMetric("judge", judge=judge)
-    return AnswerMetric(name)
+    if name == "judge" and not has_judge:
+        raise SmeltError(
+            "--metric judge needs a judge model: pass --judge SPEC (e.g. --judge qwen2.5-7b, "
+            "--judge openai/gpt-4o-mini, or --judge gemma-3-270m to try it offline)"
+        )
+    return name
+
+
+def resolve_metric(name: str | None, judge=None) -> Metric:
+    """--metric and --judge (a loaded ResolvedLM or None) into a Metric."""
+    name = metric_name(name, judge is not None)
+    return JudgeMetric("judge", judge=judge) if name == "judge" else AnswerMetric(name)

@@ -22,9 +22,9 @@ class DocQAOptions:
 
     predictor: str = "predict"
     placement: str = "question_last"
-    context_chars: int = 700  # documents longer than this are cut down to their best passages
+    context_chars: int = 600  # documents longer than this are cut down to their best passages
     top_k: int = 2
-    chunk_chars: int = 300
+    chunk_chars: int = 250
 
     def __post_init__(self):
         if self.predictor not in PREDICTORS:
@@ -44,7 +44,11 @@ class DocQA(dspy.Module):
         super().__init__()
         self.options = options or DocQAOptions()
         signature = AnswerBeforeDocument if self.options.placement == "question_first" else AnswerAfterDocument
-        self.answer = dspy.ChainOfThought(signature) if self.options.predictor == "cot" else dspy.Predict(signature)
+        # Answers are short: a generous cap keeps one rambling generation from holding up a whole batch.
+        if self.options.predictor == "cot":
+            self.answer = dspy.ChainOfThought(signature, max_tokens=320)
+        else:
+            self.answer = dspy.Predict(signature, max_tokens=64)
 
     def passages(self, document: str, question: str) -> str:
         """What the predictor sees of the document."""
