@@ -1,0 +1,101 @@
+"""The command line: fast --help, and one clear line (exit 2, no traceback) for each mistake a user can make."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smelt(*args: str, cwd: Path = ROOT, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          input=stdin, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = "import sys; sys.argv=['cli.py','--help']; import cli\n" \
+           "try:\n    cli.cli()\nexcept SystemExit:\n    pass\n" \
+           "print(sorted(m for m in ('torch','dspy','transformers','peft') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "compile" in out.stdout and "distill" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["compile", "eval", "run", "distill", "tasks", "models"])
+def test_every_command_explains_its_options(command):
+    result = smelt(command, "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+
+
+def test_tasks_lists_doc_qa():
+    result = smelt("tasks")
+    assert result.returncode == 0 and "doc_qa" in result.stdout
+
+
+def test_unknown_task():
+    assert_one_line_error(smelt("compile", "no_such_task"), "unknown task 'no_such_task'", "doc_qa")
+
+
+def test_unknown_model_alias():
+    assert_one_line_error(smelt("compile", "doc_qa", "--lm", "llama-9"), "--lm 'llama-9'", "unknown model")
+
+
+def test_judge_metric_without_judge():
+    assert_one_line_error(smelt("compile", "doc_qa", "--metric", "judge"), "--metric judge", "--judge")
+
+
+def test_cuda_without_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")  # the error under test only exists without one
+    assert_one_line_error(smelt("compile", "doc_qa", "--device", "cuda"), "--device cuda", "--device cpu")
+
+
+def test_missing_data_file(tmp_path):
+    assert_one_line_error(smelt("compile", "doc_qa", "--data", str(tmp_path / "nope.jsonl")), "nope.jsonl")
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path):
+    data = tmp_path / "qa.jsonl"
+    good = {"document": "d", "question": "q", "answer": "a"}
+    data.write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n{not json\n", encoding="utf-8")
+    assert_one_line_error(smelt("compile", "doc_qa", "--data", str(data)), f"{data}:3:")
+
+
+def test_missing_field_suggests_mapping(tmp_path):
+    data = tmp_path / "qa.jsonl"
+    rows = [{"document": "d", "question": "q", "gold": "a"}] * 3
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert_one_line_error(smelt("compile", "doc_qa", "--data", str(data)), ":1:", "answer", "--field")
+
+
+def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
+    assert_one_line_error(smelt("eval", "doc_qa", "--program", str(tmp_path)), "manifest.json")
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    assert_one_line_error(smelt("compile", "doc_qa", "--resume", str(tmp_path), "--max-dev", "1"), "manifest.json")
+
+
+def test_distill_student_must_be_in_process():
+    assert_one_line_error(smelt("distill", "doc_qa", "--student", "openai/gpt-4o-mini", "--teacher", "gemma-3-270m"),
+                          "--student", "in-process")
+
+
+def test_run_with_missing_document(tmp_path):
+    assert_one_line_error(smelt("run", "doc_qa", "--program", str(tmp_path), "--document", str(tmp_path / "x.txt"),
+                                "--question", "q"), "--document")
