@@ -28,6 +28,11 @@ def answer_question(program_run: str, document: str, question: str, *, lm: str |
         raise SmeltError("--document is empty; pass a file with the document's text")
     configure_dspy(threads=1)
     loaded = load_run(program_run, lm_spec=lm, device=device, api_base=api_base)
-    with loaded.lm.context():
-        prediction = loaded.program(document=document, question=question)
+    from dspy.utils.exceptions import AdapterParseError
+
+    try:
+        with loaded.lm.context():
+            prediction = loaded.program(document=document, question=question)
+    except AdapterParseError as exc:
+        raise SmeltError(f"the model's output could not be read as an answer: {str(exc.lm_response)[:200]!r}") from exc
     return str(prediction.answer).strip()

@@ -62,11 +62,9 @@ def check_model_options(lm: str | None, judge: str | None, metric: str | None, d
     resolve_device(device)
 
 
-def configure_dspy(threads: int, cache: bool = True) -> None:
+def configure_dspy(threads: int) -> None:
     """Global DSPy settings for a command: failures are recorded per example, never fatal."""
     dspy.configure(max_errors=10**9, num_threads=threads)
-    if not cache:
-        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
 
 
 def peak_memory_mb() -> float:
@@ -94,7 +92,7 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, *, lm_spec: str | None = None, device: str = "auto",
-             api_base: str | None = None) -> LoadedRun:
+             api_base: str | None = None, cache: bool = True) -> LoadedRun:
     """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given."""
     from smelt.lm import lm_for_spec
 
@@ -116,5 +114,5 @@ def load_run(run_dir: str | Path, *, lm_spec: str | None = None, device: str = "
         adapter = str(run_dir / adapter)
     elif lm_spec:
         adapter = None
-    lm = lm_for_spec(lm_spec or recorded["spec"], device=device, adapter=adapter, api_base=api_base)
+    lm = lm_for_spec(lm_spec or recorded["spec"], device=device, adapter=adapter, api_base=api_base, cache=cache)
     return LoadedRun(run_dir, manifest, task, program, lm)

@@ -55,7 +55,7 @@ class CompileOutcome:
 def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     started = time.perf_counter()
     task = get_task(options.task)
-    configure_dspy(options.threads, options.cache)
+    configure_dspy(options.threads)
     program_options = {**task.default_options(), **options.program_options}
     baseline = task.make_program(program_options)  # validates the options before any slow work
     check_model_options(options.lm, options.judge, options.metric, options.device)
@@ -65,9 +65,9 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
 
     from smelt.lm import lm_for_spec
 
-    lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base)
-    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base) \
-        if options.judge else None
+    lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
+    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
+                        cache=options.cache) if options.judge else None
     metric = resolve_metric(options.metric, judge)
 
     run_dir = _open_run_dir(options)

@@ -71,7 +71,7 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     from smelt.lm import lm_for_spec
 
     if (Path(options.teacher) / "manifest.json").is_file():
-        loaded = load_run(options.teacher, device=options.device, api_base=options.api_base)
+        loaded = load_run(options.teacher, device=options.device, api_base=options.api_base, cache=options.cache)
         if loaded.task.name != task.name:
             raise SmeltError(f"--teacher {options.teacher}: a run of task {loaded.task.name}, not {task.name}")
         options_used = loaded.manifest.get("program_options") or task.default_options()
@@ -79,7 +79,8 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     if Path(options.teacher).exists():
         raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "
                          "directory (runs/<task>/<run>) or a model spec")
-    lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base)
+    lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base,
+                     cache=options.cache)
     return Teacher(task.make_program(task.default_options()), lm, task.default_options(), f"model {options.teacher}")
 
 
@@ -120,13 +121,13 @@ def run_distill(options: DistillOptions, log=print):
         lora["alpha"] = 2.0 * lora["r"]
     config = LoraTrainingConfig(**{**asdict(default_config(device)), "seed": options.seed, **lora})
     check_model_options(None, options.judge, options.metric, options.device)
-    configure_dspy(options.threads, options.cache)
+    configure_dspy(options.threads)
     splits = load_task_data(task, options.data, options.seed)
     if not splits.train:
         raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
     teacher = _load_teacher(options, task)
-    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base) \
-        if options.judge else None
+    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
+                        cache=options.cache) if options.judge else None
     metric = resolve_metric(options.metric, judge)
     student_options = {**teacher.program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
     student_program = task.make_program(student_options)
@@ -173,7 +174,7 @@ def run_distill(options: DistillOptions, log=print):
     columns = {}
     teacher_test = score(teacher.program, teacher.lm, splits.test, "teacher.test", "teacher test")
     columns["teacher"] = teacher_test.summary | {"model_memory_mb": _model_mb(teacher.lm, parameter_megabytes)}
-    student_lm = lm_for_spec(options.student, option="--student", device=options.device)
+    student_lm = lm_for_spec(options.student, option="--student", device=options.device, cache=options.cache)
     bare = score(student_program, student_lm, splits.test, "student.test", "student (no adapter) test")
     columns["student (no adapter)"] = bare.summary | {"model_memory_mb": _model_mb(student_lm, parameter_megabytes)}
 
@@ -189,7 +190,7 @@ def run_distill(options: DistillOptions, log=print):
 
     # 6. The distilled student, loaded back from its safetensors.
     distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
-                               adapter=run_dir / "adapter")
+                               adapter=run_dir / "adapter", cache=options.cache)
     tmp = run_dir / "program.partial.json"
     student_program.save(str(tmp))
     tmp.replace(run_dir / "program.json")

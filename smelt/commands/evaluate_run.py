@@ -32,14 +32,15 @@ def run_eval(options: EvalOptions, log=print):
     started = time.perf_counter()
     if options.split not in ("train", "dev", "test"):
         raise SmeltError(f"--split {options.split!r}: use train, dev or test")
-    configure_dspy(options.threads, options.cache)
-    loaded = load_run(options.program, lm_spec=options.lm, device=options.device, api_base=options.api_base)
+    configure_dspy(options.threads)
+    loaded = load_run(options.program, lm_spec=options.lm, device=options.device, api_base=options.api_base,
+                      cache=options.cache)
     from smelt.lm import lm_for_spec
 
     judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
     metric_name = options.metric or loaded.manifest.get("metric")
-    judge = lm_for_spec(judge_spec, option="--judge", device=options.device, api_base=options.api_base) \
-        if judge_spec and metric_name in (None, "judge") else None
+    judge = lm_for_spec(judge_spec, option="--judge", device=options.device, api_base=options.api_base,
+                        cache=options.cache) if judge_spec and metric_name in (None, "judge") else None
     metric = resolve_metric(metric_name, judge)
     data = options.data
     if data.data and not (data.train or data.dev or data.test):

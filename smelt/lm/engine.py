@@ -171,11 +171,19 @@ class TransformersEngine:
         hit_end = cut is not None
         tokens = generated[:cut] if hit_end else generated
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        stop_at = min((text.find(s) for s in settings.stop if s in text), default=-1)
+        stop_at = find_stop(text, settings.stop)
         if stop_at >= 0:
             text = text[:stop_at]
         finished = hit_end or stop_at >= 0 or len(tokens) < settings.max_new_tokens
         return Generation(text, prompt_tokens, len(tokens), "stop" if finished else "length")
+
+
+def find_stop(text: str, stops: tuple[str, ...]) -> int:
+    """Where the first stop string starts, or -1. Stops count only after the first non-blank character:
+    a small model often opens its answer with a blank line, which must not end it empty."""
+    start = len(text) - len(text.lstrip())
+    hits = [text.find(s, start) for s in stops]
+    return min((h for h in hits if h >= 0), default=-1)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -196,15 +204,13 @@ class _StopOnStrings(StoppingCriteria):
         self.tokenizer = tokenizer
         self.stops = stops
         self.prompt_width = prompt_width
-        self.longest = max(len(s) for s in stops)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         done = []
         for row in input_ids:
-            # Only the tail can hold a newly completed stop string; 8 tokens per character is generous.
-            tail = row[max(self.prompt_width, row.shape[0] - 8 * self.longest - 8):]
-            text = self.tokenizer.decode(tail, skip_special_tokens=True)
-            done.append(any(s in text for s in self.stops))
+            # Answers are short (tens of tokens): decoding all generated tokens each step costs little.
+            text = self.tokenizer.decode(row[self.prompt_width:], skip_special_tokens=True)
+            done.append(find_stop(text, self.stops) >= 0)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

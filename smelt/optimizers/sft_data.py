@@ -49,7 +49,8 @@ def write_sft_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
                 problem = _row_problem(row)
                 if problem:
                     raise SmeltError(f"{path}: row {number}: {problem}")
-                line = {"messages": [dict(m) for m in row["messages"]], "completion": row["completion"]}
+                # Extra keys (id, source) travel along for the audit trail.
+                line = {**row, "messages": [dict(m) for m in row["messages"]], "completion": row["completion"]}
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
         os.replace(partial, path)
     finally:

@@ -1,0 +1,74 @@
+"""Distillation on the real embedded model: the SFT prompt is the inference prompt, and a tiny run completes."""
+
+import contextlib
+import json
+
+import dspy
+import pytest
+from dspy.utils.exceptions import AdapterParseError
+
+from smelt.commands.answer import answer_question
+from smelt.commands.common import DataOptions, load_run
+from smelt.commands.distill import DistillOptions, run_distill, sft_completion, sft_messages
+from smelt.lm import lm_for_spec
+from smelt.optimizers.sft_data import tokenize_sft
+from smelt.programs.registry import get_task
+
+TINY = DataOptions(max_train=4, max_dev=0, max_test=2)
+DOCUMENT = "北川市立図書館は毎月第2月曜日が休館日です。開館時間は9時から19時です。"
+
+
+def test_sft_prompt_tokens_are_exactly_what_the_student_sends():
+    task = get_task("doc_qa")
+    program = task.make_program(task.default_options())
+    example = dspy.Example(document=DOCUMENT, question="休館日はいつですか？", answer="毎月第2月曜日").with_inputs(
+        "document", "question")
+    student = lm_for_spec("gemma-3-270m", device="cpu", cache=False)  # every call reaches the engine
+    inputs = dict(task.prepare_demo_inputs(program, example).inputs())
+    sft = tokenize_sft(student.engine.tokenizer, sft_messages(program, inputs), sft_completion(example.answer))
+
+    sent = []
+    original = student.engine.generate_batch
+    student.engine.generate_batch = lambda prompts, settings: sent.extend(prompts) or original(prompts, settings)
+    try:
+        with student.context(), contextlib.suppress(AdapterParseError):  # the bare base model may answer nothing
+            program(document=DOCUMENT, question="休館日はいつですか？")
+    finally:
+        student.engine.generate_batch = original
+    assert sent and sent[0] == sft.prompt_ids
+    assert student.engine.tokenizer.decode(sft.completion_ids).startswith("毎月第2月曜日")
+
+
+@pytest.fixture(scope="module")
+def distilled_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    options = DistillOptions(student="gemma-3-270m", teacher="gemma-3-270m", threads=4, runs_root=str(root),
+                             data=TINY, lora={"epochs": 1, "batch_size": 2, "r": 4},
+                             cache=False)  # teacher and bare student send the same prompts here: measure both
+    return run_distill(options, log=lambda message: None)
+
+
+def test_distill_run_directory_is_complete(distilled_run):
+    run_dir, summary, table = distilled_run
+    for name in ("manifest.json", "program.json", "summary.json", "report.md", "sft.jsonl", "train_log.jsonl",
+                 "adapter/adapter_model.safetensors", "adapter/adapter_config.json"):
+        assert (run_dir / name).is_file(), name
+    rows = [json.loads(line) for line in (run_dir / "sft.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 4 and all(r["messages"][-1]["role"] == "assistant" for r in rows)
+    assert {r["source"] for r in rows} <= {"teacher", "label"}
+    assert set(summary["test"]) == {"teacher", "student (no adapter)", "distilled student"}
+    for column in summary["test"].values():
+        assert column["examples"] == 2 and column["prompt_tokens_per_example"] > 0
+    assert summary["training"]["steps"] == 2
+    assert summary["training"]["trainable_parameters"] < summary["training"]["total_parameters"]
+    assert "distilled student" in table
+    state = json.loads((run_dir / "program.json").read_text())
+    assert not any(p.get("demos") for p in state.values() if isinstance(p, dict))  # zero-shot student
+
+
+def test_eval_and_run_accept_a_distill_run(distilled_run):
+    run_dir, _, _ = distilled_run
+    loaded = load_run(run_dir)
+    assert loaded.lm.adapter_dir and loaded.lm.lm.model != lm_for_spec("gemma-3-270m").lm.model
+    answer = answer_question(str(run_dir), DOCUMENT, "開館時間は？")
+    assert isinstance(answer, str)
