@@ -1,0 +1,60 @@
+"""The judge metric's plumbing, with DSPy's DummyLM standing in for the judge model."""
+
+import dspy
+import pytest
+from dspy.utils.dummies import DummyLM
+
+from smelt.errors import SmeltError
+from smelt.eval.judge import AnswerMetric, JudgeMetric, resolve_metric
+
+
+class FakeJudge:
+    """A ResolvedLM-shaped wrapper around a DummyLM."""
+
+    def __init__(self, answers):
+        self.lm = DummyLM(answers)
+
+    def context(self):
+        return dspy.context(lm=self.lm, adapter=dspy.ChatAdapter())
+
+
+EXAMPLE = dspy.Example(question="When is the library closed?", answer="the second Monday").with_inputs("question")
+
+
+def test_rating_is_normalised_and_rationale_kept():
+    metric = JudgeMetric("judge", judge=FakeJudge([{"rationale": "Same day as the reference.", "rating": "8"}]))
+    value, detail = metric.score(EXAMPLE, dspy.Prediction(answer="On the second Monday"))
+    assert value == pytest.approx(0.8)
+    assert detail == {"rating": 8, "rationale": "Same day as the reference."}
+
+
+def test_ratings_are_clamped_to_0_10():
+    metric = JudgeMetric("judge", judge=FakeJudge([{"rationale": "x", "rating": "14"}]))
+    assert metric.score(EXAMPLE, dspy.Prediction(answer="Monday"))[0] == 1.0
+
+
+def test_empty_answer_gets_the_lowest_rating_without_asking_the_judge():
+    judge = FakeJudge([])
+    value, detail = JudgeMetric("judge", judge=judge).score(EXAMPLE, dspy.Prediction(answer="  "))
+    assert value == 0.0 and detail["rating"] == 0 and judge.lm.history == []
+
+
+def test_unparseable_judge_output_scores_zero_and_is_flagged():
+    metric = JudgeMetric("judge", judge=FakeJudge([{"rationale": "fine", "rating": "eight out of ten"}]))
+    value, detail = metric.score(EXAMPLE, dspy.Prediction(answer="Monday"))
+    assert value == 0.0 and detail["judge_error"] is True
+
+
+def test_bootstrap_mode_returns_pass_or_fail():
+    metric = JudgeMetric("judge", judge=FakeJudge([{"rationale": "ok", "rating": "7"}] * 2))
+    assert metric(EXAMPLE, dspy.Prediction(answer="Monday"), trace=[]) is True
+
+
+def test_metric_choice():
+    assert isinstance(resolve_metric(None), AnswerMetric) and resolve_metric(None).name == "f1"
+    assert resolve_metric("em").name == "em"
+    assert isinstance(resolve_metric(None, judge=FakeJudge([])), JudgeMetric)
+    with pytest.raises(SmeltError, match="--judge"):
+        resolve_metric("judge")
+    with pytest.raises(SmeltError, match="--metric 'bleu'"):
+        resolve_metric("bleu")
