@@ -8,7 +8,7 @@ from typing import Any
 
 from smelt.errors import SmeltError
 from smelt.lm.devices import resolve_device
-from smelt.lm.loading import LoadedModel, attach_adapter, load_model
+from smelt.lm.loading import LoadedModel, load_model
 from smelt.lm.specs import ModelSpec
 from smelt.optimizers.lora_config import LoraTrainingConfig
 
@@ -126,43 +126,58 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
 def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, tokenizer=None) -> Path:
     """Write base + adapter as one full model folder (safetensors weights, config, tokenizer) for serving.
 
-    The base model is left as it was: the merged weights are computed beside it, not written into it.
+    Each adapted weight becomes W + (alpha / r) * B @ A, computed beside the model: ``base_model`` is
+    not changed, and may be the bare student or the student with this adapter attached (a PeftModel).
     The tokenizer defaults to the one saved with the base model.
     """
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
+    import json
+    import math
 
-    out_dir = Path(out_dir)
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    folder, out_dir = Path(adapter_dir), Path(out_dir)
+    if not (folder / "adapter_config.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
+        raise SmeltError(f"{folder}: no adapter_config.json + adapter_model.safetensors there; pass a LoRA adapter")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SmeltError(f"{out_dir} already exists and is not empty; choose a new folder for the merged model")
-    if is_quantized(base_model):
+    settings = json.loads((folder / "adapter_config.json").read_text())
+    if (
+        settings.get("peft_type", "LORA") != "LORA"
+        or settings.get("use_dora")
+        or settings.get("rank_pattern")
+        or settings.get("alpha_pattern")
+    ):
+        raise SmeltError(f"{folder}: only plain LoRA adapters (no DoRA, no per-layer ranks) can be merged")
+    scaling = settings["lora_alpha"] / (math.sqrt(settings["r"]) if settings.get("use_rslora") else settings["r"])
+
+    model = base_model.get_base_model() if isinstance(base_model, PeftModel) else base_model
+    if is_quantized(model):
         raise SmeltError("merging needs the full-precision student: load it without --qlora, then merge")
-    if isinstance(base_model, PeftModel):
-        raise SmeltError("merge_adapter needs the base model without an adapter attached")
-    source = base_model.name_or_path
-    peft_model = attach_adapter(base_model, adapter_dir, base_source=source)
-    try:
-        if any(getattr(c, "use_dora", False) for c in peft_model.peft_config.values()):
-            raise SmeltError(f"{adapter_dir}: DoRA adapters are not supported for merging; train a plain LoRA")
-        deltas = {}
-        for name, module in peft_model.get_base_model().named_modules():
-            if isinstance(module, LoraLayer):
-                for adapter in module.lora_A:
-                    deltas[name] = deltas.get(name, 0) + module.get_delta_weight(adapter).detach()
-    finally:
-        base_model = peft_model.unload()  # puts the original layers back, unchanged
-    state = base_model.state_dict()
-    for name, delta in deltas.items():
-        key = f"{name}.weight"
-        state[key] = (state[key].float() + delta.float()).to(state[key].dtype).contiguous()
+    # The model's own weights; with an adapter attached, peft keeps them under "<layer>.base_layer".
+    state = {key.replace(".base_layer.", "."): t for key, t in model.state_dict().items() if ".lora_" not in key}
+    adapter = load_file(str(folder / "adapter_model.safetensors"))
+    for key, a in adapter.items():
+        if ".lora_A." not in key:
+            continue
+        layer = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        weight = state.get(f"{layer}.weight")
+        delta = adapter[key.replace(".lora_A.", ".lora_B.")].float() @ a.float() * scaling
+        if settings.get("fan_in_fan_out"):
+            delta = delta.T
+        if weight is None or weight.shape != delta.shape:
+            raise SmeltError(
+                f"{folder}: its layer {layer} does not fit this model; merge into the student it was trained on"
+            )
+        state[f"{layer}.weight"] = (weight.float() + delta.to(weight.device)).to(weight.dtype)
     if tokenizer is None:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
     partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        base_model.save_pretrained(partial, state_dict=state)
+        model.save_pretrained(partial, state_dict=state)
         tokenizer.save_pretrained(partial)
         if out_dir.exists():
             out_dir.rmdir()

@@ -11,6 +11,7 @@ The estimate is deliberately simple (nanoGPT-style arithmetic, not a profiler):
                  tokens only (the training loop computes no others)
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def estimate_resources(
     params = list(model.parameters())  # tied weights appear once
     model_device = params[0].device if params else torch.device("cpu")
     device = str(device or model_device)
-    total = sum(p.numel() for p in params)
+    total = sum(_count(p) for p in params)
     trainable = lora_parameter_count(lora_targets(model, config), config.r)
 
     loaded_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -108,6 +109,12 @@ def estimate_resources(
         available_bytes=available_memory(device),
         config=config,
     )
+
+
+def _count(param) -> int:
+    """Parameters in a tensor; a 4-bit bitsandbytes weight packs two per byte, its quant_state knows the shape."""
+    shape = getattr(getattr(param, "quant_state", None), "shape", None)
+    return math.prod(shape) if shape is not None else param.numel()
 
 
 def check_fits(estimate: ResourceEstimate) -> None:

@@ -136,8 +136,7 @@ def train_lora(
     if config.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        _set_checkpointing(model, True)
     with warnings.catch_warnings():  # peft reads a transformers property that warns it is renamed
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         peft_model = get_peft_model(model, peft_lora_config(config))
@@ -229,8 +228,7 @@ def train_lora(
         bar.close()
         peft_model.unload()  # the student's own layers go back in place
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_disable()
-            model.disable_input_require_grads()
+            _set_checkpointing(model, False)
         model.train(was_training)
 
     log(f"[smelt] adapter saved to {adapter_dir}" + (f" (final loss {losses[-1]:.3f})" if losses else ""))
@@ -287,6 +285,19 @@ def _targets_noting_missing(model, config: LoraTrainingConfig, log) -> dict[str,
         if missing:
             log(f"[smelt] --lora-targets: this model has no {', '.join(missing)}; adapting the others only")
     return found
+
+
+def _set_checkpointing(model, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off, under whichever name this transformers version uses."""
+    if on:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the frozen embeddings' output must carry grad into checkpointed blocks
+    else:
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
+        model.disable_input_require_grads()
 
 
 def _seed_everything(seed: int) -> None:

@@ -39,7 +39,7 @@ def tokenize_sft(tokenizer, messages: list[dict], completion: str) -> SftExample
 
 
 def write_sft_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write rows as JSONL (UTF-8, one object a line); a temporary file is renamed into place at the end."""
+    """Write rows as JSONL (UTF-8, one object a line, extra keys such as "id" kept); renamed into place at the end."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
