@@ -226,8 +226,11 @@ def models():
     """List model aliases and which models are cached locally."""
     from smelt.lm.catalog import list_models
 
-    for row in list_models():
-        click.echo("  ".join(str(v) for v in row.values()))
+    rows = list_models()
+    width = max(len(row["spec"]) for row in rows)
+    for row in rows:
+        status = {True: f"cached: {row['location']}", False: row["location"], None: row["description"]}[row["cached"]]
+        click.echo(f"{row['spec']:<{width}}  {row['target']:<34}  {status}")
 
 
 if __name__ == "__main__":

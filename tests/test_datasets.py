@@ -312,7 +312,7 @@ def test_hub_id_failure_says_how_to_download(monkeypatch):
     assert str(info.value) == (
         "dataset 'someone/some-qa:en' could not be loaded from the hub "
         "(Couldn't reach the Hugging Face Hub); download it first with "
-        "`huggingface-cli download --repo-type dataset someone/some-qa` or pass a local file with --data"
+        "`hf download --repo-type dataset someone/some-qa` or pass a local file with --data"
     )
 
 

@@ -287,7 +287,7 @@ def load_hub_records(dataset_id: str) -> dict[str, list[tuple[int, dict]]]:
             ) from None
         raise SmeltError(
             f"dataset {dataset_id!r} could not be loaded from the hub ({_short(e)}); download it first with "
-            f"`huggingface-cli download --repo-type dataset {name}` or pass a local file with --data"
+            f"`hf download --repo-type dataset {name}` or pass a local file with --data"
         ) from None
     if not isinstance(loaded, dict):  # a single Dataset rather than a DatasetDict
         loaded = {"train": loaded}
