@@ -15,6 +15,8 @@ from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from transformers import StoppingCriteria
 
 from smelt.lm.rendering import encode_prompt, messages_from_request
+from smelt.lm.row_decoding import decode_rows, token_picker
+from smelt.lm.row_prefill import prefill_rows
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -58,12 +60,26 @@ class _Job:
 class TransformersEngine:
     """A DSPy engine running a transformers causal LM in this process, batching concurrent requests."""
 
-    def __init__(self, model, tokenizer, *, name: str, max_batch_size: int = 16, gather_seconds: float = 0.02):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        name: str,
+        max_batch_size: int = 16,
+        gather_seconds: float = 0.02,
+        row_batching: bool | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.max_batch_size = max_batch_size
         self.gather_seconds = gather_seconds
+        # On CPU: the prompt pass row by row with the shared prefix computed once (row_prefill.py), and a decode
+        # loop that drops finished rows (row_decoding.py). A GPU runs the padded batch through generate in about
+        # the time of one row, so it keeps that path.
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        self.row_batching = on_cpu if row_batching is None else row_batching
         self.batch_sizes: list[int] = []  # one entry per generate call, for benchmarks and tests
         self._pending: list[_Job] = []
         self._wakeup = threading.Condition()
@@ -133,17 +149,41 @@ class TransformersEngine:
 
     # --- generation --------------------------------------------------------------------
     def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
-        """Generate for several prompts in one left-padded ``generate`` call."""
+        """Generate for several prompts as one batch: row-wise on CPU, one left-padded ``generate`` elsewhere."""
         import torch
 
         self.batch_sizes.append(len(prompts))
+        with torch.inference_mode():
+            generated = self._generate_rows(prompts, settings) if self.row_batching else None
+            if generated is None:
+                generated = self._generate_padded(prompts, settings)
+        rows = zip(generated, prompts, strict=True)
+        return [self._decode(tokens, len(ids), settings) for tokens, ids in rows]
+
+    def _generate_rows(self, prompts: list[list[int]], settings: GenerationSettings) -> list[list[int]] | None:
+        """Shared-prefix row-wise prompt pass, then a decode loop that drops finished rows; None if unsupported."""
+        cache = prefill_rows(self.model, prompts)
+        if cache is None:
+            return None
+        device = next(self.model.parameters()).device
+        input_ids, attention_mask = self._left_padded(prompts)
+        return decode_rows(
+            self.model,
+            cache,
+            input_ids[:, -1].to(device),
+            attention_mask.to(device),
+            max_new_tokens=settings.max_new_tokens,
+            pick=token_picker(settings.temperature, settings.top_p, settings.seed, device),
+            finished=self._finished_test(settings),
+        )
+
+    def _generate_padded(self, prompts: list[list[int]], settings: GenerationSettings) -> list[list[int]]:
+        """One transformers ``generate`` call over the left-padded batch."""
+        import torch
+
         pad_id = self.tokenizer.pad_token_id
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention_mask[row, width - len(ids):] = 1
+        input_ids, attention_mask = self._left_padded(prompts)
+        width = input_ids.shape[1]
         device = next(self.model.parameters()).device
         kwargs = dict(
             max_new_tokens=settings.max_new_tokens,
@@ -158,12 +198,32 @@ class TransformersEngine:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if settings.stop:
             kwargs["stopping_criteria"] = [_StopOnStrings(self.tokenizer, settings.stop, width)]
-        with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs
-            )
-        rows = zip(output, prompts, strict=True)
-        return [self._decode(row[width:].tolist(), len(ids), settings) for row, ids in rows]
+        output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
+        return [row[width:].tolist() for row in output]
+
+    def _left_padded(self, prompts: list[list[int]]):
+        import torch
+
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width - len(ids) :] = 1
+        return input_ids, attention_mask
+
+    def _finished_test(self, settings: GenerationSettings):
+        """A row is finished at an end token or once its text holds a stop string."""
+        end_ids = set(_eos_ids(self.model, self.tokenizer))
+
+        def finished(tokens: list[int]) -> bool:
+            if tokens[-1] in end_ids:
+                return True
+            if not settings.stop:
+                return False
+            return find_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), settings.stop) >= 0
+
+        return finished
 
     def _decode(self, generated: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generation:
         end_ids = set(_eos_ids(self.model, self.tokenizer))

@@ -32,6 +32,8 @@ def load_model(spec: ModelSpec, *, device: str = "auto", adapter: str | Path | N
     if not spec.in_process:
         raise ValueError(f"{spec.raw} is served by LiteLLM, not loaded in-process")
     device = resolve_device(device)
+    if adapter:
+        adapter_folder(adapter)  # a bad adapter path fails before the base model is read
     key = (spec.kind, spec.target, device, str(Path(adapter).resolve()) if adapter else None)
     with _load_lock:
         if key not in _loaded:
@@ -91,17 +93,29 @@ def _from_hub(cls, hub_id: str, **kwargs):
         ) from exc
 
 
+def adapter_folder(adapter: str | Path) -> Path:
+    """The adapter folder, if it holds a peft adapter in safetensors; otherwise say what is missing."""
+    folder = Path(adapter).expanduser()
+    if not folder.is_dir():
+        raise SmeltError(f"--adapter {folder}: no such folder; pass the folder a distill run saved its adapter to")
+    if not (folder / "adapter_config.json").is_file():
+        raise SmeltError(f"--adapter {folder}: no adapter_config.json there; pass a LoRA adapter folder (peft)")
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise SmeltError(f"--adapter {folder}: no adapter_model.safetensors there (smelt loads safetensors only)")
+    return folder
+
+
 def attach_adapter(model, adapter: str | Path, *, base_source: str):
     """Attach a peft LoRA adapter folder (safetensors) to a loaded base model."""
     from peft import PeftModel
 
-    folder = Path(adapter).expanduser()
-    config_file = folder / "adapter_config.json"
-    if not config_file.is_file():
-        raise SmeltError(f"--adapter {folder}: no adapter_config.json there; pass a LoRA adapter folder (peft)")
-    if not (folder / "adapter_model.safetensors").is_file():
-        raise SmeltError(f"--adapter {folder}: no adapter_model.safetensors there (smelt loads safetensors only)")
-    recorded_base = json.loads(config_file.read_text()).get("base_model_name_or_path") or "unknown"
+    folder = adapter_folder(adapter)
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        message = f"--adapter {folder}/adapter_config.json is not valid JSON ({exc}); save the adapter again"
+        raise SmeltError(message) from exc
+    recorded_base = (config.get("base_model_name_or_path") if isinstance(config, dict) else None) or "unknown"
     try:
         peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:

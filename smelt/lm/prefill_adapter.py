@@ -27,6 +27,14 @@ class PrefillChatAdapter(ChatAdapter):
     def prefill(self, signature) -> str:
         return field_marker(next(iter(signature.output_fields))) + "\n"
 
+    def user_message_output_requirements(self, signature) -> str | None:
+        # With one output field the prefill has already written its marker. Left in, the reminder
+        # ("Respond with ... `[[ ## answer ## ]]` ...") leads a base model to recite markers instead
+        # of answering: on short doc-QA prompts a third of the answers came back empty.
+        if len(signature.output_fields) == 1:
+            return None
+        return super().user_message_output_requirements(signature)
+
     def format(self, signature, demos, inputs) -> list[dict[str, Any]]:
         messages = super().format(signature, demos, inputs)
         return [*messages, {"role": "assistant", "content": self.prefill(signature)}]
@@ -37,11 +45,16 @@ class PrefillChatAdapter(ChatAdapter):
     async def acall(self, lm, lm_kwargs, signature, demos, inputs):
         return await super().acall(lm, self._with_stops(lm_kwargs, signature), signature, demos, inputs)
 
-    def _with_stops(self, lm_kwargs, signature) -> dict[str, Any]:
+    def stop_strings(self, signature) -> list[str]:
+        """Where generation ends: the completion marker, or the model starting to invent an input field."""
         stops = [COMPLETED_MARKER, *(field_marker(name) for name in signature.input_fields)]
         if len(signature.output_fields) == 1:
             # The prefilled field is the only one: after its value, a blank line can only lead to the end marker.
             stops.append("\n\n")
+        return stops
+
+    def _with_stops(self, lm_kwargs, signature) -> dict[str, Any]:
+        stops = self.stop_strings(signature)
         extra = lm_kwargs.get("stop") or []
         return {**lm_kwargs, "stop": list(dict.fromkeys([*stops, *([extra] if isinstance(extra, str) else extra)]))}
 

@@ -1,0 +1,170 @@
+"""The in-process engine on the real embedded model: generation, batching, stops, limits, seeds, DSPy cache."""
+
+import threading
+
+import dspy
+import pytest
+
+from smelt.lm.engine import GenerationSettings
+from smelt.lm.row_prefill import common_prefix_length
+
+PROMPTS = [
+    "The capital of France is",
+    "Here is a list of fruits: apple, banana,",
+    "Question: How many days are there in a week?\nAnswer:",
+    "東京は日本の首都です。大阪は",
+]
+COUNTING = "1, 2, 3, 4, 5, 6,"
+
+
+def ids(resolved, text: str) -> list[int]:
+    return resolved.engine.tokenizer(text)["input_ids"]
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([[2, 5, 6, 7], [2, 5, 6], [2, 5, 9, 9]]) == 2
+    assert common_prefix_length([[2, 5], [2, 5]]) == 2
+    assert common_prefix_length([[1], [2]]) == 0
+
+
+def test_embedded_model_loads_from_cache_and_generates(embedded_lm):
+    from smelt.lm.embedded import is_embedded_model_cached
+
+    assert is_embedded_model_cached()
+    assert embedded_lm.engine.device == "cpu"
+    [generation] = embedded_lm.engine.generate_batch([ids(embedded_lm, COUNTING)], GenerationSettings(max_new_tokens=6))
+    assert generation.text.strip().startswith("7")
+    assert generation.completion_tokens == 6
+
+
+def plain_generate(loaded, prompt: list[int], max_new_tokens: int) -> str:
+    """The reference: transformers' own greedy generate, one prompt at a time (``loaded``: model + tokenizer)."""
+    import torch
+
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=loaded.tokenizer.pad_token_id,
+        )
+    return loaded.tokenizer.decode(output[0, len(prompt) :], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module")
+def sequential_reference(embedded_model):
+    """Plain greedy generate for PROMPTS, one at a time: what every batched path must reproduce."""
+    tokenizer = embedded_model.tokenizer
+    prompts = [tokenizer(text)["input_ids"] for text in PROMPTS]
+    return prompts, [plain_generate(embedded_model, p, 8) for p in prompts]
+
+
+@pytest.mark.parametrize("row_batching", [True, False], ids=["row-wise", "padded-generate"])
+def test_batched_greedy_equals_sequential_greedy(embedded_lm, sequential_reference, row_batching):
+    engine = embedded_lm.engine
+    engine.row_batching = row_batching
+    prompts, sequential = sequential_reference
+    assert len({len(p) for p in prompts}) == len(prompts)  # different lengths: rows are left-padded
+    batched = [g.text for g in engine.generate_batch(prompts, GenerationSettings(max_new_tokens=8))]
+    assert batched == sequential
+    assert engine.batch_sizes == [4]
+
+
+def test_shared_prefix_longer_than_the_sliding_window(embedded_lm):
+    # DSPy prompts of one signature share their instructions: the engine computes that prefix once.
+    # Gemma 3 attends to 512 tokens in its sliding-window layers; these prompts are longer than that.
+    notice = " ".join(f"Item {i}: the office on floor {i % 7} opens at {8 + i % 5}:00." for i in range(40))
+    questions = ["When does item 12 open?", "Which floor is item 3 on?"]
+    prompts = [ids(embedded_lm, f"{notice}\nQuestion: {q}\nAnswer:") for q in questions]
+    assert min(len(p) for p in prompts) > 512
+    batched = [g.text for g in embedded_lm.engine.generate_batch(prompts, GenerationSettings(max_new_tokens=5))]
+    assert batched == [plain_generate(embedded_lm.engine, p, 5) for p in prompts]
+
+
+def test_stop_strings_cut_the_text(embedded_lm):
+    engine = embedded_lm.engine
+    prompt = ids(embedded_lm, COUNTING)
+    [free] = engine.generate_batch([prompt], GenerationSettings(max_new_tokens=12))
+    assert " 9," in free.text
+    [stopped] = engine.generate_batch([prompt], GenerationSettings(max_new_tokens=12, stop=("9",)))
+    assert stopped.text == free.text[: free.text.index("9")]
+    assert stopped.finish_reason == "stop"
+    assert stopped.completion_tokens < free.completion_tokens
+
+
+def test_max_tokens_is_honoured(embedded_lm):
+    [generation] = embedded_lm.engine.generate_batch(
+        [ids(embedded_lm, COUNTING)], GenerationSettings(max_new_tokens=3)
+    )
+    assert generation.completion_tokens == 3
+    assert generation.finish_reason == "length"
+
+
+def test_token_usage_is_reported(embedded_lm):
+    from smelt.lm.rendering import encode_prompt
+
+    lm = embedded_lm.lm
+    outputs = lm("Count: 1, 2, 3,", max_tokens=5)
+    assert isinstance(outputs[0], str) and outputs[0]
+    usage = lm.history[-1]["usage"]
+    prompt = encode_prompt(embedded_lm.engine.tokenizer, [{"role": "user", "content": "Count: 1, 2, 3,"}])
+    assert usage["prompt_tokens"] == len(prompt)
+    assert 0 < usage["completion_tokens"] <= 5
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_concurrent_calls_share_generate_calls(embedded_lm):
+    lm, engine = embedded_lm.lm, embedded_lm.engine
+    results: dict[int, str] = {}
+    start = threading.Barrier(4)
+
+    def call(i: int) -> None:
+        start.wait()
+        results[i] = lm(PROMPTS[i], max_tokens=4)[0]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [0, 1, 2, 3]
+    assert sum(engine.batch_sizes) == 4
+    assert len(engine.batch_sizes) < 4
+
+
+def test_sampling_with_a_seed_is_reproducible(embedded_lm):
+    engine = embedded_lm.engine
+    prompt = ids(embedded_lm, PROMPTS[1])
+    settings = GenerationSettings(max_new_tokens=8, temperature=1.0, seed=1234)
+    first = engine.generate_batch([prompt], settings)[0].text
+    second = engine.generate_batch([prompt], settings)[0].text
+    assert first == second
+
+
+def test_dspy_cache_serves_a_repeated_call(embedded_model, tmp_path):
+    from smelt.lm import lm_for_spec
+
+    previous = dspy.cache
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / "dspy"))
+    try:
+        resolved = lm_for_spec("gemma-3-270m", device="cpu", max_tokens=8, cache=True)
+        predict = dspy.Predict("question -> answer")
+        with resolved.context():
+            first = predict(question="What is the capital of France?")
+            calls = list(resolved.engine.batch_sizes)
+            second = predict(question="What is the capital of France?")
+        assert calls == [1]
+        assert resolved.engine.batch_sizes == calls
+        assert second.answer == first.answer
+    finally:
+        dspy.cache = previous
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_settings_come_from_the_dspy_request(embedded_lm, temperature):
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(max_tokens=None, temperature=temperature, top_p=None, stop=["]]"], seed=3)
+    settings = GenerationSettings.from_config(config)
+    assert settings.max_new_tokens == 256 and settings.temperature == temperature
+    assert settings.stop == ("]]",) and settings.seed == 3
