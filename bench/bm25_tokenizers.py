@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+from bench.machine import cpu_name as _cpu_name
 from smelt.eval.text import DEFAULT_SCHEME, SCHEMES
 from smelt.programs.retrieval import rank_chunks, split_into_chunks
 
@@ -37,14 +38,6 @@ def _nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 @dataclass

@@ -19,7 +19,6 @@ dominates and batching has less to win.
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -30,6 +29,7 @@ import dspy
 import torch
 from transformers import StoppingCriteria
 
+from bench.machine import device_name
 from smelt.lm import lm_for_spec
 from smelt.lm.engine import find_stop
 from smelt.lm.prefill_adapter import PrefillChatAdapter
@@ -95,16 +95,6 @@ def doc_qa_prompts(n: int, data_dir: Path = DATA_DIR) -> list[dict[str, str]]:
     return [{"document": documents[q["doc_id"]]["text"], "question": q["question"]} for q in picked]
 
 
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class _StopAfter(StoppingCriteria):

@@ -16,7 +16,6 @@ config, nothing downloaded) on a CUDA GPU and reports tokens/s and model FLOPs u
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -26,6 +25,8 @@ from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
+
+from bench.machine import cpu_name
 
 # Peak dense bf16 tensor FLOP/s by device name (most specific first).
 PEAK_BF16 = [
@@ -41,14 +42,6 @@ PEAK_BF16 = [
 ]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class PeakMemory:

@@ -4,7 +4,6 @@ runs/<task>/<YYYYmmdd-HHMMSS>-<command>/
   manifest.json  program.json  eval/<split>.jsonl  summary.json  report.md
 """
 
-import hashlib
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from smelt.errors import SmeltError
+from smelt.eval.datasets import sha256_of_file
 
 RUNS_ROOT = Path(os.environ.get("SMELT_RUNS", "runs"))
 _PACKAGES = ("smelt", "dspy", "transformers", "torch", "peft", "optuna", "datasets", "rank-bm25")
@@ -75,12 +75,6 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_fingerprints(sources: dict[str, str]) -> dict[str, dict]:
@@ -88,7 +82,7 @@ def data_fingerprints(sources: dict[str, str]) -> dict[str, dict]:
     out = {}
     for split, source in sources.items():
         path = Path(source)
-        out[split] = {"source": str(source), "sha256": file_sha256(path) if path.is_file() else None}
+        out[split] = {"source": str(source), "sha256": sha256_of_file(path) if path.is_file() else None}
     return out
 
 
@@ -120,3 +114,15 @@ def read_manifest(run_dir: str | Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SmeltError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def open_run_dir(task: str, command: str, *, resume: str | None = None, root: str | None = None) -> Path:
+    """A new run directory, or with --resume the given one after checking it is a run of the same kind."""
+    if not resume:
+        return new_run_dir(task, command, Path(root) if root else None)
+    run_dir = Path(resume)
+    manifest = read_manifest(run_dir)
+    if manifest.get("command") != command or manifest.get("task") != task:
+        raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
+                         f"{manifest.get('task')}, not a {command} run of {task}")
+    return run_dir

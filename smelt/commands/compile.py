@@ -22,7 +22,7 @@ from smelt.eval.judge import resolve_metric
 from smelt.eval.report import failure_examples, markdown_table, text_table
 from smelt.optimizers.compile import CompileSettings, compile_program
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, new_run_dir, read_manifest, write_json, write_text
+from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 
 
 @dataclass
@@ -70,7 +70,7 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
                         cache=options.cache) if options.judge else None
     metric = resolve_metric(options.metric, judge)
 
-    run_dir = _open_run_dir(options)
+    run_dir = open_run_dir(options.task, "compile", resume=options.resume, root=options.runs_root)
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.exists():
         models = {"program": lm.describe(), **({"judge": judge.describe()} if judge else {})}
@@ -139,16 +139,6 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     write_text(run_dir / "report.md", _report(summary, columns, summaries, run_dir))
     return CompileOutcome(run_dir, summary, table)
 
-
-def _open_run_dir(options: CompileOptions) -> Path:
-    if not options.resume:
-        return new_run_dir(options.task, "compile", Path(options.runs_root) if options.runs_root else None)
-    run_dir = Path(options.resume)
-    manifest = read_manifest(run_dir)
-    if manifest.get("command") != "compile" or manifest.get("task") != options.task:
-        raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
-                         f"{manifest.get('task')}, not a compile run of {options.task}")
-    return run_dir
 
 
 def _recordable(options: CompileOptions) -> dict:

@@ -31,7 +31,7 @@ from smelt.eval.judge import resolve_metric
 from smelt.eval.report import markdown_table, text_table
 from smelt.lm.prefill_adapter import COMPLETED_MARKER, PrefillChatAdapter
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, new_run_dir, read_manifest, write_json, write_text
+from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 
 SFT_FILE = "sft.jsonl"
 TRAINING_SUMMARY = "training.json"
@@ -132,7 +132,7 @@ def run_distill(options: DistillOptions, log=print):
     student_options = {**teacher.program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
     student_program = task.make_program(student_options)
 
-    run_dir = _open_run_dir(options)
+    run_dir = open_run_dir(options.task, "distill", resume=options.resume, root=options.runs_root)
     if not (run_dir / "manifest.json").exists():
         write_json(run_dir / "manifest.json", build_manifest(
             command="distill", task=task.name, options=asdict(options), seed=options.seed,
@@ -215,15 +215,6 @@ def run_distill(options: DistillOptions, log=print):
     write_text(run_dir / "report.md", _report(summary, columns))
     return run_dir, summary, text_table(columns)
 
-
-def _open_run_dir(options: DistillOptions) -> Path:
-    if not options.resume:
-        return new_run_dir(options.task, "distill", Path(options.runs_root) if options.runs_root else None)
-    run_dir = Path(options.resume)
-    manifest = read_manifest(run_dir)
-    if manifest.get("command") != "distill":
-        raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run, not a distill run")
-    return run_dir
 
 
 def _model_mb(resolved, parameter_megabytes) -> float | None:
