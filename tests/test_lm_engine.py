@@ -5,7 +5,7 @@ import threading
 import dspy
 import pytest
 
-from smelt.lm.engine import GenerationSettings
+from smelt.lm.engine import GenerationSettings, find_stop
 from smelt.lm.row_prefill import common_prefix_length
 
 PROMPTS = [
@@ -68,6 +68,16 @@ def test_batched_greedy_equals_sequential_greedy(embedded_lm, sequential_referen
     batched = [g.text for g in engine.generate_batch(prompts, GenerationSettings(max_new_tokens=8))]
     assert batched == sequential
     assert engine.batch_sizes == [4]
+
+
+def test_rows_that_stop_early_leave_the_others_unchanged(embedded_lm, sequential_reference):
+    # Rows hitting a stop string are dropped from the running batch; the rows left must decode as before.
+    prompts, sequential = sequential_reference
+    stop = (" ", "、")
+    expected = [text[: find_stop(text, stop)] if find_stop(text, stop) >= 0 else text for text in sequential]
+    assert len({len(text) for text in expected}) > 1  # the rows do stop at different steps
+    generations = embedded_lm.engine.generate_batch(prompts, GenerationSettings(max_new_tokens=8, stop=stop))
+    assert [g.text for g in generations] == expected
 
 
 def test_shared_prefix_longer_than_the_sliding_window(embedded_lm):

@@ -2,8 +2,10 @@
 
 DSPy calls ``complete`` from many threads at once (Evaluate, optimizers). Each call becomes a
 job on a queue; one worker thread takes every waiting job with the same generation settings and
-runs them as one left-padded ``generate`` call, so eight threads cost about one forward pass
-per token instead of eight.
+runs them as one batch, so eight threads cost about one forward pass per token instead of eight.
+On CPU the batch runs through smelt's own loops: a row-wise prompt pass that computes the shared
+prompt prefix once (``row_prefill``) and a decode loop that drops finished rows (``row_decoding``);
+elsewhere, and for caches those loops do not handle, through one left-padded ``generate`` call.
 """
 
 import threading
