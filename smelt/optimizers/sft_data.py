@@ -60,22 +60,14 @@ def write_sft_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
 
 def read_sft_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read chat rows; a malformed line fails with FILE:LINE and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise SmeltError(f"{path}: no such file; pass a JSONL file of {{'messages': [...], 'completion': ...}} rows")
+    from smelt.eval.datasets import load_records
+
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SmeltError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            problem = _row_problem(row)
-            if problem:
-                raise SmeltError(f"{path}:{number}: {problem}")
-            rows.append(row)
+    for number, row in load_records(path):
+        problem = _row_problem(row)
+        if problem:
+            raise SmeltError(f"{path}:{number}: {problem}")
+        rows.append(row)
     return rows
 
 
