@@ -2,7 +2,7 @@
 
 import resource
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dspy
@@ -24,7 +24,6 @@ class DataOptions:
     max_train: int | None = None
     max_dev: int | None = None
     max_test: int | None = None
-    limits: dict = field(default_factory=dict)
 
 
 def load_task_data(task: Task, options: DataOptions, seed: int):

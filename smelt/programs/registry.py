@@ -1,7 +1,7 @@
 """The task registry: a task is a name, a program factory, its data and its default metric."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dspy
@@ -21,7 +21,6 @@ class Task:
     input_keys: tuple[str, ...]
     required_fields: tuple[str, ...]
     prepare_demo_inputs: Callable[[dspy.Module, dspy.Example], dspy.Example] | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _doc_qa() -> Task:
