@@ -16,6 +16,16 @@ LM_HELP = ("model spec: gemma-3-270m (embedded, offline), an alias such as llama
            "hf:<hub id or folder>, or a LiteLLM model such as openai/gpt-4o-mini (see `cli.py models`)")
 
 
+def _lora_default(name: str) -> str:
+    """'default X' for a LoRA option, with the CUDA value where it differs from the CPU one."""
+    from smelt.optimizers.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
+
+    cpu = getattr(LoraTrainingConfig, name)
+    cuda = CUDA_DEFAULTS.get(name, cpu)
+    text = lambda value: ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"  # noqa: E731
+    return f"default {text(cpu)}" if cuda == cpu else f"default {text(cpu)} on CPU, {text(cuda)} on CUDA"
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
@@ -36,8 +46,27 @@ class SmeltGroup(click.Group):
             sys.exit(130)
 
 
-def data_options(command):
+METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); judge: an LLM rates 0-10. "
+               "Default: judge when --judge is given, else f1")
+
+
+def run_options(metric_help: str = METRIC_HELP):
+    """The options every scoring command shares (smelt.commands.common.RunOptions), data options last."""
     options = [
+        click.option("--metric", type=click.Choice(["f1", "em", "judge"]), help=metric_help),
+        click.option("--judge", help="model spec of the judge for --metric judge. " + LM_HELP),
+        click.option("--seed", default=0, show_default=True,
+                     help="seed for data splits, optimizers, sampling and LoRA training"),
+        click.option("--threads", default=8, show_default=True,
+                     help="parallel requests (in-process models batch them)"),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda, cuda:N or mps (for in-process models)"),
+        click.option("--api-base", help="server URL for LiteLLM models, e.g. http://gpu-box:8000/v1 for vLLM"),
+        click.option("--runs-root", type=click.Path(),
+                     help="where run directories go (default: ./runs or $SMELT_RUNS)"),
+        click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses"),
+        click.option("--latency-sample", default=8, show_default=True,
+                     help="also time this many test examples one request at a time, uncached (0: skip)"),
         click.option("--data", help="JSONL, CSV or Parquet file (or a hub dataset id), split by --seed into "
                                    "train/dev/test 40/20/40. Default: the task's shipped data."),
         click.option("--train", "train_file", help="train split file (with --dev and --test)"),
@@ -49,19 +78,32 @@ def data_options(command):
         click.option("--max-dev", type=int, help="use only the first N dev examples"),
         click.option("--max-test", type=int, help="use only the first N test examples"),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
-def _data(kwargs):
+def _run_fields(kwargs) -> dict:
+    """Pops the shared options out of kwargs as RunOptions fields."""
     from smelt.commands.common import DataOptions
 
-    return DataOptions(
+    data = DataOptions(
         data=kwargs.pop("data"), train=kwargs.pop("train_file"), dev=kwargs.pop("dev_file"),
         test=kwargs.pop("test_file"), fields=kwargs.pop("fields"), max_train=kwargs.pop("max_train"),
         max_dev=kwargs.pop("max_dev"), max_test=kwargs.pop("max_test"),
     )
+    shared = {name: kwargs.pop(name) for name in ("metric", "judge", "seed", "threads", "device", "api_base",
+                                                  "runs_root", "latency_sample")}
+    return {**shared, "data": data, "cache": not kwargs.pop("no_cache")}
+
+
+def _print_outcome(table: str, run_dir) -> None:
+    click.echo(table)
+    click.echo(f"\nrun directory: {run_dir}")
 
 
 @click.group(cls=SmeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,14 +122,6 @@ def cli():
               type=click.Choice(["none", "labeled", "bootstrap", "random_search", "mipro", "copro", "simba", "gepa"]),
               help="DSPy optimizer")
 @click.option("--lm", default="gemma-3-270m", show_default=True, help=LM_HELP)
-@click.option("--metric", type=click.Choice(["f1", "em", "judge"]),
-              help="f1/em: answer vs reference (characters for Japanese); judge: an LLM rates 0-10. "
-                   "Default: judge when --judge is given, else f1")
-@click.option("--judge", help="model spec of the judge for --metric judge")
-@click.option("--seed", default=0, show_default=True, help="seed for data splits and optimizers")
-@click.option("--threads", default=8, show_default=True, help="parallel requests (in-process models batch them)")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps (in-process models)")
-@click.option("--api-base", help="server URL for LiteLLM models, e.g. http://gpu-box:8000/v1 for vLLM or SGLang")
 @click.option("--predictor", type=click.Choice(["predict", "cot"]), help="Predict (default) or ChainOfThought")
 @click.option("--placement", type=click.Choice(["question_last", "question_first"]),
               help="where the question goes relative to the document (default question_last)")
@@ -96,22 +130,18 @@ def cli():
 @click.option("--max-demos", default=2, show_default=True, help="bootstrapped demos per predictor")
 @click.option("--max-labeled-demos", default=2, show_default=True, help="labeled demos per predictor")
 @click.option("--resume", type=click.Path(), help="continue an interrupted compile run in this run directory")
-@click.option("--runs-root", type=click.Path(), help="where run directories go (default: ./runs or $SMELT_RUNS)")
-@click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses")
-@data_options
+@run_options()
 def compile(task, **kwargs):
     """Compile TASK's prompts: score the baseline, optimize on train, score the compiled program on dev and test."""
     from smelt.commands.compile import CompileOptions, run_compile
 
-    data = _data(kwargs)
+    shared = _run_fields(kwargs)
     program_options = {k: kwargs.pop(k) for k in ("predictor", "placement", "context_chars", "top_k")}
     options = CompileOptions(
-        task=task, data=data, cache=not kwargs.pop("no_cache"),
-        program_options={k: v for k, v in program_options.items() if v is not None}, **kwargs,
+        task=task, program_options={k: v for k, v in program_options.items() if v is not None}, **shared, **kwargs,
     )
     outcome = run_compile(options, log=lambda m: click.echo(m, err=True))
-    click.echo(outcome.table)
-    click.echo(f"\nrun directory: {outcome.run_dir}")
+    _print_outcome(outcome.table, outcome.run_dir)
 
 
 @cli.command()
@@ -125,36 +155,32 @@ def compile(task, **kwargs):
 @click.option("--synthetic", default=0, show_default=True,
               help="N extra questions written by the teacher over the train documents, kept when the judge rates "
                    "them 7/10 or more (the teacher judges when --judge is not given)")
-@click.option("--metric", type=click.Choice(["f1", "em", "judge"]), help="default: judge with --judge, else f1")
-@click.option("--judge", help="model spec of the judge")
-@click.option("--seed", default=0, show_default=True, help="seed for data, training order and LoRA init")
-@click.option("--threads", default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
-@click.option("--api-base", help="server URL for a LiteLLM teacher or judge")
-@click.option("--lora-r", type=int, help="LoRA rank (default 8 on CPU, 16 on CUDA)")
+@click.option("--lora-r", type=int, help=f"LoRA rank ({_lora_default('r')})")
 @click.option("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
-@click.option("--lora-dropout", type=float, help="LoRA dropout (default 0.05)")
+@click.option("--lora-dropout", type=float, help=f"LoRA dropout ({_lora_default('dropout')})")
 @click.option("--target-modules", help="comma-separated module names, or all-linear (default q,k,v,o projections)")
-@click.option("--learning-rate", type=float, help="peak learning rate (default 5e-4 CPU, 2e-4 CUDA)")
-@click.option("--epochs", type=int, help="passes over the SFT set (default 3)")
-@click.option("--batch-size", type=int, help="examples per step (default 4 CPU, 16 CUDA)")
-@click.option("--grad-accum", type=int, help="steps to accumulate before an update (default 1)")
-@click.option("--max-length", type=int, help="max tokens of prompt + completion (default 512 CPU, 2048 CUDA)")
+@click.option("--learning-rate", type=float, help=f"peak learning rate ({_lora_default('learning_rate')})")
+@click.option("--epochs", type=int, help=f"passes over the SFT set ({_lora_default('epochs')})")
+@click.option("--batch-size", type=int, help=f"examples per step ({_lora_default('batch_size')})")
+@click.option("--grad-accum", type=int, help=f"steps to accumulate before an update ({_lora_default('grad_accum')})")
+@click.option("--max-length", type=int,
+              help=f"max tokens of prompt + completion; longer examples are dropped ({_lora_default('max_length')})")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
-              help="trade compute for memory (default on for CUDA)")
+              help=f"trade compute for memory ({_lora_default('gradient_checkpointing')})")
 @click.option("--qlora", is_flag=True, help="4-bit base weights (CUDA with bitsandbytes installed)")
 @click.option("--merge", is_flag=True, help="also write merged weights (for vLLM or llama.cpp conversion)")
+@click.option("--student-instructions", is_flag=True,
+              help="keep DSPy's system message (field list and task instructions) in the student's prompt; by "
+                   "default it is left out, since the adapter learns the task, and prompts are about half as long")
 @click.option("--resume", type=click.Path(), help="continue an interrupted distill run in this run directory")
-@click.option("--runs-root", type=click.Path(), help="where run directories go (default: ./runs or $SMELT_RUNS)")
-@click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses")
-@data_options
+@run_options()
 def distill(task, **kwargs):
     """Distill a compiled program into a LoRA adapter on a small student.
 
     Scores the teacher, the bare student and the distilled student side by side on test."""
     from smelt.commands.distill import DistillOptions, run_distill
 
-    data = _data(kwargs)
+    shared = _run_fields(kwargs)
     lora_names = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules",
                   "learning_rate": "learning_rate", "epochs": "epochs", "batch_size": "batch_size",
                   "grad_accum": "grad_accum", "max_length": "max_length",
@@ -163,38 +189,25 @@ def distill(task, **kwargs):
     lora = {k: v for k, v in lora.items() if v is not None}
     if kwargs.pop("qlora"):
         lora["qlora"] = True
-    options = DistillOptions(task=task, data=data, lora=lora, cache=not kwargs.pop("no_cache"), **kwargs)
-    run_dir, summary, table = run_distill(options, log=lambda m: click.echo(m, err=True))
-    click.echo(table)
-    click.echo(f"\nrun directory: {run_dir}")
+    options = DistillOptions(task=task, lora=lora, **shared, **kwargs)
+    run_dir, _, table = run_distill(options, log=lambda m: click.echo(m, err=True))
+    _print_outcome(table, run_dir)
 
 
 @cli.command("eval")
 @click.argument("task")
 @click.option("--program", required=True, type=click.Path(), help="a compile or distill run directory")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]),
+              help="which split of the task's data to score (ignored with --data FILE alone: all of it is scored)")
 @click.option("--lm", help="run the program on another model (default: the one it was built for). " + LM_HELP)
-@click.option("--metric", type=click.Choice(["f1", "em", "judge"]), help="default: the program run's metric")
-@click.option("--judge", help="model spec of the judge for --metric judge")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--api-base", help="server URL for LiteLLM models")
-@click.option("--runs-root", type=click.Path())
-@click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses")
-@data_options
+@run_options(metric_help="default: the program run's metric")
 def eval_command(task, **kwargs):
     """Score a finished run's program on a split of TASK's data, or on --data FILE."""
     from smelt.commands.evaluate_run import EvalOptions, run_eval
 
-    data = _data(kwargs)
-    options = EvalOptions(data=data, cache=not kwargs.pop("no_cache"), **kwargs)
-    run_dir, summary, table = run_eval(options, log=lambda m: click.echo(m, err=True))
-    loaded_task = summary["task"]
-    if loaded_task != task:
-        click.echo(f"note: the program was built for task {loaded_task}", err=True)
-    click.echo(table)
-    click.echo(f"\nrun directory: {run_dir}")
+    options = EvalOptions(task=task, **_run_fields(kwargs), **kwargs)
+    run_dir, _, table = run_eval(options, log=lambda m: click.echo(m, err=True))
+    _print_outcome(table, run_dir)
 
 
 @cli.command("run")
@@ -203,13 +216,14 @@ def eval_command(task, **kwargs):
 @click.option("--document", required=True, help="a UTF-8 text file, or - to read standard input")
 @click.option("--question", required=True, help="the question to answer")
 @click.option("--lm", help="run on another model. " + LM_HELP)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
 @click.option("--api-base", help="server URL for LiteLLM models")
 def run_command(task, program, document, question, lm, device, api_base):
     """Answer one question about one document with a finished run's program."""
     from smelt.commands.answer import answer_question, read_document
 
-    click.echo(answer_question(program, read_document(document), question, lm=lm, device=device, api_base=api_base))
+    click.echo(answer_question(task, program, read_document(document), question, lm=lm, device=device,
+                               api_base=api_base))
 
 
 @cli.command()

@@ -1,7 +1,7 @@
 """LoRA training throughput: smelt's loop against a plain transformers.Trainer + peft, in the same run.
 
 Both train the same LoRA (same config, batch size, max length, steps, seed) on the same data: the
-shipped doc_qa train questions, formatted exactly as distillation formats them (PrefillChatAdapter
+shipped doc_qa train questions, formatted exactly as distillation formats them (the student's lean
 prompt, gold answer + completion marker), fp32 on CPU. Tokens are prompt + completion tokens,
 padding excluded, over the whole train call (setup included), so the two numbers compare directly.
 On a busy machine torch's OpenMP threads stall one another; --threads 1 and --repeats 2 steady the numbers.
@@ -82,21 +82,18 @@ class PeakMemory:
 
 def doc_qa_examples(tokenizer, count: int):
     """The shipped doc_qa train questions as distillation examples (teacher = the gold answer)."""
-    from smelt.lm.prefill_adapter import COMPLETED_MARKER, PrefillChatAdapter
+    from smelt.commands.distill import sft_completion, sft_messages
     from smelt.optimizers.sft_data import tokenize_sft
     from smelt.programs.registry import get_task
-    from smelt.signatures.doc_qa import AnswerAfterDocument
 
     task = get_task("doc_qa")
     program = task.make_program(task.default_options())
-    adapter = PrefillChatAdapter()
     train = task.load_shipped_data().train
     examples = []
     for i in range(count):  # spread over the split, so both languages are in
         example = train[(i * len(train)) // count if count <= len(train) else i % len(train)]
-        inputs = {"document": program.passages(example.document, example.question), "question": example.question}
-        messages = adapter.format(AnswerAfterDocument, [], inputs)
-        examples.append(tokenize_sft(tokenizer, messages, f"{example.answer}\n\n{COMPLETED_MARKER}"))
+        inputs = dict(task.prepare_demo_inputs(program, example).inputs())
+        examples.append(tokenize_sft(tokenizer, sft_messages(program, inputs), sft_completion(example.answer)))
     return examples
 
 

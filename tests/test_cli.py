@@ -40,6 +40,16 @@ def test_every_command_explains_its_options(command):
     assert "Usage:" in result.stdout
 
 
+def test_every_option_has_help_text():
+    import click
+
+    import cli
+
+    for name, command in cli.cli.commands.items():
+        silent = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert not silent, f"{name}: {silent}"
+
+
 def test_tasks_lists_doc_qa():
     result = smelt("tasks")
     assert result.returncode == 0 and "doc_qa" in result.stdout

@@ -42,6 +42,8 @@ def test_run_directory_is_complete(compiled_run):
     for label in ("baseline", "compiled"):
         for split in ("dev", "test"):
             assert summary[label][split]["examples"] == 2
+        assert summary[label]["test"]["single_request_latency_s"] > 0  # timed on test only
+        assert "single_request_latency_s" not in summary[label]["dev"]
     assert "| score (f1)" in (run_dir / "report.md").read_text()
     assert "baseline test" in compiled_run.table and "compiled test" in compiled_run.table
 

@@ -10,6 +10,7 @@ from dspy.utils.exceptions import AdapterParseError
 from smelt.commands.answer import answer_question
 from smelt.commands.common import DataOptions, load_run
 from smelt.commands.distill import DistillOptions, run_distill, sft_completion, sft_messages
+from smelt.errors import SmeltError
 from smelt.lm import lm_for_spec
 from smelt.optimizers.sft_data import tokenize_sft
 from smelt.programs.registry import get_task
@@ -18,14 +19,17 @@ TINY = DataOptions(max_train=4, max_dev=0, max_test=2)
 DOCUMENT = "北川市立図書館は毎月第2月曜日が休館日です。開館時間は9時から19時です。"
 
 
-def test_sft_prompt_tokens_are_exactly_what_the_student_sends():
+@pytest.mark.parametrize("instructions", [False, True], ids=["lean prompt", "with instructions"])
+def test_sft_prompt_tokens_are_exactly_what_the_student_sends(instructions):
     task = get_task("doc_qa")
     program = task.make_program(task.default_options())
     example = dspy.Example(document=DOCUMENT, question="休館日はいつですか？", answer="毎月第2月曜日").with_inputs(
         "document", "question")
-    student = lm_for_spec("gemma-3-270m", device="cpu", cache=False)  # every call reaches the engine
+    # cache=False: every call reaches the engine
+    student = lm_for_spec("gemma-3-270m", device="cpu", cache=False, instructions=instructions)
     inputs = dict(task.prepare_demo_inputs(program, example).inputs())
-    sft = tokenize_sft(student.engine.tokenizer, sft_messages(program, inputs), sft_completion(example.answer))
+    messages = sft_messages(program, inputs, instructions)
+    sft = tokenize_sft(student.engine.tokenizer, messages, sft_completion(example.answer))
 
     sent = []
     original = student.engine.generate_batch
@@ -36,6 +40,7 @@ def test_sft_prompt_tokens_are_exactly_what_the_student_sends():
     finally:
         student.engine.generate_batch = original
     assert sent and sent[0] == sft.prompt_ids
+    assert (messages[0]["role"] == "system") == instructions
     assert student.engine.tokenizer.decode(sft.completion_ids).startswith("毎月第2月曜日")
 
 
@@ -56,9 +61,13 @@ def test_distill_run_directory_is_complete(distilled_run):
     rows = [json.loads(line) for line in (run_dir / "sft.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 4 and all(r["messages"][-1]["role"] == "assistant" for r in rows)
     assert {r["source"] for r in rows} <= {"teacher", "label"}
+    assert all(m["role"] != "system" for r in rows for m in r["messages"])  # the lean student prompt
     assert set(summary["test"]) == {"teacher", "student (no adapter)", "distilled student"}
     for column in summary["test"].values():
         assert column["examples"] == 2 and column["prompt_tokens_per_example"] > 0
+        assert column["single_request_examples"] == 2 and column["single_request_latency_s"] > 0
+    lean, full = (summary["test"][name]["prompt_tokens_per_example"] for name in ("distilled student", "teacher"))
+    assert lean < full  # same passages and question, without DSPy's system message
     assert summary["training"]["steps"] == 2
     assert summary["training"]["trainable_parameters"] < summary["training"]["total_parameters"]
     assert "distilled student" in table
@@ -70,5 +79,16 @@ def test_eval_and_run_accept_a_distill_run(distilled_run):
     run_dir, _, _ = distilled_run
     loaded = load_run(run_dir)
     assert loaded.lm.adapter_dir and loaded.lm.lm.model != lm_for_spec("gemma-3-270m").lm.model
-    answer = answer_question(str(run_dir), DOCUMENT, "開館時間は？")
+    assert loaded.lm.adapter.instructions is False  # the prompt format the adapter was trained on
+    answer = answer_question("doc_qa", str(run_dir), DOCUMENT, "開館時間は？")
     assert isinstance(answer, str)
+    with pytest.raises(SmeltError, match="unknown task 'summarize'"):
+        answer_question("summarize", str(run_dir), DOCUMENT, "開館時間は？")
+
+
+def test_a_run_of_another_task_is_refused(distilled_run, tmp_path):
+    run_dir, _, _ = distilled_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "task": "contract_review"}))
+    with pytest.raises(SmeltError, match="a run of task contract_review, not doc_qa"):
+        load_run(tmp_path, task_name="doc_qa")

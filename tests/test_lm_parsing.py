@@ -95,6 +95,12 @@ def test_format_ends_with_the_prefill():
     assert "`[[ ## answer ## ]]`" in reasoned[-2]["content"]  # the model must still write the later markers
 
 
+def test_lean_format_leaves_out_only_the_system_message():
+    full = PrefillChatAdapter().format(QA, [], {"document": "d", "question": "q"})
+    lean = PrefillChatAdapter(instructions=False).format(QA, [], {"document": "d", "question": "q"})
+    assert full[0]["role"] == "system" and lean == full[1:]
+
+
 def test_predict_sends_stop_strings_and_parses_with_dummy_lm():
     lm = DummyLM([{"answer": "blue"}])
     with dspy.context(lm=lm, adapter=PrefillChatAdapter()):

@@ -120,7 +120,7 @@ def test_config_errors_name_the_option():
         LoraTrainingConfig(r=0)
     with pytest.raises(SmeltError, match="--lora-dropout"):
         LoraTrainingConfig(dropout=1.5)
-    with pytest.raises(SmeltError, match="--lora-targets"):
+    with pytest.raises(SmeltError, match="--target-modules"):
         LoraTrainingConfig(target_modules="")
     assert LoraTrainingConfig(target_modules="q_proj, v_proj").target_modules == ("q_proj", "v_proj")
     assert LoraTrainingConfig(target_modules="ALL-LINEAR").all_linear

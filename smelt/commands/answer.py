@@ -20,14 +20,14 @@ def read_document(path: str) -> str:
         raise SmeltError(f"--document {path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
 
 
-def answer_question(program_run: str, document: str, question: str, *, lm: str | None = None,
+def answer_question(task: str, program_run: str, document: str, question: str, *, lm: str | None = None,
                     device: str = "auto", api_base: str | None = None) -> str:
     if not question.strip():
         raise SmeltError("--question is empty; pass the question to answer")
     if not document.strip():
         raise SmeltError("--document is empty; pass a file with the document's text")
     configure_dspy(threads=1)
-    loaded = load_run(program_run, lm_spec=lm, device=device, api_base=api_base)
+    loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base)
     from dspy.utils.exceptions import AdapterParseError
 
     try:

@@ -2,7 +2,7 @@
 
 import resource
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dspy
@@ -24,6 +24,26 @@ class DataOptions:
     max_train: int | None = None
     max_dev: int | None = None
     max_test: int | None = None
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """What every scoring command takes: metric and judge, seed, threads, device, data, where runs go, caching."""
+
+    metric: str | None = None  # None: the task's default metric (or the run's, for eval)
+    judge: str | None = None
+    seed: int = 0
+    threads: int = 8
+    device: str = "auto"
+    api_base: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    runs_root: str | None = None
+    cache: bool = True
+    latency_sample: int = 8  # test examples also timed one request at a time (0: skip)
+
+    def __post_init__(self):
+        if self.latency_sample < 0:
+            raise SmeltError("--latency-sample must be 0 or more")
 
 
 def load_task_data(task: Task, options: DataOptions, seed: int):
@@ -90,13 +110,19 @@ class LoadedRun:
     lm: object  # smelt.lm.build.ResolvedLM
 
 
-def load_run(run_dir: str | Path, *, lm_spec: str | None = None, device: str = "auto",
-             api_base: str | None = None, cache: bool = True) -> LoadedRun:
-    """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given."""
+def load_run(run_dir: str | Path, *, task_name: str | None = None, lm_spec: str | None = None,
+             device: str = "auto", api_base: str | None = None, cache: bool = True) -> LoadedRun:
+    """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given.
+
+    With ``task_name``, a run of another task is refused before any model is loaded."""
     from smelt.lm import lm_for_spec
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
+    if task_name is not None and manifest["task"] != task_name:
+        get_task(task_name)  # an unknown name gets the list of known tasks
+        raise SmeltError(f"--program {run_dir}: a run of task {manifest['task']}, not {task_name}; "
+                         f"use `{manifest['task']}` as the task or pick a {task_name} run")
     program_file = run_dir / "program.json"
     if not program_file.is_file():
         raise SmeltError(f"{run_dir}: has no program.json (the run did not finish compiling); "
@@ -108,10 +134,10 @@ def load_run(run_dir: str | Path, *, lm_spec: str | None = None, device: str = "
     except Exception as exc:
         raise SmeltError(f"{program_file}: not a program smelt can load ({type(exc).__name__}: {exc})") from exc
     recorded = manifest["models"]["program"]
-    adapter = recorded.get("adapter")
-    if adapter and not lm_spec:
-        adapter = str(run_dir / adapter)
-    elif lm_spec:
-        adapter = None
-    lm = lm_for_spec(lm_spec or recorded["spec"], device=device, adapter=adapter, api_base=api_base, cache=cache)
+    if lm_spec:  # another model: no adapter, and the full prompt it needs without one
+        lm = lm_for_spec(lm_spec, device=device, api_base=api_base, cache=cache)
+    else:
+        adapter = recorded.get("adapter")
+        lm = lm_for_spec(recorded["spec"], device=device, adapter=str(run_dir / adapter) if adapter else None,
+                         api_base=api_base, cache=cache, instructions=recorded.get("instructions", True))
     return LoadedRun(run_dir, manifest, task, program, lm)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from smelt.commands.common import (
-    DataOptions,
+    RunOptions,
     check_model_options,
     configure_dspy,
     load_task_data,
@@ -26,23 +26,14 @@ from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 
 
 @dataclass
-class CompileOptions:
+class CompileOptions(RunOptions):
     task: str = "doc_qa"
     optimizer: str = "bootstrap"
     lm: str = "gemma-3-270m"
-    metric: str | None = None
-    judge: str | None = None
-    seed: int = 0
-    threads: int = 8
-    device: str = "auto"
-    api_base: str | None = None
     max_demos: int = 2
     max_labeled_demos: int = 2
     program_options: dict = field(default_factory=dict)  # e.g. {"predictor": "cot"}
-    data: DataOptions = field(default_factory=DataOptions)
     resume: str | None = None
-    runs_root: str | None = None
-    cache: bool = True
 
 
 @dataclass
@@ -88,7 +79,8 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
             return {}
         name = f"baseline.{split}" if label == "baseline" else split
         result = evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
-                          out_path=run_dir / "eval" / f"{name}.jsonl", desc=f"{label} {split}")
+                          out_path=run_dir / "eval" / f"{name}.jsonl", desc=f"{label} {split}",
+                          latency_sample=options.latency_sample if split == "test" else 0)
         return result.summary | {"failures": failure_examples(result.records)}
 
     summaries = {"baseline": {}, "compiled": {}}

@@ -3,7 +3,10 @@
 1. The teacher (a compile run, or a model spec running the uncompiled program) answers the train inputs.
 2. Answers reaching --min-score become SFT targets; where the teacher missed, the gold answer may stand in
    (--use-labels). --synthetic N adds teacher-written questions over the train documents, judge-filtered.
-3. The SFT set is written as chat JSONL in exactly the prompt the zero-shot student sends at inference.
+3. The SFT set is written as chat JSONL in exactly the prompt the zero-shot student sends at inference:
+   no demos, and (unless --student-instructions) no DSPy system message either. The adapter learns the
+   task's instructions from the examples, so the student's prompt is little more than the passages and
+   the question: that, with the smaller model, is where its speed comes from.
 4. Before training: the teacher and the bare student are scored on test.
 5. LoRA training (smelt.optimizers.lora_training), with a checkpoint each epoch.
 6. The distilled student is scored on test; everything lands in the run directory.
@@ -18,7 +21,7 @@ from pathlib import Path
 import dspy
 
 from smelt.commands.common import (
-    DataOptions,
+    RunOptions,
     check_model_options,
     configure_dspy,
     load_run,
@@ -38,25 +41,17 @@ TRAINING_SUMMARY = "training.json"
 
 
 @dataclass
-class DistillOptions:
+class DistillOptions(RunOptions):
     student: str
     teacher: str  # a compile run directory, or a model spec
     task: str = "doc_qa"
     min_score: float = 0.5
     use_labels: bool = True
     synthetic: int = 0
-    metric: str | None = None
-    judge: str | None = None
-    seed: int = 0
-    threads: int = 8
-    device: str = "auto"
-    api_base: str | None = None
     lora: dict = field(default_factory=dict)  # LoraTrainingConfig overrides, e.g. {"r": 16, "epochs": 2}
     merge: bool = False
-    data: DataOptions = field(default_factory=DataOptions)
+    student_instructions: bool = False  # keep DSPy's system message (field list, instructions) in the student prompt
     resume: str | None = None
-    runs_root: str | None = None
-    cache: bool = True
 
 
 @dataclass
@@ -84,13 +79,13 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     return Teacher(task.make_program(task.default_options()), lm, task.default_options(), f"model {options.teacher}")
 
 
-def sft_messages(program: dspy.Module, inputs: dict) -> list[dict]:
+def sft_messages(program: dspy.Module, inputs: dict, instructions: bool = False) -> list[dict]:
     """The chat messages the zero-shot student program sends for these predictor inputs."""
     predictors = program.predictors()
     if len(predictors) != 1:
         raise SmeltError("distill supports programs with one predictor; this program has "
                          f"{len(predictors)}")
-    return PrefillChatAdapter().format(predictors[0].signature, [], inputs)
+    return PrefillChatAdapter(instructions=instructions).format(predictors[0].signature, [], inputs)
 
 
 def sft_completion(answer: str) -> str:
@@ -137,7 +132,7 @@ def run_distill(options: DistillOptions, log=print):
         write_json(run_dir / "manifest.json", build_manifest(
             command="distill", task=task.name, options=asdict(options), seed=options.seed,
             models={"program": {"spec": options.student, "kind": student_spec.kind, "target": student_spec.target,
-                                "adapter": "adapter"},
+                                "adapter": "adapter", "instructions": options.student_instructions},
                     "teacher": {**teacher.lm.describe(), "source": teacher.source},
                     **({"judge": judge.describe()} if judge else {})},
             data_sources=splits.sources, program_options=student_options,
@@ -147,7 +142,8 @@ def run_distill(options: DistillOptions, log=print):
 
     def score(program, lm, examples, name, desc):
         return evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
-                        out_path=run_dir / "eval" / f"{name}.jsonl", desc=desc)
+                        out_path=run_dir / "eval" / f"{name}.jsonl", desc=desc,
+                        latency_sample=options.latency_sample if name.endswith("test") else 0)
 
     # 1-3. Teacher traces -> SFT set.
     sft_path = run_dir / SFT_FILE
@@ -190,7 +186,8 @@ def run_distill(options: DistillOptions, log=print):
 
     # 6. The distilled student, loaded back from its safetensors.
     distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
-                               adapter=run_dir / "adapter", cache=options.cache)
+                               adapter=run_dir / "adapter", cache=options.cache,
+                               instructions=options.student_instructions)
     tmp = run_dir / "program.partial.json"
     student_program.save(str(tmp))
     tmp.replace(run_dir / "program.json")
@@ -235,7 +232,8 @@ def _sft_rows(task, student_program, train, records, options) -> list[dict]:
             continue
         inputs = _predictor_inputs(task, student_program, example)
         rows.append({"id": example.get("id"), "source": source,
-                     "messages": sft_messages(student_program, inputs), "completion": sft_completion(answer)})
+                     "messages": sft_messages(student_program, inputs, options.student_instructions),
+                     "completion": sft_completion(answer)})
     return rows
 
 
@@ -273,8 +271,10 @@ def _synthetic_rows(task, teacher: Teacher, student_program, train, judge_lm, op
         documents[document].append(question)
         example = dspy.Example(id=f"synthetic-{len(rows) + 1}", document=document, question=question,
                                answer=answer).with_inputs(*task.input_keys)
-        rows.append({"id": example.id, "source": "synthetic", "messages": sft_messages(
-            student_program, _predictor_inputs(task, student_program, example)), "completion": sft_completion(answer)})
+        messages = sft_messages(student_program, _predictor_inputs(task, student_program, example),
+                                options.student_instructions)
+        rows.append({"id": example.id, "source": "synthetic", "messages": messages,
+                     "completion": sft_completion(answer)})
     log(f"[smelt] synthetic: kept {len(rows)} of {attempts} teacher-written questions")
     return rows
 

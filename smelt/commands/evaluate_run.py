@@ -1,10 +1,10 @@
 """``eval``: score a finished compile or distill run on a split or on new data, in a run directory of its own."""
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from smelt.commands.common import DataOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
+from smelt.commands.common import DataOptions, RunOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
@@ -13,19 +13,11 @@ from smelt.runs import build_manifest, new_run_dir, write_json, write_text
 
 
 @dataclass
-class EvalOptions:
+class EvalOptions(RunOptions):
     program: str
+    task: str | None = None  # when given, the program run must be of this task
     split: str = "test"
     lm: str | None = None  # default: the model the program was built for
-    metric: str | None = None  # default: the metric of the program's run
-    judge: str | None = None
-    seed: int = 0
-    threads: int = 8
-    device: str = "auto"
-    api_base: str | None = None
-    data: DataOptions = field(default_factory=DataOptions)
-    runs_root: str | None = None
-    cache: bool = True
 
 
 def run_eval(options: EvalOptions, log=print):
@@ -33,8 +25,8 @@ def run_eval(options: EvalOptions, log=print):
     if options.split not in ("train", "dev", "test"):
         raise SmeltError(f"--split {options.split!r}: use train, dev or test")
     configure_dspy(options.threads)
-    loaded = load_run(options.program, lm_spec=options.lm, device=options.device, api_base=options.api_base,
-                      cache=options.cache)
+    loaded = load_run(options.program, task_name=options.task, lm_spec=options.lm, device=options.device,
+                      api_base=options.api_base, cache=options.cache)
     from smelt.lm import lm_for_spec
 
     judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
@@ -63,7 +55,8 @@ def run_eval(options: EvalOptions, log=print):
     ))
     log(f"[smelt] run directory: {run_dir}")
     result = evaluate(loaded.program, examples, metric=metric, lm=loaded.lm, threads=options.threads,
-                      out_path=run_dir / "eval" / f"{split}.jsonl", desc=f"eval {split}")
+                      out_path=run_dir / "eval" / f"{split}.jsonl", desc=f"eval {split}",
+                      latency_sample=options.latency_sample)
     summary = {"task": loaded.task.name, "command": "eval", "program_run": str(loaded.run_dir), "split": split,
                "metric": metric.name, split: result.summary, "wall_s": round(time.perf_counter() - started, 1),
                "peak_memory_mb": peak_memory_mb()}

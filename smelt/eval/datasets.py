@@ -354,7 +354,8 @@ def load_splits(
             raise SmeltError(
                 f"{' and '.join(missing)} missing; --train, --dev and --test must be given together"
             )
-        loaded = {name: _load_file(str(path), **kw) for name, path in explicit.items()}
+        by_path = {path: _load_file(str(path), **kw) for path in dict.fromkeys(explicit.values())}  # each file once
+        loaded = {name: by_path[path] for name, path in explicit.items()}
         return Splits(
             loaded["train"], loaded["dev"], loaded["test"], {k: str(v) for k, v in explicit.items()}
         )

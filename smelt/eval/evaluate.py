@@ -100,8 +100,11 @@ def evaluate(
     threads: int = 8,
     out_path: Path | None = None,
     desc: str = "eval",
+    latency_sample: int = 0,
 ) -> EvalResult:
-    """Score ``program`` on ``examples``; with ``out_path``, append each record as it finishes and resume."""
+    """Score ``program`` on ``examples``; with ``out_path``, append each record as it finishes and resume.
+
+    ``latency_sample`` > 0 then times that many examples one request at a time (``smelt.eval.latency``)."""
     done = _read_done(out_path) if out_path else {}
     todo = [ex for ex in examples if str(ex.get("id")) not in done]
     lock = threading.Lock()
@@ -127,7 +130,12 @@ def evaluate(
         if out:
             out.close()
     records = [done[str(ex.get("id"))] for ex in examples if str(ex.get("id")) in done]
-    return EvalResult(records, summarize(records, metric.name, wall_s=time.perf_counter() - started))
+    summary = summarize(records, metric.name, wall_s=time.perf_counter() - started) | {"threads": threads}
+    if latency_sample > 0:
+        from smelt.eval.latency import single_request_latency
+
+        summary |= single_request_latency(program, examples, lm, latency_sample)
+    return EvalResult(records, summary)
 
 
 def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = None) -> dict:

@@ -4,7 +4,8 @@ _ROWS = [
     ("score", "score ({metric})", "{:.3f}"),
     ("parse_failures", "parse failures", "{:d}"),
     ("errors", "errors", "{:d}"),
-    ("latency_s_per_example", "latency / example (s)", "{:.2f}"),
+    ("single_request_latency_s", "latency, one request at a time (s)", "{:.2f}"),
+    ("latency_s_per_example", "latency / example, {threads} in flight (s)", "{:.2f}"),
     ("prompt_tokens_per_example", "prompt tokens / example", "{:.0f}"),
     ("completion_tokens_per_example", "completion tokens / example", "{:.1f}"),
     ("lm_calls", "LM calls", "{:d}"),
@@ -25,11 +26,12 @@ def _cell(summary: dict, key: str, fmt: str) -> str:
 
 def comparison_rows(columns: dict[str, dict]) -> list[list[str]]:
     metric = next((s.get("metric") for s in columns.values() if s.get("metric")), "score")
+    threads = next((s.get("threads") for s in columns.values() if s.get("threads")), "many")
     rows = [["", *columns]]
     for key, label, fmt in _ROWS:
         if all(summary.get(key) is None for summary in columns.values()):
             continue
-        rows.append([label.format(metric=metric), *(_cell(s, key, fmt) for s in columns.values())])
+        rows.append([label.format(metric=metric, threads=threads), *(_cell(s, key, fmt) for s in columns.values())])
     return rows
 
 

@@ -30,6 +30,8 @@ class ResolvedLM:
             described["device"] = self.engine.device
         if self.adapter_dir:
             described["adapter"] = self.adapter_dir
+        if not getattr(self.adapter, "instructions", True):
+            described["instructions"] = False
         return described
 
 
@@ -44,8 +46,13 @@ def lm_for_spec(
     max_tokens: int | None = None,
     cache: bool = True,
     max_batch_size: int = 16,
+    instructions: bool = True,
 ) -> ResolvedLM:
-    """Resolve a spec string (see ``smelt.lm.specs``) into a model DSPy can call."""
+    """Resolve a spec string (see ``smelt.lm.specs``) into a model DSPy can call.
+
+    ``instructions=False`` formats prompts without DSPy's system message: the lean prompt of a
+    distilled student, whose adapter was trained on that format (see ``PrefillChatAdapter``).
+    """
     parsed = parse_spec(spec, option)
     if not parsed.in_process:
         from smelt.errors import SmeltError
@@ -72,7 +79,8 @@ def lm_for_spec(
         max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
         cache=cache,
     )
-    return ResolvedLM(parsed, lm, PrefillChatAdapter(), engine, str(adapter) if adapter else None)
+    return ResolvedLM(parsed, lm, PrefillChatAdapter(instructions=instructions), engine,
+                      str(adapter) if adapter else None)
 
 
 def build_lm(spec: str, **kwargs) -> dspy.LM:

@@ -6,6 +6,10 @@ into the prompt (an assistant prefill), so the model only has to write the value
 generation at the completion marker or when the model starts to invent a new input field, and
 parses leniently. What still fails to parse raises ``AdapterParseError``, which the evaluation
 loop records as a failed example.
+
+``instructions=False`` is the prompt of a distilled student: DSPy's system message (field list,
+format and task instructions, about half of a doc-QA prompt) is left out, because the LoRA
+adapter has learned the task from examples in exactly this leaner format.
 """
 
 from typing import Any
@@ -20,9 +24,10 @@ def field_marker(name: str) -> str:
 
 
 class PrefillChatAdapter(ChatAdapter):
-    def __init__(self, **kwargs):
+    def __init__(self, instructions: bool = True, **kwargs):
         kwargs.setdefault("use_json_adapter_fallback", False)  # a second format rarely rescues a small model
         super().__init__(**kwargs)
+        self.instructions = instructions
 
     def prefill(self, signature) -> str:
         return field_marker(next(iter(signature.output_fields))) + "\n"
@@ -37,6 +42,8 @@ class PrefillChatAdapter(ChatAdapter):
 
     def format(self, signature, demos, inputs) -> list[dict[str, Any]]:
         messages = super().format(signature, demos, inputs)
+        if not self.instructions:
+            messages = [m for m in messages if m["role"] != "system"]
         return [*messages, {"role": "assistant", "content": self.prefill(signature)}]
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):

@@ -1,13 +1,15 @@
 """The knobs of one LoRA distillation run, checked when set, with defaults sized per device.
 
-Each field maps to one command-line option; a bad value raises SmeltError naming that option:
+Most fields map to one ``distill`` option; a bad value raises SmeltError naming that option:
 
     r -> --lora-r                alpha -> --lora-alpha          dropout -> --lora-dropout
-    target_modules -> --lora-targets                            learning_rate -> --learning-rate
+    target_modules -> --target-modules                          learning_rate -> --learning-rate
     epochs -> --epochs           batch_size -> --batch-size     grad_accum -> --grad-accum
     max_length -> --max-length   seed -> --seed                 gradient_checkpointing -> --gradient-checkpointing
-    qlora -> --qlora             bf16 -> --bf16                 warmup_ratio -> --warmup-ratio
-    weight_decay -> --weight-decay                              max_grad_norm -> --max-grad-norm
+    qlora -> --qlora
+
+bf16 (on where CUDA supports it), warmup_ratio, weight_decay and max_grad_norm are set per device or
+left at their defaults; library callers can override them like any other field.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -74,6 +76,11 @@ class LoraTrainingConfig:
         return data
 
 
+# Where CUDA defaults differ from the (CPU) dataclass defaults.
+CUDA_DEFAULTS = {"r": 16, "alpha": 32.0, "learning_rate": 3e-4, "epochs": 3, "batch_size": 8, "max_length": 2048,
+                 "gradient_checkpointing": True}
+
+
 def default_config(device: str) -> LoraTrainingConfig:
     """Defaults sized for the device the student trains on.
 
@@ -87,15 +94,7 @@ def default_config(device: str) -> LoraTrainingConfig:
         import torch
 
         return LoraTrainingConfig(
-            r=16,
-            alpha=32.0,
-            learning_rate=3e-4,
-            epochs=3,
-            batch_size=8,
-            max_length=2048,
-            gradient_checkpointing=True,
-            bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
-        )
+            **CUDA_DEFAULTS, bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
     return LoraTrainingConfig()
 
 
@@ -110,7 +109,7 @@ def _normalize_targets(value: Any) -> tuple[str, ...] | str:
         names = ()
     if not names or not all(names) or not all(name.replace("_", "").replace(".", "").isalnum() for name in names):
         raise SmeltError(
-            f"--lora-targets {value!r}: give module names such as q_proj,k_proj,v_proj,o_proj, or {ALL_LINEAR}"
+            f"--target-modules {value!r}: give module names such as q_proj,k_proj,v_proj,o_proj, or {ALL_LINEAR}"
         )
     return names
 

@@ -48,7 +48,7 @@ def lora_targets(model, config: LoraTrainingConfig) -> dict[str, tuple[int, int]
     if not targets:
         available = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if name and _is_linear(m)})
         raise SmeltError(
-            f"--lora-targets {','.join(config.target_modules) if not config.all_linear else config.target_modules}: "
+            f"--target-modules {','.join(config.target_modules) if not config.all_linear else config.target_modules}: "
             f"no such layer in this model; its linear layers are named {', '.join(available)} (or use all-linear)"
         )
     return targets

@@ -283,7 +283,7 @@ def _targets_noting_missing(model, config: LoraTrainingConfig, log) -> dict[str,
     if not config.all_linear:
         missing = [t for t in config.target_modules if not any(n == t or n.endswith(f".{t}") for n in found)]
         if missing:
-            log(f"[smelt] --lora-targets: this model has no {', '.join(missing)}; adapting the others only")
+            log(f"[smelt] --target-modules: this model has no {', '.join(missing)}; adapting the others only")
     return found
 
 

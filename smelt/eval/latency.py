@@ -1,0 +1,33 @@
+"""Latency of one request at a time: what a user waiting on a single answer sees.
+
+The evaluation loop keeps several requests in flight, so its per-example latency includes waiting
+for the rest of the batch and says more about throughput than about one answer. This pass runs a
+few examples strictly one after another, with DSPy's response cache off so each one reaches the model.
+"""
+
+import statistics
+import time
+
+import dspy
+
+
+def single_request_latency(program: dspy.Module, examples: list[dspy.Example], lm, count: int) -> dict:
+    """Median seconds per example over the first ``count`` examples, run sequentially and uncached."""
+    sample = examples[:count]
+    if not sample:
+        return {}
+    seconds = []
+    cached = lm.lm.cache
+    lm.lm.cache = False  # a cache hit would time the cache, not the model (DSPy reads this per call)
+    try:
+        with lm.context():
+            for example in sample:
+                started = time.perf_counter()
+                try:
+                    program(**example.inputs())
+                except Exception:  # noqa: BLE001, S110 - a failed answer still spent the model's time
+                    pass
+                seconds.append(time.perf_counter() - started)
+    finally:
+        lm.lm.cache = cached
+    return {"single_request_latency_s": round(statistics.median(seconds), 3), "single_request_examples": len(seconds)}

@@ -1,0 +1,52 @@
+"""--synthetic: the real embedded model writes and answers new questions; the judge's rating decides what is kept.
+
+The judge is a DummyLM here so each test controls its verdict; question writing and answering run on the model.
+"""
+
+import dspy
+from dspy.adapters import ChatAdapter
+from dspy.utils.dummies import DummyLM
+
+from smelt.commands.distill import DistillOptions, Teacher, _synthetic_rows
+from smelt.lm import lm_for_spec, parse_spec
+from smelt.lm.build import ResolvedLM
+from smelt.programs.registry import get_task
+
+DOCUMENT = ("北川市立図書館は毎月第2月曜日が休館日です。開館時間は9時から19時です。"
+            "本は1人10冊まで、2週間借りられます。")
+ASKED = "休館日はいつですか？"
+
+
+def _synthesize(rating: str, wanted: int):
+    task = get_task("doc_qa")
+    options = task.default_options()
+    teacher = Teacher(task.make_program(options), lm_for_spec("gemma-3-270m", device="cpu", cache=False), options,
+                      "model gemma-3-270m")
+    student_program = task.make_program({**options, "predictor": "predict"})
+    train = [dspy.Example(id="t1", document=DOCUMENT, question=ASKED, answer="毎月第2月曜日").with_inputs(
+        "document", "question")]
+    verdicts = DummyLM([{"rationale": "checked against the document", "rating": rating}] * (3 * wanted))
+    judge = ResolvedLM(parse_spec("openai/stand-in-judge"), verdicts, ChatAdapter())
+    logged = []
+    rows = _synthetic_rows(task, teacher, student_program, train, judge,
+                           DistillOptions(student="gemma-3-270m", teacher="gemma-3-270m", synthetic=wanted),
+                           logged.append)
+    return rows, logged
+
+
+def test_judged_synthetic_questions_become_lean_sft_rows():
+    rows, logged = _synthesize("9", wanted=2)
+    assert 1 <= len(rows) <= 2, logged
+    questions = [row["messages"][-2]["content"].rsplit("[[ ## question ## ]]", 1)[1].strip() for row in rows]
+    assert all(q and q != ASKED for q in questions) and len(set(questions)) == len(questions)
+    for row in rows:
+        assert row["source"] == "synthetic" and row["id"].startswith("synthetic-")
+        assert row["messages"][0]["role"] == "user" and "北川市立図書館" in row["messages"][0]["content"]
+        assert row["completion"].strip() and row["completion"].endswith("[[ ## completed ## ]]")
+    assert logged[-1].startswith(f"[smelt] synthetic: kept {len(rows)} of ")
+
+
+def test_a_low_judge_rating_keeps_nothing():
+    rows, logged = _synthesize("3", wanted=1)
+    assert rows == []
+    assert logged[-1].startswith("[smelt] synthetic: kept 0 of ")
