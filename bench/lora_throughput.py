@@ -168,7 +168,7 @@ def cpu_benchmark(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = load_model(parse_spec("gemma-3-270m"), device="cpu")
+    loaded = load_model(parse_spec("gemma-3-270m"), device="cpu", dtype=torch.float32)  # as distill trains
     model, tokenizer = loaded.model, loaded.tokenizer
     config = replace(
         default_config("cpu"), epochs=1, batch_size=args.batch_size, max_length=args.max_length, r=args.lora_r

@@ -58,9 +58,17 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def examples(embedded_model) -> list[SftExample]:
-    return [tokenize_sft(embedded_model.tokenizer, row["messages"], row["completion"]) for row in _rows()]
+@pytest.fixture(scope="module")
+def student(embedded_model):
+    """The embedded model as distill trains it: fp32 weights on a CPU, whatever dtype inference uses."""
+    loaded = load_for_training(parse_spec("gemma-3-270m"), TINY, device="cpu")
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def examples(student) -> list[SftExample]:
+    return [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in _rows()]
 
 
 def _adapter(folder: Path) -> dict[str, torch.Tensor]:
@@ -71,8 +79,8 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_prompt_ids_are_exactly_the_engines(embedded_model, examples):
-    tokenizer = embedded_model.tokenizer
+def test_prompt_ids_are_exactly_the_engines(student, examples):
+    tokenizer = student.tokenizer
     for row, example in zip(_rows(), examples, strict=True):
         assert example.prompt_ids == encode_prompt(tokenizer, row["messages"])
         assert example.completion_ids[-1] == tokenizer.eos_token_id
@@ -128,25 +136,25 @@ def test_config_errors_name_the_option():
 
 
 @pytest.fixture(scope="module")
-def trained(embedded_model, examples, tmp_path_factory):
+def trained(student, examples, tmp_path_factory):
     """Six optimizer steps on the four examples: the run the loss, logits and merge tests look at."""
     out = tmp_path_factory.mktemp("lora") / "run"
-    model, tokenizer = embedded_model.model, embedded_model.tokenizer
+    model, tokenizer = student.model, student.tokenizer
     return train_lora(model, tokenizer, examples, replace(TINY, epochs=6), out, log=lambda _: None)
 
 
-def test_gpu_only_options_are_refused_on_cpu(embedded_model, examples, tmp_path):
+def test_gpu_only_options_are_refused_on_cpu(student, examples, tmp_path):
     with pytest.raises(SmeltError, match="--qlora needs a CUDA GPU"):
         load_for_training(parse_spec("gemma-3-270m"), replace(TINY, qlora=True), device="cpu")
     with pytest.raises(SmeltError, match="--qlora needs a CUDA GPU"):
-        train_lora(embedded_model.model, embedded_model.tokenizer, examples, replace(TINY, qlora=True), tmp_path / "q")
+        train_lora(student.model, student.tokenizer, examples, replace(TINY, qlora=True), tmp_path / "q")
     with pytest.raises(SmeltError, match="--bf16 needs a CUDA GPU"):
-        train_lora(embedded_model.model, embedded_model.tokenizer, examples, replace(TINY, bf16=True), tmp_path / "b")
+        train_lora(student.model, student.tokenizer, examples, replace(TINY, bf16=True), tmp_path / "b")
     assert not (tmp_path / "q").exists() and not (tmp_path / "b").exists()
 
 
-def test_training_lowers_the_loss_and_the_adapter_changes_the_model(embedded_model, examples, trained):
-    model = embedded_model.model
+def test_training_lowers_the_loss_and_the_adapter_changes_the_model(student, examples, trained):
+    model = student.model
     assert trained.steps == 6 and len(trained.losses) == 6
     assert trained.losses[-1] < 0.5 * trained.losses[0], trained.losses
     assert (trained.adapter_dir / "adapter_model.safetensors").is_file()
@@ -158,7 +166,7 @@ def test_training_lowers_the_loss_and_the_adapter_changes_the_model(embedded_mod
     ids = torch.tensor([examples[0].prompt_ids])
     with torch.no_grad():
         base_logits = model(input_ids=ids).logits
-    peft_model = attach_adapter(model, trained.adapter_dir, base_source=embedded_model.source)
+    peft_model = attach_adapter(model, trained.adapter_dir, base_source=student.source)
     try:
         with torch.no_grad():
             tuned_logits = peft_model(input_ids=ids).logits
@@ -169,8 +177,8 @@ def test_training_lowers_the_loss_and_the_adapter_changes_the_model(embedded_mod
         assert torch.equal(model(input_ids=ids).logits, base_logits)  # the base model is as it was
 
 
-def test_same_seed_same_adapter_and_resume_after_an_interruption(embedded_model, examples, tmp_path, monkeypatch):
-    model, tokenizer = embedded_model.model, embedded_model.tokenizer
+def test_same_seed_same_adapter_and_resume_after_an_interruption(student, examples, tmp_path, monkeypatch):
+    model, tokenizer = student.model, student.tokenizer
     quiet = {"log": lambda _: None}
     whole = train_lora(model, tokenizer, examples, TINY, tmp_path / "whole", **quiet)
     again = train_lora(model, tokenizer, examples, TINY, tmp_path / "again", **quiet)
@@ -199,12 +207,12 @@ def test_same_seed_same_adapter_and_resume_after_an_interruption(embedded_model,
     assert len(resumed.log_path.read_text().splitlines()) == whole.steps
 
 
-def test_estimate_matches_peft_and_refuses_what_cannot_fit(embedded_model):
+def test_estimate_matches_peft_and_refuses_what_cannot_fit(student):
     from peft import get_peft_model
 
     from smelt.optimizers.lora_model import peft_lora_config
 
-    model = embedded_model.model
+    model = student.model
     for config in (TINY, replace(TINY, target_modules="all-linear", r=16)):
         estimate = estimate_resources(model, config, "cpu")
         peft_model = get_peft_model(model, peft_lora_config(config))
@@ -222,15 +230,15 @@ def test_estimate_matches_peft_and_refuses_what_cannot_fit(embedded_model):
         check_fits(absurd)
 
 
-def test_merged_model_matches_the_adapter(embedded_model, examples, trained, tmp_path):
+def test_merged_model_matches_the_adapter(student, examples, trained, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    model, tokenizer = embedded_model.model, embedded_model.tokenizer
+    model, tokenizer = student.model, student.tokenizer
     merged_dir = merge_adapter(model, trained.adapter_dir, tmp_path / "merged", tokenizer=tokenizer)
     assert (merged_dir / "model.safetensors").is_file() and (merged_dir / "tokenizer.json").is_file()
 
     ids = torch.tensor([examples[1].prompt_ids])
-    peft_model = attach_adapter(model, trained.adapter_dir, base_source=embedded_model.source)
+    peft_model = attach_adapter(model, trained.adapter_dir, base_source=student.source)
     try:
         with torch.no_grad():
             expected = peft_model(input_ids=ids).logits

@@ -28,6 +28,7 @@ class ResolvedLM:
         described = {"spec": self.spec.raw, "kind": self.spec.kind, "target": self.spec.target}
         if self.engine is not None:
             described["device"] = self.engine.device
+            described["dtype"] = self.engine.dtype
         if self.adapter_dir:
             described["adapter"] = self.adapter_dir
         if not getattr(self.adapter, "instructions", True):
@@ -68,10 +69,11 @@ def lm_for_spec(
     from smelt.lm.prefill_adapter import PrefillChatAdapter
 
     loaded = load_model(parsed, device=device, adapter=adapter)
-    # DSPy's response cache is keyed by the model name: an adapter must change that name.
-    name = parsed.raw + (f"+lora-{_digest(adapter)}" if adapter else "")
+    # DSPy's response cache is keyed by the model name: the dtype and an adapter must change that name.
+    name = f"{parsed.raw}@{loaded.dtype}" + (f"+lora-{_digest(adapter)}" if adapter else "")
     engine = TransformersEngine(loaded.model, loaded.tokenizer, name=name, max_batch_size=max_batch_size)
     engine.device = loaded.device
+    engine.dtype = loaded.dtype
     lm = dspy.LM(
         f"smelt/{name}",
         engine=engine,

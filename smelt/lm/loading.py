@@ -20,6 +20,7 @@ class LoadedModel:
     spec: ModelSpec
     device: str
     source: str  # the folder or hub id the weights came from
+    dtype: str = "float32"
     adapter: str | None = None
 
 
@@ -27,21 +28,25 @@ _loaded: dict[tuple, LoadedModel] = {}
 _load_lock = threading.Lock()
 
 
-def load_model(spec: ModelSpec, *, device: str = "auto", adapter: str | Path | None = None) -> LoadedModel:
-    """Load (once per process) the model a spec names, on the resolved device, with an optional adapter."""
+def load_model(spec: ModelSpec, *, device: str = "auto", adapter: str | Path | None = None,
+               dtype=None) -> LoadedModel:
+    """Load (once per process) the model a spec names, on the resolved device, with an optional adapter.
+
+    ``dtype`` (a torch dtype) defaults to the device's inference dtype (``devices.default_dtype``)."""
     if not spec.in_process:
         raise ValueError(f"{spec.raw} is served by LiteLLM, not loaded in-process")
     device = resolve_device(device)
     if adapter:
         adapter_folder(adapter)  # a bad adapter path fails before the base model is read
-    key = (spec.kind, spec.target, device, str(Path(adapter).resolve()) if adapter else None)
+    dtype = dtype or default_dtype(device)
+    key = (spec.kind, spec.target, device, dtype, str(Path(adapter).resolve()) if adapter else None)
     with _load_lock:
         if key not in _loaded:
-            _loaded[key] = _load_uncached(spec, device, adapter)
+            _loaded[key] = _load_uncached(spec, device, dtype, adapter)
         return _loaded[key]
 
 
-def _load_uncached(spec: ModelSpec, device: str, adapter: str | Path | None) -> LoadedModel:
+def _load_uncached(spec: ModelSpec, device: str, dtype, adapter: str | Path | None) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = str(ensure_embedded_model()) if spec.kind == "embedded" else _resolve_hf_source(spec)
@@ -53,14 +58,15 @@ def _load_uncached(spec: ModelSpec, device: str, adapter: str | Path | None) -> 
         return _from_hub(cls, source, **kwargs)
 
     tokenizer = from_pretrained(AutoTokenizer)
-    model = from_pretrained(AutoModelForCausalLM, dtype=default_dtype(device))
+    model = from_pretrained(AutoModelForCausalLM, dtype=dtype)
     model.to(device)
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if adapter:
         model = attach_adapter(model, adapter, base_source=source)
-    return LoadedModel(model, tokenizer, spec, device, source, str(adapter) if adapter else None)
+    return LoadedModel(model, tokenizer, spec, device, source, dtype=str(dtype).removeprefix("torch."),
+                       adapter=str(adapter) if adapter else None)
 
 
 def _resolve_hf_source(spec: ModelSpec) -> str:

@@ -96,7 +96,10 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
     """The student to train: the shared in-process model, or with --qlora a fresh copy with 4-bit weights."""
     device = resolve_device(device)
     if not config.qlora:
-        return load_model(spec, device=device)
+        import torch
+
+        # fp32 weights on a CPU: inference may run in bf16 there, but training keeps full precision.
+        return load_model(spec, device=device, dtype=torch.float32 if device == "cpu" else None)
     require_qlora(device)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -120,7 +123,7 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
         model = loading._from_hub(AutoModelForCausalLM, source, **kwargs)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model, tokenizer, spec, device, source)
+    return LoadedModel(model, tokenizer, spec, device, source, dtype="nf4")
 
 
 def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, tokenizer=None) -> Path:
