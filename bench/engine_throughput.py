@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     lengths = sorted(len(ids) for ids in prompt_ids)
     on_gpu = engine.device.startswith("cuda")
 
-    print(f"device: {engine.device} ({device_name(engine.device)}, {engine.dtype}), torch threads: {torch.get_num_threads()}, "
-          f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"device: {engine.device} ({device_name(engine.device)}, {engine.dtype}), "
+          f"torch threads: {torch.get_num_threads()}, load average before: {os.getloadavg()[0]:.2f}")
     print(f"prompts: {len(inputs)} --docs {args.docs} (en/ja alternating), prompt tokens min/median/max "
           f"{lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}, max new tokens {args.max_tokens}")
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import dspy
 
-from smelt.eval.latency import single_request_latency
+from smelt.eval.latency import single_request_latency, spread_sample
 
 
 class RecordingProgram:
@@ -29,10 +29,10 @@ RESOLVED = SimpleNamespace(lm=SimpleNamespace(cache=True), context=contextlib.nu
 EXAMPLES = [dspy.Example(question=f"q{i}").with_inputs("question") for i in range(5)]
 
 
-def test_times_the_first_examples_one_at_a_time_without_the_cache():
+def test_times_a_spread_of_examples_one_at_a_time_without_the_cache():
     program = RecordingProgram(fail_on="q1")  # a failure is timed like any other answer
     result = single_request_latency(program, EXAMPLES, RESOLVED, count=3)
-    assert [c[0] for c in program.calls] == ["q0", "q1", "q2"]
+    assert [c[0] for c in program.calls] == ["q0", "q1", "q3"]
     assert all(cache is False and active == 1 for _, cache, active, _ in program.calls)
     assert len({thread for *_, thread in program.calls}) == 1
     assert result["single_request_examples"] == 3 and result["single_request_latency_s"] >= 0.01
@@ -41,3 +41,9 @@ def test_times_the_first_examples_one_at_a_time_without_the_cache():
 
 def test_nothing_to_time():
     assert single_request_latency(RecordingProgram(), [], RESOLVED, count=8) == {}
+
+
+def test_spread_sample_covers_the_list():
+    assert spread_sample(list(range(36)), 8) == [0, 4, 9, 13, 18, 22, 27, 31]
+    assert spread_sample([1, 2], 8) == [1, 2]
+    assert spread_sample([], 3) == []

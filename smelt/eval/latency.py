@@ -12,10 +12,10 @@ import dspy
 
 
 def single_request_latency(program: dspy.Module, examples: list[dspy.Example], lm, count: int) -> dict:
-    """Mean seconds per example over the first ``count`` examples, run sequentially and uncached.
+    """Mean seconds per example over ``count`` examples spread evenly over the list, run sequentially, uncached.
 
     Every program being compared is timed on the same examples, so the columns of a table compare."""
-    sample = examples[:count]
+    sample = spread_sample(examples, count)
     if not sample:
         return {}
     seconds = []
@@ -33,3 +33,11 @@ def single_request_latency(program: dspy.Module, examples: list[dspy.Example], l
     finally:
         lm.lm.cache = cached
     return {"single_request_latency_s": round(statistics.fmean(seconds), 3), "single_request_examples": len(seconds)}
+
+
+def spread_sample(items: list, count: int) -> list:
+    """``count`` items evenly spaced over ``items`` (all of them if there are fewer): not just the first few,
+    which in a file grouped by document would all share one document."""
+    if count >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // count] for i in range(count)]
