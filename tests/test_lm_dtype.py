@@ -1,4 +1,4 @@
-"""Inference dtype on a CPU: bf16 where the CPU has native bf16, fp32 otherwise, SMELT_CPU_DTYPE to override."""
+"""Inference dtype on a CPU: fp32 unless SMELT_CPU_DTYPE asks for bf16; the dtype is part of the model's name."""
 
 import pytest
 import torch
@@ -7,11 +7,8 @@ from smelt.errors import SmeltError
 from smelt.lm import devices
 
 
-def test_auto_follows_the_cpu(monkeypatch):
+def test_cpu_default_is_fp32(monkeypatch):
     monkeypatch.delenv("SMELT_CPU_DTYPE", raising=False)
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
-    assert devices.default_dtype("cpu") == torch.bfloat16
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
     assert devices.default_dtype("cpu") == torch.float32
     assert devices.default_dtype("mps") == torch.float32
 
@@ -24,7 +21,7 @@ def test_the_environment_overrides_the_cpu_choice(monkeypatch, value, dtype):
 
 def test_a_bad_override_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("SMELT_CPU_DTYPE", "fp8")
-    with pytest.raises(SmeltError, match="SMELT_CPU_DTYPE=fp8: use one of auto, float32, bfloat16"):
+    with pytest.raises(SmeltError, match="SMELT_CPU_DTYPE=fp8: use one of float32, bfloat16"):
         devices.default_dtype("cpu")
 
 

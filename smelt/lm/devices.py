@@ -1,7 +1,6 @@
 """Choosing the device and dtype for in-process models."""
 
 import os
-from pathlib import Path
 
 from smelt.errors import SmeltError
 
@@ -37,24 +36,17 @@ def resolve_device(requested: str = "auto") -> str:
     raise SmeltError(f"--device {requested!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
-CPU_DTYPES = ("auto", "float32", "bfloat16")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX on x86 Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+CPU_DTYPES = ("float32", "bfloat16")
 
 
 def default_dtype(device: str):
-    """bf16 on a GPU that supports it; on a CPU, bf16 where the CPU has native bf16 instructions, else fp32.
+    """bf16 on a GPU that supports it; on a CPU fp32, unless ``SMELT_CPU_DTYPE=bfloat16``.
 
-    On the 2-core AVX512-BF16 test machine bf16 halves Gemma 3 270M's prompt pass and decode step
-    with the same doc_qa scores; CPUs without those instructions emulate bf16 and run slower than
-    fp32. ``SMELT_CPU_DTYPE=float32`` (or ``bfloat16``) overrides the choice for CPUs.
+    On the 2-core AVX512-BF16 test machine bf16 halves Gemma 3 270M's prompt pass and decode step,
+    but its answers then depend on how requests happen to be batched (rounding changes with the
+    batch's shape): two identical compile runs differed in a few answers, while fp32 repeated
+    them exactly. Comparisons come first, so fp32 is the CPU default and bf16 is a choice.
+    CPUs without native bf16 instructions (AVX512-BF16, AMX) emulate it and run slower than fp32.
     """
     import torch
 
@@ -62,9 +54,7 @@ def default_dtype(device: str):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device != "cpu":
         return torch.float32
-    choice = os.environ.get("SMELT_CPU_DTYPE", "auto").strip().lower() or "auto"
+    choice = os.environ.get("SMELT_CPU_DTYPE", "float32").strip().lower() or "float32"
     if choice not in CPU_DTYPES:
         raise SmeltError(f"SMELT_CPU_DTYPE={choice}: use one of {', '.join(CPU_DTYPES)}")
-    if choice == "auto":
-        choice = "bfloat16" if cpu_has_fast_bf16() else "float32"
     return getattr(torch, choice)
