@@ -67,6 +67,16 @@ def test_judge_metric_without_judge():
     assert_one_line_error(smelt("compile", "doc_qa", "--metric", "judge"), "--metric judge", "--judge")
 
 
+def test_negative_latency_sample():
+    assert_one_line_error(smelt("compile", "doc_qa", "--latency-sample", "-1"), "--latency-sample must be 0 or more")
+
+
+def test_bad_cpu_dtype(monkeypatch):
+    monkeypatch.setenv("SMELT_CPU_DTYPE", "fp8")
+    assert_one_line_error(smelt("compile", "doc_qa", "--device", "cpu", "--max-test", "1"),
+                          "SMELT_CPU_DTYPE=fp8", "float32, bfloat16")
+
+
 def test_cuda_without_gpu():
     import torch
 

@@ -94,47 +94,26 @@ def test_missing_file(tmp_path):
         load_records(tmp_path / "nope.jsonl")
 
 
-def test_unknown_extension_names_supported_ones(tmp_path):
-    path = tmp_path / "qa.txt"
-    path.write_text("hello\n")
-    with pytest.raises(
-        SmeltError, match=r"qa\.txt: unsupported file type '\.txt'.*\.jsonl.*\.csv.*\.parquet"
-    ):
-        load_records(path)
+BAD_FILES = {
+    "unknown extension": ("qa.txt", b"hello\n", r"qa\.txt: unsupported file type '\.txt'.*\.jsonl.*\.csv.*\.parquet"),
+    "invalid JSON line": ("qa.jsonl", b'{"question": "a?"}\n\n{"question": "b?",}\n',
+                          r"qa\.jsonl:3: not valid JSON \(.+\)$"),
+    "JSON line not an object": ("qa.jsonl", b'{"question": "a?"}\n["question", "b?"]\n',
+                                r"qa\.jsonl:2: expected a JSON object, got list$"),
+    "not UTF-8": ("qa.csv", "question,answer\ncafé?,oui\n".encode("latin-1"),
+                  r"qa\.csv:2: not valid UTF-8 text; re-save the file as UTF-8"),
+    "CSV row too long": ("qa.csv", b"question,answer\nq1?,a1\nq2?,a,2\n",
+                         r"qa\.csv:3: 3 values but the header has 2 columns"),
+    "unreadable Parquet": ("qa.parquet", b"not parquet at all", r"qa\.parquet: not a readable Parquet file"),
+}
 
 
-def test_invalid_json_line_names_file_and_line(tmp_path):
-    path = tmp_path / "qa.jsonl"
-    path.write_text('{"question": "a?"}\n\n{"question": "b?",}\n')
-    with pytest.raises(SmeltError, match=r"qa\.jsonl:3: not valid JSON \(.+\)$"):
-        load_records(path)
-
-
-def test_json_line_that_is_not_an_object(tmp_path):
-    path = tmp_path / "qa.jsonl"
-    path.write_text('{"question": "a?"}\n["question", "b?"]\n')
-    with pytest.raises(SmeltError, match=r"qa\.jsonl:2: expected a JSON object, got list$"):
-        load_records(path)
-
-
-def test_non_utf8_file_names_the_file(tmp_path):
-    path = tmp_path / "qa.csv"
-    path.write_bytes("question,answer\ncafé?,oui\n".encode("latin-1"))
-    with pytest.raises(SmeltError, match=r"qa\.csv:2: not valid UTF-8 text; re-save the file as UTF-8"):
-        load_records(path)
-
-
-def test_csv_row_with_too_many_values(tmp_path):
-    path = tmp_path / "qa.csv"
-    path.write_text("question,answer\nq1?,a1\nq2?,a,2\n")
-    with pytest.raises(SmeltError, match=r"qa\.csv:3: 3 values but the header has 2 columns"):
-        load_records(path)
-
-
-def test_unreadable_parquet(tmp_path):
-    path = tmp_path / "qa.parquet"
-    path.write_bytes(b"not parquet at all")
-    with pytest.raises(SmeltError, match=r"qa\.parquet: not a readable Parquet file"):
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_a_bad_file_is_named_with_its_line_and_what_is_wrong(tmp_path, case):
+    name, content, message = BAD_FILES[case]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(SmeltError, match=message):
         load_records(path)
 
 
