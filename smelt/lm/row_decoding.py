@@ -1,4 +1,4 @@
-"""Decoding a batch one token at a time, handing each row back as soon as it is finished.
+"""Decoding a batch one token at a time, computing only the rows that are still running.
 
 ``generate`` keeps a finished row in the batch until the last row ends and pays for it at every
 step; with a 262k-token vocabulary the output projection alone is a large share of a CPU step. DSPy
