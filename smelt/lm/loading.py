@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,9 @@ def attach_adapter(model, adapter: str | Path, *, base_source: str):
         raise SmeltError(message) from exc
     recorded_base = (config.get("base_model_name_or_path") if isinstance(config, dict) else None) or "unknown"
     try:
-        peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing a user can act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise SmeltError(_misfit(folder, base_source, recorded_base)) from exc
     # peft accepts an adapter that covers only some of the modules it targets (it warns and leaves the rest
