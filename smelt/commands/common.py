@@ -110,18 +110,19 @@ class LoadedRun:
     lm: object  # smelt.lm.build.ResolvedLM
 
 
-def load_run(run_dir: str | Path, *, task_name: str | None = None, lm_spec: str | None = None,
-             device: str = "auto", api_base: str | None = None, cache: bool = True) -> LoadedRun:
+def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str = "--program",
+             lm_spec: str | None = None, device: str = "auto", api_base: str | None = None,
+             cache: bool = True) -> LoadedRun:
     """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given.
 
-    With ``task_name``, a run of another task is refused before any model is loaded."""
+    With ``task_name``, a run of another task is refused (naming ``option``) before any model is loaded."""
     from smelt.lm import lm_for_spec
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     if task_name is not None and manifest["task"] != task_name:
         get_task(task_name)  # an unknown name gets the list of known tasks
-        raise SmeltError(f"--program {run_dir}: a run of task {manifest['task']}, not {task_name}; "
+        raise SmeltError(f"{option} {run_dir}: a run of task {manifest['task']}, not {task_name}; "
                          f"use `{manifest['task']}` as the task or pick a {task_name} run")
     program_file = run_dir / "program.json"
     if not program_file.is_file():

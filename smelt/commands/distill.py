@@ -66,9 +66,8 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     from smelt.lm import lm_for_spec
 
     if (Path(options.teacher) / "manifest.json").is_file():
-        loaded = load_run(options.teacher, device=options.device, api_base=options.api_base, cache=options.cache)
-        if loaded.task.name != task.name:
-            raise SmeltError(f"--teacher {options.teacher}: a run of task {loaded.task.name}, not {task.name}")
+        loaded = load_run(options.teacher, task_name=task.name, option="--teacher", device=options.device,
+                          api_base=options.api_base, cache=options.cache)
         options_used = loaded.manifest.get("program_options") or task.default_options()
         return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}")
     if Path(options.teacher).exists():
@@ -230,16 +229,16 @@ def _sft_rows(task, student_program, train, records, options) -> list[dict]:
             answer, source = example.answer, "label"
         else:
             continue
-        inputs = _predictor_inputs(task, student_program, example)
-        rows.append({"id": example.get("id"), "source": source,
-                     "messages": sft_messages(student_program, inputs, options.student_instructions),
-                     "completion": sft_completion(answer)})
+        rows.append(_sft_row(task, student_program, example, answer, source, options.student_instructions))
     return rows
 
 
-def _predictor_inputs(task, program, example) -> dict:
+def _sft_row(task, program, example, answer: str, source: str, instructions: bool) -> dict:
+    """One SFT example: the student's prompt for this example's inputs, and the answer to learn."""
     prepared = task.prepare_demo_inputs(program, example) if task.prepare_demo_inputs else example
-    return dict(prepared.inputs())
+    return {"id": example.get("id"), "source": source,
+            "messages": sft_messages(program, dict(prepared.inputs()), instructions),
+            "completion": sft_completion(answer)}
 
 
 def _synthetic_rows(task, teacher: Teacher, student_program, train, judge_lm, options, log) -> list[dict]:
@@ -271,10 +270,7 @@ def _synthetic_rows(task, teacher: Teacher, student_program, train, judge_lm, op
         documents[document].append(question)
         example = dspy.Example(id=f"synthetic-{len(rows) + 1}", document=document, question=question,
                                answer=answer).with_inputs(*task.input_keys)
-        messages = sft_messages(student_program, _predictor_inputs(task, student_program, example),
-                                options.student_instructions)
-        rows.append({"id": example.id, "source": "synthetic", "messages": messages,
-                     "completion": sft_completion(answer)})
+        rows.append(_sft_row(task, student_program, example, answer, "synthetic", options.student_instructions))
     log(f"[smelt] synthetic: kept {len(rows)} of {attempts} teacher-written questions")
     return rows
 

@@ -4,6 +4,7 @@ import json
 import os
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,14 @@ def adapter_folder(adapter: str | Path) -> Path:
     return folder
 
 
+@contextmanager
+def peft_quietly():
+    """peft reads a transformers property that warns it is renamed: nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
 def attach_adapter(model, adapter: str | Path, *, base_source: str):
     """Attach a peft LoRA adapter folder (safetensors) to a loaded base model."""
     from peft import PeftModel
@@ -124,8 +133,7 @@ def attach_adapter(model, adapter: str | Path, *, base_source: str):
         raise SmeltError(message) from exc
     recorded_base = (config.get("base_model_name_or_path") if isinstance(config, dict) else None) or "unknown"
     try:
-        with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing a user can act on
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        with peft_quietly():
             peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise SmeltError(_misfit(folder, base_source, recorded_base)) from exc

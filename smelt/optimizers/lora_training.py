@@ -29,13 +29,13 @@ import os
 import random
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from smelt.errors import SmeltError
+from smelt.lm.loading import peft_quietly
 from smelt.optimizers.lora_config import LoraTrainingConfig
 from smelt.optimizers.lora_model import (
     is_quantized,
@@ -137,8 +137,7 @@ def train_lora(
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if config.gradient_checkpointing:
         _set_checkpointing(model, True)
-    with warnings.catch_warnings():  # peft reads a transformers property that warns it is renamed
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+    with peft_quietly():
         peft_model = get_peft_model(model, peft_lora_config(config))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     log(
