@@ -112,6 +112,7 @@ def cli():
 
     compile: optimize a DSPy program's prompts against a metric (baseline vs compiled, side by side).
     distill: train a LoRA adapter on a small student from a compiled program.
+    sweep: search compile or distill settings with Optuna (on one machine, or many sharing a study).
     eval / run: score a finished run, or answer one question with it.
     """
 
@@ -145,10 +146,11 @@ def compile(task, **kwargs):
 
 
 @cli.command()
-@click.argument("task")
+@click.argument("task", required=False)
 @click.option("--student", required=True, help="the model to train a LoRA adapter on (in-process). " + LM_HELP)
-@click.option("--teacher", required=True,
-              help="a compile run directory (its program on its model), or a model spec (the uncompiled program)")
+@click.option("--teacher",
+              help="a compile run directory (its program on its model), a sweep run directory (its best trial), or "
+                   "a model spec (the uncompiled program). Default: the most recent compile run (of TASK, if given)")
 @click.option("--min-score", default=0.5, show_default=True, help="keep teacher answers scoring at least this (0-1)")
 @click.option("--use-labels/--no-use-labels", default=True, show_default=True,
               help="where the teacher missed, train on the gold answer")
@@ -177,6 +179,7 @@ def compile(task, **kwargs):
 def distill(task, **kwargs):
     """Distill a compiled program into a LoRA adapter on a small student.
 
+    TASK may be left out when the teacher is a run directory (or the latest compile run): it is the run's task.
     Scores the teacher, the bare student and the distilled student side by side on test."""
     from smelt.commands.distill import DistillOptions, run_distill
 
@@ -194,9 +197,61 @@ def distill(task, **kwargs):
     _print_outcome(table, run_dir)
 
 
+@cli.command()
+@click.argument("task", required=False)
+@click.option("--stage", default="compile", show_default=True,
+              help="compile: optimizer, demos and program options per trial; distill: LoRA settings per trial "
+                   "on one shared SFT set")
+@click.option("--trials", default=12, show_default=True, help="trials in the study (all workers together)")
+@click.option("--timeout", "timeout_min", type=float, help="minutes after which a worker starts no new trial")
+@click.option("--space", type=click.Path(), help="YAML or TOML file overriding entries of the default search "
+                                                  "space (see --show-space)")
+@click.option("--show-space", is_flag=True, help="print the search space for TASK and --stage, and exit")
+@click.option("--objective", default="score", show_default=True,
+              help="score (maximize the dev metric), or two objectives: score,prompt_tokens or score,latency "
+                   "(a Pareto front; no pruning)")
+@click.option("--storage", help="postgresql://USER:PASSWORD@HOST/DB to share the study between machines (needs "
+                               "`pip install -e \".[postgres]\"`), or sqlite:///FILE for one process. Default: a "
+                               "journal file in the sweep's run directory")
+@click.option("--study", help="study name; workers with the same --storage and --study share it "
+                             "(default: TASK-STAGE)")
+@click.option("--workers", default=1, show_default=True,
+              help="worker processes on this machine (with --device cuda, one per GPU)")
+@click.option("--heartbeat", "heartbeat_s", default=60, show_default=True,
+              help="PostgreSQL: seconds between a worker's heartbeats; a trial silent for two is failed and retried")
+@click.option("--lm", default="gemma-3-270m", show_default=True, help="stage compile: the program's model. " + LM_HELP)
+@click.option("--student", help="stage distill: the model to train adapters on. " + LM_HELP)
+@click.option("--teacher", help="stage distill: a compile or sweep run directory, or a model spec "
+                               "(default: the most recent compile run)")
+@click.option("--min-score", default=0.5, show_default=True, help="stage distill: keep teacher answers scoring at "
+                                                                   "least this (0-1)")
+@click.option("--use-labels/--no-use-labels", default=True, show_default=True,
+              help="stage distill: where the teacher missed, train on the gold answer")
+@click.option("--synthetic", default=0, show_default=True, help="stage distill: N extra teacher-written questions")
+@click.option("--student-instructions", is_flag=True, help="stage distill: keep DSPy's system message in the "
+                                                            "student's prompt")
+@click.option("--resume", type=click.Path(), help="continue an interrupted sweep (its recorded options, up to "
+                                                  "--trials)")
+@run_options()
+def sweep(task, show_space, **kwargs):
+    """Sweep TASK's compile or distill settings with Optuna; score the best and the default on test.
+
+    Each trial is a run directory under the sweep's trials/, scored on dev; test is seen only at the end."""
+    from smelt.commands.sweep import SweepOptions, run_sweep, space_for
+
+    options = SweepOptions(task=task, **_run_fields(kwargs), **kwargs)
+    if show_space:
+        options.check()
+        click.echo(space_for(options).describe())
+        return
+    outcome = run_sweep(options, log=lambda m: click.echo(m, err=True))
+    _print_outcome(outcome.table, outcome.run_dir)
+
+
 @cli.command("eval")
 @click.argument("task")
-@click.option("--program", required=True, type=click.Path(), help="a compile or distill run directory")
+@click.option("--program", required=True, type=click.Path(),
+              help="a compile or distill run directory, or a sweep's (its best trial)")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]),
               help="which split of the task's data to score (ignored with --data FILE alone: all of it is scored)")
 @click.option("--lm", help="run the program on another model (default: the one it was built for). " + LM_HELP)
@@ -212,7 +267,8 @@ def eval_command(task, **kwargs):
 
 @cli.command("run")
 @click.argument("task")
-@click.option("--program", required=True, type=click.Path(), help="a compile or distill run directory")
+@click.option("--program", required=True, type=click.Path(),
+              help="a compile or distill run directory, or a sweep's (its best trial)")
 @click.option("--document", required=True, help="a UTF-8 text file, or - to read standard input")
 @click.option("--question", required=True, help="the question to answer")
 @click.option("--lm", help="run on another model. " + LM_HELP)

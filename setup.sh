@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Set up smelt in ./.venv: PyTorch first (the CPU build unless a CUDA GPU is present), then smelt itself.
+# Set up smelt in ./.venv: PyTorch first, then smelt itself (editable, so `python cli.py` and `smelt` both work).
 #   bash setup.sh          # to run smelt
-#   bash setup.sh --test   # also the test tools
+#   bash setup.sh --test   # also the test tools (pytest, ruff, the PostgreSQL driver)
+#
+# PyTorch comes first because everything else depends on it: left to pip, a plain `torch` on Linux pulls the
+# CUDA build (several GB of nvidia-* wheels). So:
+#   - with an NVIDIA GPU (nvidia-smi works): the CUDA build from PyPI;
+#   - otherwise torch==2.13.0 from what pip already sees with --no-index (a wheelhouse in pip's find-links),
+#     falling back to PyTorch's CPU-only wheel index (about 200 MB instead of several GB).
 set -euo pipefail
 cd "$(dirname "$0")"
+TORCH_VERSION=2.13.0
+CPU_INDEX=https://download.pytorch.org/whl/cpu
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
+pip=(.venv/bin/python -m pip install --quiet)
+"${pip[@]}" --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  if command -v nvidia-smi >/dev/null 2>&1; then
-    .venv/bin/python -m pip install --quiet torch          # CUDA build from PyPI
-  else
-    # Installed before anything that depends on torch, or pip pulls several GB of CUDA wheels.
-    .venv/bin/python -m pip install --quiet torch==2.13.0
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+    "${pip[@]}" torch                                   # CUDA build from PyPI
+  elif ! "${pip[@]}" --no-index "torch==${TORCH_VERSION}" 2>/dev/null; then
+    echo "setup: torch ${TORCH_VERSION} is not in a local wheelhouse; installing the CPU build from ${CPU_INDEX}"
+    "${pip[@]}" --index-url "${CPU_INDEX}" "torch==${TORCH_VERSION}"
   fi
 fi
-.venv/bin/python -m pip install --quiet -e ".${extras}"
+"${pip[@]}" -e ".${extras}"
 echo "smelt is set up in .venv (activate with: . .venv/bin/activate)"

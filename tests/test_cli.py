@@ -33,7 +33,7 @@ def test_help_does_not_import_heavy_libraries():
     assert "compile" in out.stdout and "distill" in out.stdout
 
 
-@pytest.mark.parametrize("command", ["compile", "eval", "run", "distill", "tasks", "models"])
+@pytest.mark.parametrize("command", ["compile", "eval", "run", "distill", "sweep", "tasks", "models"])
 def test_every_command_explains_its_options(command):
     result = smelt(command, "--help")
     assert result.returncode == 0
@@ -119,3 +119,39 @@ def test_distill_student_must_be_in_process():
 def test_run_with_missing_document(tmp_path):
     assert_one_line_error(smelt("run", "doc_qa", "--program", str(tmp_path), "--document", str(tmp_path / "x.txt"),
                                 "--question", "q"), "--document")
+
+
+def test_distill_without_task_or_teacher_needs_a_compile_run(tmp_path):
+    assert_one_line_error(smelt("distill", "--student", "gemma-3-270m", "--runs-root", str(tmp_path)),
+                          "no finished compile run", "python cli.py compile TASK")
+
+
+def test_distill_without_task_needs_it_for_a_model_teacher(tmp_path):
+    assert_one_line_error(smelt("distill", "--student", "gemma-3-270m", "--teacher", "gemma-3-270m"),
+                          "name the TASK", "distill doc_qa")
+
+
+def _fake_run(root: Path, task: str, name: str, finished: bool = True) -> Path:
+    run = root / task / name
+    run.mkdir(parents=True)
+    command = name.split("-")[2]
+    (run / "manifest.json").write_text(json.dumps({"command": command, "task": task}))
+    if finished:
+        (run / "program.json").write_text("{}")
+    return run
+
+
+def test_distill_short_form_takes_the_latest_finished_compile_run(tmp_path):
+    from smelt.commands.distill import DistillOptions, resolve_teacher
+
+    _fake_run(tmp_path, "doc_qa", "20261120-090000-compile")
+    latest = _fake_run(tmp_path, "other", "20261121-080000-compile")
+    _fake_run(tmp_path, "doc_qa", "20261121-090000-compile", finished=False)  # interrupted: not a teacher
+    _fake_run(tmp_path, "doc_qa", "20261121-100000-distill")
+    said = []
+    resolved = resolve_teacher(DistillOptions(student="gemma-3-270m", runs_root=str(tmp_path)), log=said.append)
+    assert (resolved.teacher, resolved.task) == (str(latest), "other")
+    assert str(latest) in said[0]
+    of_task = resolve_teacher(DistillOptions(student="gemma-3-270m", task="doc_qa", runs_root=str(tmp_path)),
+                              log=said.append)
+    assert of_task.teacher == str(tmp_path / "doc_qa" / "20261120-090000-compile") and of_task.task == "doc_qa"

@@ -47,8 +47,8 @@ def test_sft_prompt_tokens_are_exactly_what_the_student_sends(instructions):
 @pytest.fixture(scope="module")
 def distilled_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    options = DistillOptions(student="gemma-3-270m", teacher="gemma-3-270m", threads=4, runs_root=str(root),
-                             data=TINY, lora={"epochs": 1, "batch_size": 2, "r": 4},
+    options = DistillOptions(task="doc_qa", student="gemma-3-270m", teacher="gemma-3-270m", threads=4,
+                             runs_root=str(root), data=TINY, lora={"epochs": 1, "batch_size": 2, "r": 4},
                              cache=False)  # teacher and bare student send the same prompts here: measure both
     return run_distill(options, log=lambda message: None)
 

@@ -29,7 +29,8 @@ def _synthesize(rating: str, wanted: int):
     judge = ResolvedLM(parse_spec("openai/stand-in-judge"), verdicts, ChatAdapter())
     logged = []
     rows = _synthetic_rows(task, teacher, student_program, train, judge,
-                           DistillOptions(student="gemma-3-270m", teacher="gemma-3-270m", synthetic=wanted),
+                           DistillOptions(task="doc_qa", student="gemma-3-270m", teacher="gemma-3-270m",
+                                          synthetic=wanted),
                            logged.append)
     return rows, logged
 

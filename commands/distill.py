@@ -34,7 +34,7 @@ from smelt.eval.judge import resolve_metric
 from smelt.eval.report import markdown_table, text_table
 from smelt.lm.prefill_adapter import COMPLETED_MARKER, PrefillChatAdapter
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, open_run_dir, write_json, write_text
+from smelt.runs import build_manifest, open_run_dir, runs_root, write_json, write_text
 
 SFT_FILE = "sft.jsonl"
 TRAINING_SUMMARY = "training.json"
@@ -43,8 +43,8 @@ TRAINING_SUMMARY = "training.json"
 @dataclass
 class DistillOptions(RunOptions):
     student: str
-    teacher: str  # a compile run directory, or a model spec
-    task: str = "doc_qa"
+    teacher: str | None = None  # a compile or sweep run directory, or a model spec; None: the latest compile run
+    task: str | None = None  # None: the teacher run's task
     min_score: float = 0.5
     use_labels: bool = True
     synthetic: int = 0
@@ -60,6 +60,31 @@ class Teacher:
     lm: object
     program_options: dict
     source: str
+
+
+def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
+    """Fill in what the card's short form leaves out: ``distill --student X`` takes the most recent compile run
+    (of TASK, when given) as the teacher, and a teacher run directory supplies the task."""
+    from dataclasses import replace
+
+    from smelt.runs import latest_run, read_manifest
+
+    teacher = options.teacher
+    if teacher is None:
+        found = latest_run("compile", task=options.task, root=options.runs_root)
+        if found is None:
+            where = runs_root(options.runs_root) / (options.task or "")
+            raise SmeltError(f"no finished compile run under {where}; run `python cli.py compile "
+                             f"{options.task or 'TASK'}` first, or pass --teacher RUN_DIR or a model spec")
+        teacher = str(found)
+        log(f"[smelt] teacher: the latest compile run, {teacher}")
+    task = options.task
+    if task is None:
+        if not (Path(teacher) / "manifest.json").is_file():
+            raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
+                             f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
+        task = read_manifest(teacher)["task"]
+    return replace(options, teacher=teacher, task=task)
 
 
 def _load_teacher(options: DistillOptions, task) -> Teacher:
@@ -97,6 +122,7 @@ def run_distill(options: DistillOptions, log=print):
     from smelt.lm.loading import parameter_megabytes, unload_models
 
     started = time.perf_counter()
+    options = resolve_teacher(options, log)
     task = get_task(options.task)
     student_spec = parse_spec(options.student, "--student")
     if not student_spec.in_process:
@@ -145,23 +171,11 @@ def run_distill(options: DistillOptions, log=print):
                         latency_sample=options.latency_sample if name.endswith("test") else 0)
 
     # 1-3. Teacher traces -> SFT set.
-    sft_path = run_dir / SFT_FILE
-    if not sft_path.exists():
-        traces = score(teacher.program, teacher.lm, splits.train, "teacher.train", "teacher train")
-        rows = _sft_rows(task, student_program, splits.train, traces.records, options)
-        if options.synthetic:
-            rows += _synthetic_rows(task, teacher, student_program, splits.train, judge or teacher.lm, options, log)
-        if not rows:
-            raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
-                             "the train inputs; lower --min-score or keep --use-labels")
-        from smelt.optimizers.sft_data import write_sft_jsonl
-
-        write_sft_jsonl(sft_path, rows)
-    from smelt.optimizers.sft_data import read_sft_jsonl, tokenize_sft
-
-    rows = read_sft_jsonl(sft_path)
+    rows = build_sft_set(run_dir / SFT_FILE, task, teacher, student_program, splits.train, judge, options,
+                         score=lambda program, lm, examples: score(program, lm, examples, "teacher.train",
+                                                                   "teacher train"), log=log)
     counts = {source: sum(r.get("source") == source for r in rows) for source in ("teacher", "label", "synthetic")}
-    log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {sft_path}")
+    log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {run_dir / SFT_FILE}")
 
     # 4. Reference points on test, before the student is changed by training.
     if not splits.test:
@@ -179,7 +193,7 @@ def run_distill(options: DistillOptions, log=print):
         training = json.loads(training_file.read_text())
         log(f"[smelt] reusing the trained adapter in {run_dir / 'adapter'}")
     else:
-        training = _train(options, student_spec, config, device, rows, run_dir, tokenize_sft, log)
+        training = train_adapter(student_spec, config, device, rows, run_dir, resume=bool(options.resume), log=log)
         write_json(training_file, training)
     unload_models()  # the next load of the student is fresh: base weights + the saved adapter
 
@@ -275,10 +289,36 @@ def _synthetic_rows(task, teacher: Teacher, student_program, train, judge_lm, op
     return rows
 
 
-def _train(options, student_spec, config, device, rows, run_dir, tokenize_sft, log) -> dict:
+def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train, judge, options: DistillOptions,
+                  *, score, log=print) -> list[dict]:
+    """The SFT rows at ``sft_path``, built there first if missing: the teacher's answers on ``train`` that reach
+    --min-score (gold answers standing in with --use-labels), plus --synthetic ones. ``score(program, lm,
+    examples)`` runs the teacher and returns its EvalResult."""
+    from smelt.optimizers.sft_data import read_sft_jsonl, write_sft_jsonl
+
+    if not sft_path.exists():
+        traces = score(teacher.program, teacher.lm, train)
+        failed = [r for r in traces.records if r.get("error") and not r.get("parse_error")]
+        if traces.records and len(failed) == len(traces.records):
+            raise SmeltError(f"every teacher call failed ({len(failed)} of {len(failed)}; the first: "
+                             f"{failed[0]['error']}); check --teacher ({teacher.source}) and --api-base")
+        rows = _sft_rows(task, student_program, train, traces.records, options)
+        if options.synthetic:
+            rows += _synthetic_rows(task, teacher, student_program, train, judge or teacher.lm, options, log)
+        if not rows:
+            raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
+                             "the train inputs; lower --min-score or keep --use-labels")
+        write_sft_jsonl(sft_path, rows)
+    return read_sft_jsonl(sft_path)
+
+
+def train_adapter(student_spec, config, device, rows: list[dict], run_dir: Path, *, resume: bool = False,
+                  log=print) -> dict:
+    """Train a LoRA adapter on the SFT rows into ``run_dir/adapter`` (checkpoints beside it); returns its summary."""
     from smelt.optimizers.lora_model import load_for_training
     from smelt.optimizers.lora_resources import check_fits, estimate_resources
     from smelt.optimizers.lora_training import train_lora
+    from smelt.optimizers.sft_data import tokenize_sft
 
     student = load_for_training(student_spec, config, device)
     examples = [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in rows]
@@ -286,8 +326,7 @@ def _train(options, student_spec, config, device, rows, run_dir, tokenize_sft, l
                                   completion_tokens=max(len(e.completion_ids) for e in examples))
     log(f"[smelt] {estimate.summary()}")
     check_fits(estimate)
-    result = train_lora(student.model, student.tokenizer, examples, config, run_dir,
-                        resume=bool(options.resume), log=log)
+    result = train_lora(student.model, student.tokenizer, examples, config, run_dir, resume=resume, log=log)
     return {"steps": result.steps, "examples": result.examples, "dropped": result.dropped,
             "first_loss": round(result.losses[0], 4) if result.losses else None,
             "final_loss": round(result.losses[-1], 4) if result.losses else None,

@@ -120,6 +120,12 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
+    if manifest.get("command") == "sweep":  # a sweep stands for its best trial
+        best = run_dir / "best"
+        if not (best / "manifest.json").is_file():
+            raise SmeltError(f"{run_dir}: a sweep with no best trial yet; finish it with "
+                             f"`python cli.py sweep {manifest.get('task')} --resume {run_dir}`")
+        run_dir, manifest = best, read_manifest(best)
     if task_name is not None and manifest["task"] != task_name:
         get_task(task_name)  # an unknown name gets the list of known tasks
         raise SmeltError(f"{option} {run_dir}: a run of task {manifest['task']}, not {task_name}; "

@@ -8,7 +8,7 @@ import dspy
 
 from smelt.errors import SmeltError
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ class CompileSettings:
     threads: int = 8
     max_demos: int = 2  # bootstrapped demos per predictor; a 270M model on a CPU pays for every demo token
     max_labeled_demos: int = 2
+    num_candidates: int = 4  # candidate programs tried by random_search
+    candidate_eval_size: int | None = None  # random_search scores candidates on this many train examples (None: all)
 
 
 def _none(program, trainset, metric, lm, s: CompileSettings):
@@ -38,9 +40,10 @@ def _bootstrap(program, trainset, metric, lm, s):
 def _random_search(program, trainset, metric, lm, s):
     optimizer = dspy.BootstrapFewShotWithRandomSearch(
         metric=metric, max_bootstrapped_demos=s.max_demos, max_labeled_demos=s.max_labeled_demos,
-        num_candidate_programs=4, num_threads=s.threads, max_errors=len(trainset) + 1,
+        num_candidate_programs=s.num_candidates, num_threads=s.threads, max_errors=len(trainset) + 1,
     )
-    return optimizer.compile(program, trainset=trainset)
+    valset = trainset[: s.candidate_eval_size] if s.candidate_eval_size else None
+    return optimizer.compile(program, trainset=trainset, valset=valset)
 
 
 def _mipro(program, trainset, metric, lm, s):

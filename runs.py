@@ -116,10 +116,25 @@ def read_manifest(run_dir: str | Path) -> dict:
         raise SmeltError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
+def runs_root(root: str | Path | None = None) -> Path:
+    return Path(root) if root else RUNS_ROOT
+
+
+def latest_run(command: str, *, task: str | None = None, root: str | Path | None = None) -> Path | None:
+    """The most recent finished run of ``command`` (of ``task``, if given) under the runs root, or None.
+
+    Run directories are named ``<YYYYmmdd-HHMMSS>-<command>[-N]``, so their names sort by start time."""
+    base = runs_root(root)
+    task_dirs = [base / task] if task else sorted(p for p in base.glob("*") if p.is_dir())
+    found = [run for folder in task_dirs for run in folder.glob(f"*-{command}*")
+             if (run / "manifest.json").is_file() and (run / "program.json").is_file()]
+    return max(found, key=lambda run: run.name, default=None)
+
+
 def open_run_dir(task: str, command: str, *, resume: str | None = None, root: str | None = None) -> Path:
     """A new run directory, or with --resume the given one after checking it is a run of the same kind."""
     if not resume:
-        return new_run_dir(task, command, Path(root) if root else None)
+        return new_run_dir(task, command, runs_root(root))
     run_dir = Path(resume)
     manifest = read_manifest(run_dir)
     if manifest.get("command") != command or manifest.get("task") != task:

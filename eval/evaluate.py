@@ -9,6 +9,7 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,10 +102,13 @@ def evaluate(
     out_path: Path | None = None,
     desc: str = "eval",
     latency_sample: int = 0,
+    progress: Callable[[int, float], None] | None = None,
 ) -> EvalResult:
     """Score ``program`` on ``examples``; with ``out_path``, append each record as it finishes and resume.
 
-    ``latency_sample`` > 0 then times that many examples one request at a time (``smelt.eval.latency``)."""
+    ``latency_sample`` > 0 then times that many examples one request at a time (``smelt.eval.latency``).
+    ``progress(examples_scored, running_mean_score)`` is called after each example; an exception it raises
+    (a sweep pruning a hopeless trial) stops the evaluation: queued examples are dropped, not run."""
     done = _read_done(out_path) if out_path else {}
     todo = [ex for ex in examples if str(ex.get("id")) not in done]
     lock = threading.Lock()
@@ -112,20 +116,24 @@ def evaluate(
     out = open(out_path, "a", encoding="utf-8") if out_path else None  # noqa: SIM115 - closed below
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=desc, unit="ex", dynamic_ncols=True)
     scores = [r["score"] for r in done.values()]
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            futures = [pool.submit(evaluate_example, program, ex, metric, lm) for ex in todo]
-            for future in as_completed(futures):
-                record = future.result()
-                with lock:
-                    done[str(record["id"])] = record
-                    scores.append(record["score"])
-                    if out:
-                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        out.flush()
-                bar.update(1)
-                bar.set_postfix({metric.name: f"{statistics.fmean(scores):.3f}"})
+        futures = [pool.submit(evaluate_example, program, ex, metric, lm) for ex in todo]
+        for future in as_completed(futures):
+            record = future.result()
+            with lock:
+                done[str(record["id"])] = record
+                scores.append(record["score"])
+                if out:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    out.flush()
+            bar.update(1)
+            bar.set_postfix({metric.name: f"{statistics.fmean(scores):.3f}"})
+            if progress:
+                progress(len(scores), statistics.fmean(scores))
     finally:
+        # On an exception or Ctrl-C, examples not yet started are dropped; the ones in flight finish.
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         if out:
             out.close()

@@ -87,22 +87,10 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     for split in ("dev", "test"):
         summaries["baseline"][split] = score(baseline, split, "baseline")
 
-    program_file = run_dir / "program.json"
     compile_started = time.perf_counter()
-    if program_file.exists():
-        compiled = task.make_program(program_options)
-        compiled.load(str(program_file))
-        log(f"[smelt] reusing the compiled program in {program_file}")
-    else:
-        log(f"[smelt] compiling with {options.optimizer} on {len(splits.train)} train examples ...")
-        trainset = [task.prepare_demo_inputs(baseline, ex) for ex in splits.train] \
-            if task.prepare_demo_inputs else splits.train
-        settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
-        compiled = compile_program(baseline, options.optimizer, trainset=trainset, metric=metric, lm=lm,
-                                   settings=settings)
-        tmp = program_file.with_name("program.partial.json")  # DSPy insists on a .json suffix
-        compiled.save(str(tmp))
-        tmp.replace(program_file)
+    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
+    compiled = compile_into(run_dir, task, program_options, options.optimizer, settings, splits.train,
+                            metric=metric, lm=lm, log=log)
     compile_wall = time.perf_counter() - compile_started
 
     for split in ("dev", "test"):
@@ -131,6 +119,25 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     write_text(run_dir / "report.md", _report(summary, columns, summaries, run_dir))
     return CompileOutcome(run_dir, summary, table)
 
+
+
+def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, settings: CompileSettings, train,
+                 *, metric, lm, log=print):
+    """Compile the task's program on ``train`` and save it as ``run_dir/program.json`` (DSPy JSON, written
+    atomically); a program already saved there (an interrupted run resumed) is reloaded instead."""
+    program_file = run_dir / "program.json"
+    program = task.make_program(program_options)
+    if program_file.exists():
+        program.load(str(program_file))
+        log(f"[smelt] reusing the compiled program in {program_file}")
+        return program
+    log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")
+    trainset = [task.prepare_demo_inputs(program, ex) for ex in train] if task.prepare_demo_inputs else train
+    compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings)
+    tmp = program_file.with_name("program.partial.json")  # DSPy insists on a .json suffix
+    compiled.save(str(tmp))
+    tmp.replace(program_file)
+    return compiled
 
 
 def _recordable(options: CompileOptions) -> dict:

@@ -1,0 +1,5 @@
+"""smelt: make a small, local language model good at one task.
+
+The repository root is this package: ``signatures`` -> ``programs`` -> ``lm`` -> ``optimizers`` -> ``eval``
+read top to bottom as the pipeline does; ``commands`` holds each CLI command as a library function.
+"""

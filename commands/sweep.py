@@ -1,0 +1,481 @@
+"""``sweep``: an Optuna study over compile or distill settings; the best (or the Pareto front) vs the default.
+
+1. The sweep's run directory, its manifest and the study (a journal file inside it, or --storage) with a
+   queue of --trials trials, the first running the default configuration (``optimizers.sweep_queue``).
+2. Distill stage: the teacher's SFT set is built once, here, and shared by every trial.
+3. Workers (this process, or --workers processes) claim trials until the queue is empty: each trial samples
+   its settings (TPE, seeded), runs as a compile or distill run directory under ``trials/`` and is scored
+   on dev, reporting its running score so the median pruner can stop a hopeless one early.
+4. Test, untouched by the search: the best trial (each Pareto trial, for two objectives) and the default
+   configuration, side by side; ``best/`` holds the best trial's run; trials.jsonl, plots and report.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from smelt.commands.common import DataOptions, RunOptions, check_model_options
+from smelt.errors import SmeltError
+from smelt.optimizers.sweep_queue import DEFAULT, ERROR, INTERRUPTED, StudyIdentity
+from smelt.runs import build_manifest, open_run_dir, read_manifest, write_json
+
+OBJECTIVES = {  # objective -> (dev summary key, direction)
+    "score": ("score", "maximize"),
+    "prompt_tokens": ("prompt_tokens_per_example", "minimize"),
+    "latency": ("latency_s_per_example", "minimize"),
+}
+
+
+@dataclass
+class SweepOptions(RunOptions):
+    task: str | None = None  # None (distill stage only): the teacher run's task
+    stage: str = "compile"
+    trials: int = 12
+    timeout_min: float | None = None  # stop starting trials after this many minutes
+    space: str | None = None  # YAML or TOML file overriding the default space
+    objective: str = "score"  # "score", or two: "score,prompt_tokens" / "score,latency"
+    storage: str | None = None  # None: a journal file in the run directory
+    study: str | None = None  # default: <task>-<stage>
+    workers: int = 1
+    heartbeat_s: int = 60  # PostgreSQL: a worker silent for 2 of these has its trial failed and retried
+    resume: str | None = None
+    # compile stage
+    lm: str = "gemma-3-270m"
+    # distill stage
+    student: str | None = None
+    teacher: str | None = None
+    min_score: float = 0.5
+    use_labels: bool = True
+    synthetic: int = 0
+    student_instructions: bool = False
+
+    def objectives(self) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in self.objective.split(",") if name.strip())
+        for name in names:
+            if name not in OBJECTIVES:
+                raise SmeltError(f"--objective {self.objective}: unknown objective {name!r}; use score, or score "
+                                 "with one of prompt_tokens, latency (e.g. score,latency)")
+        if not names or names[0] != "score" or len(names) > 2 or len(set(names)) != len(names):
+            raise SmeltError(f"--objective {self.objective}: use score, score,prompt_tokens or score,latency")
+        return names
+
+    def check(self) -> None:
+        if self.stage not in ("compile", "distill"):
+            raise SmeltError(f"--stage {self.stage!r}: use compile or distill")
+        if self.trials < 1:
+            raise SmeltError("--trials must be 1 or more")
+        if self.workers < 1:
+            raise SmeltError("--workers must be 1 or more")
+        if self.threads < 1:
+            raise SmeltError("--threads must be 1 or more")
+        if self.timeout_min is not None and self.timeout_min <= 0:
+            raise SmeltError("--timeout must be a positive number of minutes")
+        if self.heartbeat_s < 1:
+            raise SmeltError("--heartbeat must be at least 1 second")
+        if self.stage == "compile" and self.task is None:
+            raise SmeltError("sweep --stage compile needs a TASK (see `cli.py tasks`)")
+        self.objectives()
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    summary: dict
+    table: str
+
+
+def space_for(options: SweepOptions):
+    """The search space: the stage's default for the task and model, with --space entries in place."""
+    from smelt.lm.specs import parse_spec
+    from smelt.optimizers.sweep_space import allowed_names, default_space, load_space
+    from smelt.programs.registry import get_task
+
+    task_options = get_task(options.task).default_options() if options.task else {}
+    capable = options.stage == "compile" and _is_capable(parse_spec(options.lm, "--lm"))
+    space = default_space(options.stage, task_options, capable_model=capable)
+    if options.space:
+        space = load_space(options.space, space, allowed_names(options.stage, task_options))
+    return space
+
+
+def _is_capable(spec) -> bool:
+    """Models that can write instructions (MIPROv2, SIMBA): served models and aliases of instruct checkpoints,
+    not the embedded 270M base model."""
+    return spec.kind != "embedded"
+
+
+def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
+    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna, redact
+
+    options = _with_recorded_options(options) if options.resume else options
+    options.check()
+    check_model_options(options.lm if options.stage == "compile" else None, options.judge, options.metric,
+                        options.device)
+    _check_workers_fit(options)
+    quiet_optuna()
+    started = time.perf_counter()
+    objectives = options.objectives()
+    cache = options.cache and objectives == ("score",)  # tokens and latency must be measured, not cached
+    space = space_for(options)
+
+    from smelt.optimizers.sweep_trials import make_stage
+
+    stage = make_stage(options, cache=cache, log=log)
+    options = replace(options, task=stage.task.name)
+    study_name = options.study or f"{options.task}-{options.stage}"
+    run_dir = open_run_dir(options.task, "sweep", resume=options.resume, root=options.runs_root)
+    log(f"[smelt] run directory: {run_dir}")
+    if not (run_dir / "manifest.json").exists():
+        recorded = {**_recordable(options), "storage": redact(options.storage) if options.storage else None}
+        write_json(run_dir / "manifest.json", build_manifest(
+            command="sweep", task=options.task, options=recorded, seed=options.seed,
+            models=_models(options), data_sources=stage.splits.sources,
+            extra={"stage": options.stage, "study": study_name, "objectives": list(objectives),
+                   "space": space.to_dict(), "metric": stage.metric.name,
+                   "storage": redact(options.storage) if options.storage else "journal file study.journal"},
+        ))
+    if options.stage == "distill":
+        rows = stage.prepare(run_dir)
+        log(f"[smelt] SFT set shared by every trial: {len(rows)} examples -> {run_dir / 'sft.jsonl'}")
+
+    storage = open_storage(options.storage, run_dir, heartbeat_s=options.heartbeat_s, workers=options.workers,
+                           log=log)
+    study = _open_study(options, storage, study_name, space, stage)
+    if options.resume:
+        from smelt.optimizers.sweep_queue import top_up
+
+        queued = top_up(study, options.trials)
+        log(f"[smelt] resuming study {study_name}: {queued} trial(s) queued again to reach {options.trials}")
+    log(f"[smelt] study {study_name} on {redact(options.storage) if options.storage else run_dir / 'study.journal'}"
+        f": {options.trials} trials, {options.workers} worker(s); watch it live with "
+        f"`optuna-dashboard {redact(options.storage) if options.storage else run_dir / 'study.journal'}`")
+    try:
+        if options.workers == 1:
+            run_worker(options, run_dir, study_name, stage=stage, storage=storage, log=log)
+        else:
+            _run_worker_processes(options, run_dir, study_name, log)
+    finally:
+        _retire_orphans(study, storage)  # trials left RUNNING by a worker that ended: queued again on --resume
+        from smelt.eval.sweep_report import write_trials
+
+        write_trials(study, run_dir)
+    return _finish(options, study, stage, space, run_dir, started, log)
+
+
+def _with_recorded_options(options: SweepOptions) -> SweepOptions:
+    """--resume: the sweep continues with the options it was started with; --trials, --timeout and --workers
+    may change, --storage must be given again when its URL had a password (never recorded)."""
+    manifest = read_manifest(options.resume)
+    if manifest.get("command") != "sweep":
+        raise SmeltError(f"--resume {options.resume}: a {manifest.get('command')} run, not a sweep")
+    recorded = dict(manifest["options"])
+    recorded["data"] = DataOptions(**recorded.get("data") or {})
+    names = {f.name for f in fields(SweepOptions)}
+    resumed = SweepOptions(**{k: v for k, v in recorded.items() if k in names})
+    storage = recorded.get("storage")
+    if storage and "***" in storage:
+        from smelt.optimizers.sweep_storage import redact
+
+        if not options.storage or redact(options.storage) != storage:
+            raise SmeltError(f"--resume {options.resume}: pass --storage again ({storage}, with its password: "
+                             "passwords are never recorded)")
+        storage = options.storage
+    return replace(resumed, storage=storage, trials=options.trials, timeout_min=options.timeout_min,
+                   workers=options.workers, resume=options.resume)
+
+
+def _recordable(options: SweepOptions) -> dict:
+    recorded = asdict(options)
+    recorded["data"] = asdict(options.data)
+    return recorded
+
+
+def _models(options: SweepOptions) -> dict:
+    if options.stage == "compile":
+        models = {"program": {"spec": options.lm}}
+    else:
+        models = {"program": {"spec": options.student}, "teacher": {"source": options.teacher}}
+    return models | ({"judge": {"spec": options.judge}} if options.judge else {})
+
+
+def _check_workers_fit(options: SweepOptions) -> None:
+    if options.workers > 1 and options.device.startswith("cuda"):
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if options.workers > gpus:
+            raise SmeltError(f"--workers {options.workers} with --device {options.device}: this machine has {gpus} "
+                             f"GPU(s); use at most --workers {gpus} (one worker per GPU)")
+
+
+def _sampler_and_pruner(options: SweepOptions, worker: int, dev_size: int):
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=options.seed + worker)  # workers must not sample in lockstep
+    if len(options.objectives()) > 1:
+        return sampler, optuna.pruners.NopPruner()  # Optuna prunes single-objective studies only
+    # Scores of the first few examples are noisy: judge a trial after a third of dev, against 2 finished trials.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, dev_size // 3))
+    return sampler, pruner
+
+
+def _open_study(options: SweepOptions, storage, name: str, space, stage, worker: int = 0):
+    from smelt.optimizers.sweep_queue import open_study
+
+    default = stage.default_params()
+    default = {k: v for k, v in default.items() if k in space.params}
+    sampler, pruner = _sampler_and_pruner(options, worker, len(stage.splits.dev))
+    identity = StudyIdentity(options.task, options.stage, options.objectives())
+    directions = [OBJECTIVES[name][1] for name in options.objectives()]
+    return open_study(storage, name, identity, directions=directions, n_trials=options.trials,
+                      default_params=default if space.contains(default) else None, sampler=sampler, pruner=pruner)
+
+
+def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=None, storage=None, worker: int = 0,
+               log=print) -> int:
+    """Claim and run trials of the study until its queue is empty; returns how many this worker ran."""
+    import optuna
+
+    from smelt.optimizers.sweep_queue import work
+    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna
+
+    quiet_optuna()
+    if stage is None:  # a worker process of its own
+        from smelt.optimizers.sweep_trials import make_stage
+
+        cache = options.cache and options.objectives() == ("score",)
+        stage = make_stage(options, cache=cache, log=log)
+        if options.stage == "distill":
+            stage.use_shared(run_dir)
+    storage = storage or open_storage(options.storage, run_dir, heartbeat_s=options.heartbeat_s,
+                                      workers=options.workers, log=log)
+    sampler, pruner = _sampler_and_pruner(options, worker, len(stage.splits.dev))
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+    space = space_for(options)
+    deadline = time.time() + 60 * options.timeout_min if options.timeout_min else None
+    return work(study, storage, lambda trial: run_trial(trial, study, stage, space, options, run_dir, log),
+                deadline=deadline)
+
+
+def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, log) -> None:
+    """One trial: sample, run the stage into trials/trial-NNN, tell the study its dev values (or pruned/failed)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    started = time.perf_counter()
+    params = space.suggest(trial)
+    trial_dir = run_dir / "trials" / f"trial-{trial.number:03d}"
+    trial.set_user_attr("run_dir", str(trial_dir.resolve()))
+    trial.set_user_attr("host", os.uname().nodename)
+    for stale in (ERROR, INTERRUPTED):  # a retried trial starts with the attributes of the one it retries
+        if stale in trial.user_attrs:
+            trial.set_user_attr(stale, None)
+    single = len(options.objectives()) == 1
+    scored = {"n": 0}
+
+    def progress(done: int, mean: float) -> None:
+        scored["n"] = done
+        if single:
+            trial.report(mean, step=done)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"dev score {mean:.3f} after {done} examples")
+
+    label = f"[smelt] trial {trial.number} ({_describe(params)})"
+    try:
+        summary = stage.run(params, trial_dir, progress=progress, trial_number=trial.number)
+    except optuna.TrialPruned as pruned:
+        trial.set_user_attr("dev_examples_scored", scored["n"])
+        study.tell(trial, state=TrialState.PRUNED)
+        log(f"{label}: pruned, {pruned} ({time.perf_counter() - started:.0f} s)")
+        return
+    except KeyboardInterrupt:
+        trial.set_user_attr(INTERRUPTED, True)
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except SmeltError as exc:
+        if "every model call" in str(exc):  # a broken setup: no later trial would fare better
+            trial.set_user_attr(ERROR, str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        _fail(trial, study, exc, label, log)
+        return
+    except Exception as exc:  # noqa: BLE001 - one failing configuration must not end the sweep
+        _fail(trial, study, exc, label, log)
+        return
+    finally:
+        stage.release(trial_dir)
+    values = [summary.get(OBJECTIVES[name][0]) for name in options.objectives()]
+    if any(v is None for v in values):
+        _fail(trial, study, SmeltError(f"no {options.objective} measured on dev"), label, log)
+        return
+    trial.set_user_attr("dev", {k: summary.get(k) for k in ("score", "examples", "parse_failures", "errors",
+                                                            "prompt_tokens_per_example", "latency_s_per_example")})
+    trial.set_user_attr("dev_examples_scored", summary["examples"])
+    if (trial_dir / "program.json").is_file() and options.stage == "compile":
+        # So any machine sharing the study can rebuild the program (DSPy JSON, never a pickle).
+        trial.set_user_attr("program", (trial_dir / "program.json").read_text(encoding="utf-8"))
+        trial.set_user_attr("program_options", read_manifest(trial_dir)["program_options"])
+    study.tell(trial, values if len(values) > 1 else values[0])
+    shown = ", ".join(f"{name} {value:.3f}" for name, value in zip(options.objectives(), values, strict=True))
+    log(f"{label}: dev {shown} ({time.perf_counter() - started:.0f} s)")
+
+
+def _fail(trial, study, exc: Exception, label: str, log) -> None:
+    from optuna.trial import TrialState
+
+    message = f"{type(exc).__name__}: {str(exc)[:300]}" if not isinstance(exc, SmeltError) else str(exc)
+    trial.set_user_attr(ERROR, message)
+    study.tell(trial, state=TrialState.FAIL)
+    log(f"{label}: failed, {message}")
+
+
+def _describe(params: dict) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str, log) -> None:
+    """--workers N: N processes on this machine, each with its own model (and, with CUDA, its own GPU)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or CUDA state
+    processes = []
+    for worker in range(options.workers):
+        env = {"CUDA_VISIBLE_DEVICES": str(worker)} if options.device.startswith("cuda") else {}
+        process = context.Process(target=_worker_process, args=(options, run_dir, study_name, worker, env),
+                                  name=f"smelt-sweep-worker-{worker}")
+        process.start()
+        processes.append(process)
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:  # they got Ctrl-C too; give them a moment to record their trials as failed
+            process.join(timeout=30)
+        raise
+    failed = [p.name for p in processes if p.exitcode not in (0, None)]
+    if failed:
+        log(f"[smelt] worker(s) ended with an error: {', '.join(failed)} (their running trials are queued again "
+            "on --resume)")
+
+
+def _worker_process(options: SweepOptions, run_dir: Path, study_name: str, worker: int, env: dict) -> None:
+    import sys
+
+    os.environ.update(env)
+    if options.device.startswith("cuda:"):
+        options = replace(options, device="cuda")  # the one GPU this process sees
+    try:
+        run_worker(options, run_dir, study_name, worker=worker,
+                   log=lambda message: print(f"[worker {worker}] {message}", file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SmeltError as exc:
+        print(f"[worker {worker}] error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _retire_orphans(study, storage) -> None:
+    """RUNNING trials whose worker is gone: failed as interrupted (journal storage has no heartbeat)."""
+    from optuna.trial import TrialState
+
+    from smelt.optimizers.sweep_queue import has_heartbeat
+
+    if has_heartbeat(storage):
+        return  # other machines may still be running them; heartbeats settle it
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+
+
+def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: float, log) -> SweepOutcome:
+    """Score the best trial(s) and the default on test, keep best/, and write summary, plots and report."""
+    from optuna.trial import TrialState
+
+    from smelt.eval.evaluate import evaluate
+    from smelt.eval.report import text_table
+    from smelt.eval.sweep_report import pruning_savings, write_plots, write_report
+    from smelt.runs import write_json
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise SmeltError(f"no trial finished (see {run_dir / 'trials.jsonl'}); nothing to compare on test")
+    best = list(study.best_trials) if len(options.objectives()) > 1 else [study.best_trial]
+    best.sort(key=lambda t: t.number)
+    default_trial = next((t for t in complete if t.user_attrs.get(DEFAULT)), None)
+    default_dir = Path(default_trial.user_attrs["run_dir"]) if default_trial else run_dir / "default"
+    if default_trial is None and not (default_dir / "summary.json").exists():
+        log("[smelt] the default configuration did not finish as a trial; running it for the comparison")
+        stage.run(stage.default_params(), default_dir, trial_number=None)
+        stage.release(default_dir)
+
+    columns, test_summaries = {}, {}
+    default_number = default_trial.number if default_trial else None
+    compared = [(f"trial {t.number}" + (" (default)" if t.number == default_number else " (best)"),
+                 _local_dir(t, stage, log)) for t in best]
+    if default_number not in [t.number for t in best]:
+        compared.append((f"trial {default_number} (default)" if default_trial else "default", default_dir))
+    for label, trial_dir in compared:
+        if trial_dir is None:
+            columns[label] = {}
+            continue
+        program, lm = stage.load(trial_dir)
+        result = evaluate(program, stage.splits.test, metric=stage.metric, lm=lm, threads=options.threads,
+                          out_path=trial_dir / "eval" / "test.jsonl", desc=f"{label} test",
+                          latency_sample=options.latency_sample)
+        stage.release(trial_dir)
+        columns[label] = result.summary
+        test_summaries[label] = result.summary
+    best_dir = _local_dir(best[0], stage, log)
+    if best_dir is not None:
+        _keep_best(best_dir, run_dir / "best")
+    plots = write_plots(study, run_dir, options.objectives(), log=log)
+    trials = study.get_trials(deepcopy=False)
+    pruned, saved = pruning_savings(trials, len(stage.splits.dev))
+    summary = {
+        "task": options.task, "command": "sweep", "stage": options.stage, "study": study.study_name,
+        "objectives": list(options.objectives()), "metric": stage.metric.name,
+        "trials": {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState},
+        "pruned_dev_examples_saved": saved,
+        "best": [{"number": t.number, "params": t.params, "values": t.values,
+                  "run_dir": t.user_attrs.get("run_dir")} for t in best],
+        "default": {"number": default_trial.number if default_trial else None, "run_dir": str(default_dir)},
+        "test": test_summaries, "space": space.to_dict(), "plots": plots,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    write_json(run_dir / "summary.json", summary)
+    write_report(run_dir, summary, trials, columns, pruned=pruned)
+    return SweepOutcome(run_dir, summary, text_table({k: v for k, v in columns.items() if v}))
+
+
+def _local_dir(trial, stage, log) -> Path | None:
+    """The trial's run directory on this machine; a compile trial run elsewhere is rebuilt from its program."""
+    trial_dir = Path(trial.user_attrs.get("run_dir", ""))
+    if (trial_dir / "program.json").is_file():
+        return trial_dir
+    if stage.name == "compile" and trial.user_attrs.get("program"):
+        local = Path(stage.options.runs_root or "runs") / stage.task.name / "remote-trials" / f"trial-{trial.number}"
+        local.mkdir(parents=True, exist_ok=True)
+        (local / "program.json").write_text(trial.user_attrs["program"], encoding="utf-8")
+        write_json(local / "manifest.json", {"command": "compile", "task": stage.task.name, "sweep_trial": trial.number,
+                                             "program_options": trial.user_attrs.get("program_options"),
+                                             "models": {"program": stage.lm.describe()}})
+        (local / "eval").mkdir(exist_ok=True)
+        return local
+    log(f"[smelt] trial {trial.number} ran on {trial.user_attrs.get('host')} ({trial_dir}): score it there with "
+        f"`python cli.py eval {stage.task.name} --program {trial_dir}`")
+    return None
+
+
+def _keep_best(trial_dir: Path, best: Path) -> None:
+    """best/: a copy of the best trial's run (manifest, program, adapter, evals), without training checkpoints."""
+    tmp = best.with_name("best.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(trial_dir, tmp, ignore=shutil.ignore_patterns("checkpoints", "*.tmp"))
+    shutil.rmtree(best, ignore_errors=True)
+    tmp.replace(best)

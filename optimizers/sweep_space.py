@@ -1,0 +1,224 @@
+"""Search spaces of a sweep: what each trial samples, a default per task and stage, overridable by a file.
+
+A space maps a parameter name to one of:
+
+    optimizer: [none, labeled, bootstrap]        # categorical (a list, or {choices: [...]})
+    max_demos: {low: 0, high: 4}                 # int range (both ends ints), optional step
+    learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}   # float range, optionally log scale
+    placement: question_last                     # a fixed value
+
+A space file (YAML or TOML) replaces the default entry of each name it gives and keeps the others.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from smelt.errors import SmeltError
+
+# Optimizers a small in-process model can drive: they only need it to answer, not to write instructions.
+ANSWER_ONLY_OPTIMIZERS = ("none", "labeled", "bootstrap", "random_search")
+# Optimizers whose model also proposes instructions: worth it with a capable model.
+INSTRUCTION_OPTIMIZERS = ("mipro", "simba")
+COMPILE_KNOBS = ("optimizer", "max_demos", "max_labeled_demos", "num_candidates")
+LORA_KNOBS = ("r", "alpha_ratio", "dropout", "learning_rate", "epochs", "target_modules")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One entry of a space: categorical ``choices``, an int/float range, or a fixed ``value``."""
+
+    name: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    value: Any = None
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.low, bool)
+
+    def suggest(self, trial: optuna.Trial):
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.low is not None:
+            if self.is_int:
+                return trial.suggest_int(self.name, self.low, self.high, step=int(self.step or 1), log=self.log)
+            return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
+        return self.value
+
+    def contains(self, value) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        if self.low is not None:
+            return isinstance(value, int | float) and self.low <= value <= self.high
+        return value == self.value
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.low is not None:
+            kind = "int" if self.is_int else "float"
+            return f"{kind} {self.low} .. {self.high}" + (" (log)" if self.log else "") + \
+                (f" step {self.step}" if self.step else "")
+        return f"fixed {self.value}"
+
+
+@dataclass(frozen=True)
+class Space:
+    params: dict[str, Param]
+
+    def suggest(self, trial: optuna.Trial) -> dict:
+        """Sample every parameter; conditional ones only where they matter (num_candidates for random search)."""
+        values = {}
+        for name, param in self.params.items():
+            if name == "num_candidates" and values.get("optimizer", "random_search") != "random_search":
+                continue
+            values[name] = param.suggest(trial)
+        return values
+
+    def contains(self, params: dict) -> bool:
+        return all(name in self.params and self.params[name].contains(value) for name, value in params.items())
+
+    def describe(self) -> str:
+        width = max(map(len, self.params), default=0)
+        return "\n".join(f"{name:<{width}}  {param.describe()}" for name, param in self.params.items())
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name, p in self.params.items():
+            if p.choices is not None:
+                out[name] = list(p.choices)
+            elif p.low is not None:
+                out[name] = {"low": p.low, "high": p.high, **({"log": True} if p.log else {}),
+                             **({"step": p.step} if p.step else {})}
+            else:
+                out[name] = p.value
+        return out
+
+
+def default_space(stage: str, task_options: dict, *, capable_model: bool) -> Space:
+    """The default search space of a stage. ``task_options`` are the task's default program options."""
+    if stage == "compile":
+        optimizers = ANSWER_ONLY_OPTIMIZERS + (INSTRUCTION_OPTIMIZERS if capable_model else ())
+        entries: dict[str, Any] = {
+            "optimizer": list(optimizers),
+            "max_demos": {"low": 1, "high": 4},
+            "max_labeled_demos": {"low": 0, "high": 4},
+            "num_candidates": {"low": 2, "high": 4},
+        }
+        entries |= _program_option_space(task_options, capable_model)
+    elif stage == "distill":
+        entries = {
+            "r": [4, 8, 16, 32],
+            "alpha_ratio": [1.0, 2.0],  # alpha = ratio x r
+            "dropout": {"low": 0.0, "high": 0.1},
+            "learning_rate": {"low": 1e-4, "high": 2e-3, "log": True},
+            "epochs": {"low": 1, "high": 3},
+            "target_modules": ["q_proj,k_proj,v_proj,o_proj", "q_proj,v_proj", "all-linear"],
+        }
+    else:
+        raise SmeltError(f"--stage {stage!r}: use compile or distill")
+    return Space({name: _parse_param(name, entry, f"default {stage} space") for name, entry in entries.items()})
+
+
+def _program_option_space(options: dict, capable_model: bool) -> dict:
+    """The task's own knobs: doc_qa's predictor, placement and long-document budget.
+
+    A small base model gains nothing from chain of thought and pays ~5x the tokens (and bootstrapping rarely
+    finds a parseable trace), so for it the predictor stays Predict unless a space file says otherwise."""
+    known = {
+        "predictor": ["predict", "cot"] if capable_model else "predict",
+        "placement": ["question_last", "question_first"],
+        "context_chars": [400, 600, 1000, 1600],
+        "top_k": {"low": 1, "high": 4},
+        "chunk_chars": [150, 250, 400],
+    }
+    return {name: known[name] for name in options if name in known}
+
+
+def allowed_names(stage: str, task_options: dict) -> tuple[str, ...]:
+    return (COMPILE_KNOBS + tuple(task_options)) if stage == "compile" else LORA_KNOBS
+
+
+def load_space(path: str | Path, base: Space, allowed: tuple[str, ...]) -> Space:
+    """``base`` with the entries of a YAML or TOML space file in place of its own; errors name the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SmeltError(f"--space {path}: no such file; pass a YAML or TOML file (see `sweep TASK --show-space`)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise SmeltError(f"--space {path}: use a .yaml, .yml or .toml file")
+    except tomllib.TOMLDecodeError as exc:
+        raise SmeltError(f"{path}: not valid TOML ({exc})") from exc
+    except Exception as exc:
+        if isinstance(exc, SmeltError):
+            raise
+        raise SmeltError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SmeltError(f"{path}: a space is a mapping of parameter names to ranges or choices")
+    params = dict(base.params)
+    for name, entry in data.items():
+        if name not in allowed:
+            raise SmeltError(f"{path}: unknown parameter {name!r}; allowed: {', '.join(allowed)}")
+        params[name] = _parse_param(name, entry, str(path))
+    return Space(params)
+
+
+def _parse_param(name: str, entry, where: str) -> Param:
+    def bad(what: str) -> SmeltError:
+        return SmeltError(f"{where}: {name}: {what}; use a list of choices, {{low: L, high: H}} (ints or floats, "
+                          "optional log: true, step), or one fixed value")
+
+    if isinstance(entry, list):
+        entry = {"choices": entry}
+    if not isinstance(entry, dict):
+        if isinstance(entry, str | int | float | bool):
+            return Param(name, value=entry)
+        raise bad(f"unsupported value {entry!r}")
+    unknown = set(entry) - {"choices", "low", "high", "log", "step"}
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}")
+    if "choices" in entry:
+        if set(entry) != {"choices"}:
+            raise bad("choices cannot be combined with low/high/log/step")
+        choices = entry["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise bad("choices must be a non-empty list")
+        if not all(isinstance(c, str | int | float | bool) for c in choices):
+            raise bad("choices must be strings, numbers or booleans")
+        return Param(name, choices=tuple(choices))
+    if "low" not in entry or "high" not in entry:
+        raise bad("a range needs both low and high")
+    low, high = entry["low"], entry["high"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        raise bad("low and high must be numbers")
+    if low > high:
+        raise bad(f"low {low} is above high {high}")
+    log = entry.get("log", False)
+    if not isinstance(log, bool):
+        raise bad("log must be true or false")
+    if log and low <= 0:
+        raise bad("a log range needs low > 0")
+    step = entry.get("step")
+    if step is not None and (not isinstance(step, int | float) or step <= 0 or log):
+        raise bad("step must be a positive number, and cannot be combined with log")
+    if isinstance(low, int) and isinstance(high, int) and isinstance(step, float):
+        low, high = float(low), float(high)
+    return Param(name, low=low, high=high, log=log, step=step)

@@ -1,0 +1,90 @@
+"""Where a sweep's study lives: an Optuna journal file (one machine), PostgreSQL (many), or SQLite (one process).
+
+The journal file is Optuna's recommendation for several processes on one machine (file locks, no server).
+PostgreSQL through Optuna's RDB storage lets workers on many machines share a study; its heartbeats let
+the others notice a dead worker, fail its trial and run it again. SQLite is not safe for concurrent writers.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import optuna
+
+from smelt.errors import SmeltError
+
+JOURNAL_FILE = "study.journal"
+# A trial lasts minutes to hours: keep pooled connections alive (pre-ping), recycle them before a server or
+# firewall idles them out, and leave room for the heartbeat thread beside the trial's own calls.
+POOL = {"pool_pre_ping": True, "pool_recycle": 300, "pool_size": 2, "max_overflow": 4}
+
+
+def redact(url: str) -> str:
+    """A storage URL as it may be printed or recorded: no password."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+
+
+def storage_kind(url: str | None) -> str:
+    if url is None:
+        return "journal"
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+        return "postgresql"
+    if url.startswith("sqlite:///"):
+        return "sqlite"
+    raise SmeltError(f"--storage {redact(url)}: use postgresql://USER@HOST/DB (many machines), sqlite:///FILE "
+                     "(one process), or leave it out for a journal file in the sweep's run directory")
+
+
+def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = 60, workers: int = 1, log=print):
+    """The Optuna storage for ``--storage`` (None: the run directory's journal file)."""
+    kind = storage_kind(url)
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+    if kind == "sqlite":
+        if workers > 1:
+            raise SmeltError("--storage sqlite:/// is not safe for several workers (\"database is locked\"); "
+                             "leave --storage out for a journal file, or use postgresql://")
+        log("[smelt] warning: SQLite storage is for one process only; concurrent workers on it are unsafe")
+        return _rdb(url, heartbeat_s=None, engine_kwargs={})
+    try:
+        import psycopg2  # noqa: F401 - SQLAlchemy's default PostgreSQL driver
+    except ImportError:
+        raise SmeltError("--storage postgresql://: the PostgreSQL driver is not installed; run "
+                         "`pip install -e \".[postgres]\"` (psycopg2-binary)") from None
+    return _rdb(url.replace("postgres://", "postgresql://", 1), heartbeat_s=heartbeat_s, engine_kwargs=POOL)
+
+
+def _rdb(url: str, *, heartbeat_s: int | None, engine_kwargs: dict):
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import SQLAlchemyError
+
+    heartbeat = {}
+    if heartbeat_s is not None:
+        # A trial whose worker has been silent for 2 heartbeats is failed and queued again (at most twice).
+        heartbeat = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s + 1,
+                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise SmeltError(f"--storage {redact(url)}: cannot open the study storage ({detail}); check the host, "
+                         "user, password and that the database exists (createdb NAME)") from None
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; smelt prints its own one line per trial."""
+    optuna.logging.set_verbosity(logging.WARNING)

@@ -1,0 +1,245 @@
+"""What one sweep trial does, per stage. Each trial is a compile or distill run directory of its own, which
+``eval``, ``run`` and ``distill --teacher`` accept like any other run.
+
+compile: sample an optimizer, its demo counts and the task's program options -> compile on train -> dev.
+distill: the teacher's SFT set is built once (``DistillStage.prepare``) -> each trial trains a LoRA adapter
+with sampled r, alpha, dropout, learning rate, epochs and target modules -> the student on dev.
+Test is never touched here: ``commands.sweep`` scores the best and the default configuration on it at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from smelt.commands.common import configure_dspy, load_task_data, peak_memory_mb
+from smelt.errors import SmeltError
+from smelt.eval.evaluate import EvalResult, evaluate
+from smelt.eval.judge import resolve_metric
+from smelt.programs.registry import get_task
+from smelt.runs import build_manifest, write_json
+
+COMPILE_DEFAULTS = {"optimizer": "bootstrap", "max_demos": 2, "max_labeled_demos": 2, "num_candidates": 4}
+
+
+def _check_model_calls(result: EvalResult, what: str) -> None:
+    """A trial whose model calls all failed is a broken setup, not a bad configuration: stop the sweep."""
+    errors = [r for r in result.records if r.get("error") and not r.get("parse_error")]
+    if result.records and len(errors) == len(result.records):
+        raise SmeltError(f"every model call of {what} failed ({len(errors)} of {len(errors)}; the first: "
+                         f"{errors[0]['error']}); check the model spec, --api-base and the server")
+
+
+class CompileStage:
+    """Trials that compile the task's program with sampled optimizer settings and program options."""
+
+    name = "compile"
+
+    def __init__(self, options, *, cache: bool, log=print):
+        from smelt.lm import lm_for_spec
+
+        self.options, self.log = options, log
+        self.task = get_task(options.task)
+        configure_dspy(options.threads)
+        self.splits = load_task_data(self.task, options.data, options.seed)
+        self.lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=cache)
+        self.judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
+                                 cache=cache) if options.judge else None
+        self.metric = resolve_metric(options.metric, self.judge)
+
+    def default_params(self) -> dict:
+        return {**COMPILE_DEFAULTS, **self.task.default_options()}
+
+    def _split_params(self, params: dict) -> tuple[dict, dict]:
+        knobs = {k: v for k, v in params.items() if k in COMPILE_DEFAULTS}
+        program_options = {**self.task.default_options(), **{k: v for k, v in params.items() if k not in knobs}}
+        return {**COMPILE_DEFAULTS, **knobs}, program_options
+
+    def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
+        from smelt.commands.compile import compile_into
+        from smelt.optimizers.compile import CompileSettings
+
+        started = time.perf_counter()
+        knobs, program_options = self._split_params(params)
+        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+        models = {"program": self.lm.describe(), **({"judge": self.judge.describe()} if self.judge else {})}
+        write_json(run_dir / "manifest.json", build_manifest(
+            command="compile", task=self.task.name, options={"sweep_params": params}, seed=self.options.seed,
+            models=models, data_sources=self.splits.sources, program_options=program_options,
+            extra={"metric": self.metric.name, "optimizer": knobs["optimizer"], "sweep_trial": trial_number},
+        ))
+        # A sweep pays for every random_search candidate: 16 train examples rank demo sets well enough.
+        settings = CompileSettings(self.options.seed, self.options.threads, knobs["max_demos"],
+                                   knobs["max_labeled_demos"], knobs["num_candidates"], candidate_eval_size=16)
+        program = compile_into(run_dir, self.task, program_options, knobs["optimizer"], settings, self.splits.train,
+                               metric=self.metric, lm=self.lm, log=self.log)
+        dev = evaluate(program, self.splits.dev, metric=self.metric, lm=self.lm, threads=self.options.threads,
+                       out_path=run_dir / "eval" / "dev.jsonl", desc=f"trial {trial_number} dev", progress=progress)
+        _check_model_calls(dev, f"trial {trial_number}")
+        summary = {"task": self.task.name, "command": "compile", "optimizer": knobs["optimizer"],
+                   "metric": self.metric.name, "lm": self.options.lm, "compiled": {"dev": dev.summary},
+                   "demos": sum(len(p.demos) for p in program.predictors()),
+                   "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb()}
+        write_json(run_dir / "summary.json", summary)
+        return dev.summary
+
+    def load(self, run_dir: Path):
+        """(program, lm) of a finished trial, to score it on test."""
+        from smelt.runs import read_manifest
+
+        program = self.task.make_program(read_manifest(run_dir)["program_options"])
+        program.load(str(run_dir / "program.json"))
+        return program, self.lm
+
+    def release(self, run_dir: Path) -> None:
+        pass
+
+
+class DistillStage:
+    """Trials that train a LoRA adapter with sampled settings on one shared SFT set and score the student."""
+
+    name = "distill"
+
+    def __init__(self, options, *, cache: bool, log=print):
+        from smelt.commands.distill import DistillOptions, _load_teacher, resolve_teacher
+        from smelt.lm import lm_for_spec, parse_spec
+        from smelt.lm.devices import resolve_device
+
+        self.options, self.log, self.cache = options, log, cache
+        if not options.student:
+            raise SmeltError("--stage distill needs --student (the model to train adapters on)")
+        self.student_spec = parse_spec(options.student, "--student")
+        if not self.student_spec.in_process:
+            raise SmeltError(f"--student {options.student}: the student must be an in-process model to train an "
+                             "adapter")
+        self.distill = resolve_teacher(DistillOptions(
+            student=options.student, teacher=options.teacher, task=options.task, min_score=options.min_score,
+            use_labels=options.use_labels, synthetic=options.synthetic, seed=options.seed, threads=options.threads,
+            device=options.device, api_base=options.api_base, data=options.data, runs_root=options.runs_root,
+            cache=cache, judge=options.judge, metric=options.metric, student_instructions=options.student_instructions,
+        ), log=log)
+        self.task = get_task(self.distill.task)
+        self.device = resolve_device(options.device)
+        configure_dspy(options.threads)
+        self.splits = load_task_data(self.task, options.data, options.seed)
+        if not self.splits.train:
+            raise SmeltError("the train split is empty: the teacher needs train inputs to answer")
+        self.judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
+                                 cache=cache) if options.judge else None
+        self.metric = resolve_metric(options.metric, self.judge)
+        self._teacher_loader = lambda: _load_teacher(self.distill, self.task)
+        self.teacher_source = self.distill.teacher
+        self.rows: list[dict] | None = None
+
+    def student_options(self) -> dict:
+        return {**self.teacher_program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
+
+    def prepare(self, sweep_dir: Path) -> list[dict]:
+        """The shared SFT set, ``sweep_dir/sft.jsonl``: built by the teacher once, read by every worker."""
+        from smelt.commands.distill import build_sft_set
+        from smelt.lm.loading import unload_models
+
+        teacher = self._teacher_loader()
+        self.teacher_program_options = teacher.program_options
+        student_program = self.task.make_program(self.student_options())
+
+        def score(program, lm, examples):
+            return evaluate(program, examples, metric=self.metric, lm=lm, threads=self.options.threads,
+                            out_path=sweep_dir / "eval" / "teacher.train.jsonl", desc="teacher train")
+
+        (sweep_dir / "eval").mkdir(exist_ok=True)
+        self.rows = build_sft_set(sweep_dir / "sft.jsonl", self.task, teacher, student_program, self.splits.train,
+                                  self.judge, self.distill, score=score, log=self.log)
+        write_json(sweep_dir / "teacher.json", {"source": teacher.source, "program_options": teacher.program_options})
+        unload_models()  # the teacher's weights are not needed again
+        return self.rows
+
+    def use_shared(self, sweep_dir: Path) -> None:
+        """A worker process: read the SFT set and the teacher's program options that ``prepare`` wrote."""
+        import json
+
+        from smelt.optimizers.sft_data import read_sft_jsonl
+
+        self.rows = read_sft_jsonl(sweep_dir / "sft.jsonl")
+        self.teacher_program_options = json.loads((sweep_dir / "teacher.json").read_text())["program_options"]
+
+    def default_params(self) -> dict:
+        from smelt.optimizers.lora_config import default_config
+
+        config = default_config(self.device)
+        targets = config.target_modules if config.all_linear else ",".join(config.target_modules)
+        return {"r": config.r, "alpha_ratio": round(config.alpha / config.r, 4), "dropout": config.dropout,
+                "learning_rate": config.learning_rate, "epochs": config.epochs, "target_modules": targets}
+
+    def config(self, params: dict):
+        from smelt.optimizers.lora_config import LoraTrainingConfig, default_config
+
+        lora = {k: v for k, v in params.items() if k != "alpha_ratio"}
+        if "r" in params or "alpha_ratio" in params:
+            base = default_config(self.device)
+            r = params.get("r", base.r)
+            lora["alpha"] = float(params.get("alpha_ratio", base.alpha / base.r)) * r
+        return LoraTrainingConfig(**{**asdict(default_config(self.device)), "seed": self.options.seed, **lora})
+
+    def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
+        from smelt.commands.distill import train_adapter
+        from smelt.lm import lm_for_spec
+        from smelt.lm.loading import unload_models
+
+        started = time.perf_counter()
+        config = self.config(params)
+        student_program = self.task.make_program(self.student_options())
+        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "manifest.json", build_manifest(
+            command="distill", task=self.task.name, options={"sweep_params": params}, seed=self.options.seed,
+            models={"program": {"spec": self.options.student, "kind": self.student_spec.kind,
+                                "target": self.student_spec.target, "adapter": "adapter",
+                                "instructions": self.options.student_instructions},
+                    "teacher": {"source": self.teacher_source}},
+            data_sources=self.splits.sources, program_options=self.student_options(),
+            extra={"metric": self.metric.name, "lora": config.to_dict(), "sweep_trial": trial_number},
+        ))
+        training = train_adapter(self.student_spec, config, self.device, self.rows, run_dir, log=self.log)
+        unload_models()
+        lm = lm_for_spec(self.options.student, option="--student", device=self.options.device,
+                         adapter=run_dir / "adapter", cache=self.cache, instructions=self.options.student_instructions)
+        tmp = run_dir / "program.partial.json"
+        student_program.save(str(tmp))
+        tmp.replace(run_dir / "program.json")
+        try:
+            dev = evaluate(student_program, self.splits.dev, metric=self.metric, lm=lm, threads=self.options.threads,
+                           out_path=run_dir / "eval" / "dev.jsonl", desc=f"trial {trial_number} dev",
+                           progress=progress)
+        finally:
+            lm.engine.close()
+            unload_models()
+        _check_model_calls(dev, f"trial {trial_number}")
+        write_json(run_dir / "summary.json", {
+            "task": self.task.name, "command": "distill", "student": self.options.student,
+            "teacher": self.teacher_source, "metric": self.metric.name, "training": training,
+            "dev": dev.summary, "wall_s": round(time.perf_counter() - started, 1),
+            "peak_memory_mb": peak_memory_mb()})
+        return dev.summary
+
+    def load(self, run_dir: Path):
+        from smelt.lm import lm_for_spec
+
+        program = self.task.make_program(self.student_options())
+        program.load(str(run_dir / "program.json"))
+        lm = lm_for_spec(self.options.student, option="--student", device=self.options.device,
+                         adapter=run_dir / "adapter", cache=self.cache, instructions=self.options.student_instructions)
+        return program, lm
+
+    def release(self, run_dir: Path) -> None:
+        from smelt.lm.loading import unload_models
+
+        unload_models()
+
+
+def make_stage(options, *, cache: bool, log=print):
+    if options.stage == "compile":
+        return CompileStage(options, cache=cache, log=log)
+    if options.stage == "distill":
+        return DistillStage(options, cache=cache, log=log)
+    raise SmeltError(f"--stage {options.stage!r}: use compile or distill")

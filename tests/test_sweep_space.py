@@ -1,0 +1,76 @@
+"""Search spaces: the defaults per stage, space files (YAML and TOML) and one clear error per mistake."""
+
+import optuna
+import pytest
+
+from smelt.errors import SmeltError
+from smelt.optimizers.sweep_space import allowed_names, default_space, load_space
+
+DOC_QA = {"predictor": "predict", "placement": "question_last", "context_chars": 600, "top_k": 2, "chunk_chars": 250}
+
+
+def test_default_compile_space_fits_the_model():
+    small = default_space("compile", DOC_QA, capable_model=False)
+    capable = default_space("compile", DOC_QA, capable_model=True)
+    assert set(small.params["optimizer"].choices) == {"none", "labeled", "bootstrap", "random_search"}
+    assert {"mipro", "simba"} <= set(capable.params["optimizer"].choices)
+    assert small.params["predictor"].value == "predict" and capable.params["predictor"].choices == ("predict", "cot")
+    for name in ("placement", "context_chars", "top_k", "chunk_chars", "max_demos", "max_labeled_demos"):
+        assert name in small.params
+
+
+def test_a_space_file_overrides_entries_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("optimizer: [labeled, bootstrap]\nlearning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}\n"
+                    "r: {low: 4, high: 16, step: 4}\nepochs: 2\n", encoding="utf-8")
+    base = default_space("distill", {}, capable_model=False)
+    with pytest.raises(SmeltError, match="unknown parameter 'optimizer'.*allowed: r, alpha_ratio"):
+        load_space(path, base, allowed_names("distill", {}))
+    path.write_text("learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}\nr: {low: 4, high: 16, step: 4}\n"
+                    "epochs: 2\n", encoding="utf-8")
+    space = load_space(path, base, allowed_names("distill", {}))
+    assert space.params["learning_rate"].log and space.params["epochs"].value == 2
+    assert space.params["dropout"] == base.params["dropout"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = space.suggest(study.ask())
+        assert 1e-5 <= params["learning_rate"] <= 1e-3 and params["r"] in (4, 8, 12, 16) and params["epochs"] == 2
+
+
+def test_toml_space_file(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text('optimizer = ["none", "labeled"]\n[top_k]\nlow = 1\nhigh = 3\n', encoding="utf-8")
+    space = load_space(path, default_space("compile", DOC_QA, capable_model=False), allowed_names("compile", DOC_QA))
+    assert space.params["optimizer"].choices == ("none", "labeled") and space.params["top_k"].is_int
+    params = space.suggest(optuna.create_study().ask())
+    assert "num_candidates" not in params  # only sampled for random_search
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("top_k: {low: 5, high: 1}", "top_k: low 5 is above high 1"),
+    ("top_k: {low: 1}", "top_k: a range needs both low and high"),
+    ("learning_rate: {low: 0, high: 1, log: true}", "learning_rate: a log range needs low > 0"),
+    ("optimizer: []", "optimizer: choices must be a non-empty list"),
+    ("top_k: {low: 1, high: 3, spread: 2}", "top_k: unknown key(s) spread"),
+    ("max_demos: {low: a, high: 3}", "max_demos: low and high must be numbers"),
+    ("- just\n- a list", "a mapping of parameter names"),
+    ("top_k: [1, 2\n", "not valid YAML"),
+])
+def test_bad_space_files_name_the_key(tmp_path, text, fragment):
+    path = tmp_path / "space.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SmeltError) as error:
+        load_space(path, default_space("compile", DOC_QA, capable_model=False), allowed_names("compile", DOC_QA))
+    assert fragment in str(error.value) and str(path) in str(error.value)
+
+
+def test_space_file_errors_for_the_file_itself(tmp_path):
+    base, allowed = default_space("compile", DOC_QA, capable_model=False), allowed_names("compile", DOC_QA)
+    with pytest.raises(SmeltError, match="no such file"):
+        load_space(tmp_path / "missing.yaml", base, allowed)
+    (tmp_path / "space.json").write_text("{}")
+    with pytest.raises(SmeltError, match="use a .yaml, .yml or .toml file"):
+        load_space(tmp_path / "space.json", base, allowed)
+    (tmp_path / "bad.toml").write_text("top_k = [1,\n")
+    with pytest.raises(SmeltError, match="not valid TOML"):
+        load_space(tmp_path / "bad.toml", base, allowed)
