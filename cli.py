@@ -202,7 +202,8 @@ def distill(task, **kwargs):
 @click.option("--stage", default="compile", show_default=True,
               help="compile: optimizer, demos and program options per trial; distill: LoRA settings per trial "
                    "on one shared SFT set")
-@click.option("--trials", default=12, show_default=True, help="trials in the study (all workers together)")
+@click.option("--trials", type=int, help="trials in the study, all workers together (default 12; with --resume, "
+                                        "the recorded number)")
 @click.option("--timeout", "timeout_min", type=float, help="minutes after which a worker starts no new trial")
 @click.option("--space", type=click.Path(), help="YAML or TOML file overriding entries of the default search "
                                                   "space (see --show-space)")

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from smelt.commands.common import DataOptions, RunOptions, check_model_options
+from smelt.commands.common import DataOptions, RunOptions, check_model_options, peak_memory_mb
 from smelt.errors import SmeltError
 from smelt.optimizers.sweep_queue import DEFAULT, ERROR, INTERRUPTED, StudyIdentity
 from smelt.runs import build_manifest, open_run_dir, read_manifest, write_json
@@ -34,7 +34,7 @@ OBJECTIVES = {  # objective -> (dev summary key, direction)
 class SweepOptions(RunOptions):
     task: str | None = None  # None (distill stage only): the teacher run's task
     stage: str = "compile"
-    trials: int = 12
+    trials: int | None = None  # None: 12, or what a resumed sweep recorded
     timeout_min: float | None = None  # stop starting trials after this many minutes
     space: str | None = None  # YAML or TOML file overriding the default space
     objective: str = "score"  # "score", or two: "score,prompt_tokens" / "score,latency"
@@ -66,7 +66,7 @@ class SweepOptions(RunOptions):
     def check(self) -> None:
         if self.stage not in ("compile", "distill"):
             raise SmeltError(f"--stage {self.stage!r}: use compile or distill")
-        if self.trials < 1:
+        if self.trials is not None and self.trials < 1:
             raise SmeltError("--trials must be 1 or more")
         if self.workers < 1:
             raise SmeltError("--workers must be 1 or more")
@@ -112,6 +112,7 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     from smelt.optimizers.sweep_storage import open_storage, quiet_optuna, redact
 
     options = _with_recorded_options(options) if options.resume else options
+    options = replace(options, trials=12 if options.trials is None else options.trials)
     options.check()
     check_model_options(options.lm if options.stage == "compile" else None, options.judge, options.metric,
                         options.device)
@@ -121,6 +122,9 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     objectives = options.objectives()
     cache = options.cache and objectives == ("score",)  # tokens and latency must be measured, not cached
     space = space_for(options)
+    # A server storage is checked before any model loads; the journal file lives in the run directory.
+    storage = open_storage(options.storage, Path("."), heartbeat_s=options.heartbeat_s, workers=options.workers,
+                           log=log) if options.storage else None
 
     from smelt.optimizers.sweep_trials import make_stage
 
@@ -142,13 +146,13 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
         rows = stage.prepare(run_dir)
         log(f"[smelt] SFT set shared by every trial: {len(rows)} examples -> {run_dir / 'sft.jsonl'}")
 
-    storage = open_storage(options.storage, run_dir, heartbeat_s=options.heartbeat_s, workers=options.workers,
-                           log=log)
+    storage = storage or open_storage(None, run_dir)
     study = _open_study(options, storage, study_name, space, stage)
     if options.resume:
         from smelt.optimizers.sweep_queue import top_up
 
-        queued = top_up(study, options.trials)
+        _retire_orphans(study, storage)  # a killed process's trial: queued again below
+        queued = top_up(study, options.trials, default_params=_default_params(stage, space))
         log(f"[smelt] resuming study {study_name}: {queued} trial(s) queued again to reach {options.trials}")
     log(f"[smelt] study {study_name} on {redact(options.storage) if options.storage else run_dir / 'study.journal'}"
         f": {options.trials} trials, {options.workers} worker(s); watch it live with "
@@ -184,7 +188,8 @@ def _with_recorded_options(options: SweepOptions) -> SweepOptions:
             raise SmeltError(f"--resume {options.resume}: pass --storage again ({storage}, with its password: "
                              "passwords are never recorded)")
         storage = options.storage
-    return replace(resumed, storage=storage, trials=options.trials, timeout_min=options.timeout_min,
+    trials = resumed.trials if options.trials is None else options.trials
+    return replace(resumed, storage=storage, trials=trials, timeout_min=options.timeout_min,
                    workers=options.workers, resume=options.resume)
 
 
@@ -226,13 +231,17 @@ def _sampler_and_pruner(options: SweepOptions, worker: int, dev_size: int):
 def _open_study(options: SweepOptions, storage, name: str, space, stage, worker: int = 0):
     from smelt.optimizers.sweep_queue import open_study
 
-    default = stage.default_params()
-    default = {k: v for k, v in default.items() if k in space.params}
     sampler, pruner = _sampler_and_pruner(options, worker, len(stage.splits.dev))
-    identity = StudyIdentity(options.task, options.stage, options.objectives())
+    identity = StudyIdentity(options.task, options.stage, options.objectives(), space.to_dict())
     directions = [OBJECTIVES[name][1] for name in options.objectives()]
     return open_study(storage, name, identity, directions=directions, n_trials=options.trials,
-                      default_params=default if space.contains(default) else None, sampler=sampler, pruner=pruner)
+                      default_params=_default_params(stage, space), sampler=sampler, pruner=pruner)
+
+
+def _default_params(stage, space) -> dict | None:
+    """The default configuration as trial parameters, or None when the space leaves it out."""
+    default = {k: v for k, v in stage.default_params().items() if k in space.params}
+    return default if space.contains(default) else None
 
 
 def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=None, storage=None, worker: int = 0,
@@ -251,6 +260,7 @@ def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=N
         stage = make_stage(options, cache=cache, log=log)
         if options.stage == "distill":
             stage.use_shared(run_dir)
+    stage.warm_up()
     storage = storage or open_storage(options.storage, run_dir, heartbeat_s=options.heartbeat_s,
                                       workers=options.workers, log=log)
     sampler, pruner = _sampler_and_pruner(options, worker, len(stage.splits.dev))
@@ -267,7 +277,9 @@ def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, 
     from optuna.trial import TrialState
 
     started = time.perf_counter()
-    params = space.suggest(trial)
+    # TPE samples its first trials at random: seeding by (seed, trial number), not per process, keeps a resumed
+    # sweep and workers on other machines from repeating each other's settings, and a trial reproducible.
+    study.sampler = optuna.samplers.TPESampler(seed=options.seed * 100_003 + trial.number)
     trial_dir = run_dir / "trials" / f"trial-{trial.number:03d}"
     trial.set_user_attr("run_dir", str(trial_dir.resolve()))
     trial.set_user_attr("host", os.uname().nodename)
@@ -284,22 +296,24 @@ def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, 
             if trial.should_prune():
                 raise optuna.TrialPruned(f"dev score {mean:.3f} after {done} examples")
 
-    label = f"[smelt] trial {trial.number} ({_describe(params)})"
+    label = f"[smelt] trial {trial.number}"
     try:
+        params = space.suggest(trial)
+        label = f"[smelt] trial {trial.number} ({_describe(params)})"
         summary = stage.run(params, trial_dir, progress=progress, trial_number=trial.number)
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("dev_examples_scored", scored["n"])
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         log(f"{label}: pruned, {pruned} ({time.perf_counter() - started:.0f} s)")
         return
     except KeyboardInterrupt:
         trial.set_user_attr(INTERRUPTED, True)
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     except SmeltError as exc:
-        if "every model call" in str(exc):  # a broken setup: no later trial would fare better
-            trial.set_user_attr(ERROR, str(exc))
-            study.tell(trial, state=TrialState.FAIL)
+        if "every model call" in str(exc):  # a broken setup: stop; the trial runs again on --resume
+            trial.set_user_attr(INTERRUPTED, True)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         _fail(trial, study, exc, label, log)
         return
@@ -319,7 +333,7 @@ def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, 
         # So any machine sharing the study can rebuild the program (DSPy JSON, never a pickle).
         trial.set_user_attr("program", (trial_dir / "program.json").read_text(encoding="utf-8"))
         trial.set_user_attr("program_options", read_manifest(trial_dir)["program_options"])
-    study.tell(trial, values if len(values) > 1 else values[0])
+    study.tell(trial, values if len(values) > 1 else values[0], skip_if_finished=True)
     shown = ", ".join(f"{name} {value:.3f}" for name, value in zip(options.objectives(), values, strict=True))
     log(f"{label}: dev {shown} ({time.perf_counter() - started:.0f} s)")
 
@@ -329,7 +343,7 @@ def _fail(trial, study, exc: Exception, label: str, log) -> None:
 
     message = f"{type(exc).__name__}: {str(exc)[:300]}" if not isinstance(exc, SmeltError) else str(exc)
     trial.set_user_attr(ERROR, message)
-    study.tell(trial, state=TrialState.FAIL)
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     log(f"{label}: failed, {message}")
 
 
@@ -342,9 +356,11 @@ def _run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str,
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or CUDA state
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else [str(i) for i in range(options.workers)]
     processes = []
     for worker in range(options.workers):
-        env = {"CUDA_VISIBLE_DEVICES": str(worker)} if options.device.startswith("cuda") else {}
+        env = {"CUDA_VISIBLE_DEVICES": gpus[worker]} if options.device.startswith("cuda") else {}
         process = context.Process(target=_worker_process, args=(options, run_dir, study_name, worker, env),
                                   name=f"smelt-sweep-worker-{worker}")
         process.start()
@@ -355,6 +371,10 @@ def _run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str,
     except KeyboardInterrupt:
         for process in processes:  # they got Ctrl-C too; give them a moment to record their trials as failed
             process.join(timeout=30)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
         raise
     failed = [p.name for p in processes if p.exitcode not in (0, None)]
     if failed:
@@ -408,7 +428,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     best = list(study.best_trials) if len(options.objectives()) > 1 else [study.best_trial]
     best.sort(key=lambda t: t.number)
     default_trial = next((t for t in complete if t.user_attrs.get(DEFAULT)), None)
-    default_dir = Path(default_trial.user_attrs["run_dir"]) if default_trial else run_dir / "default"
+    default_dir = _local_dir(default_trial, stage, run_dir, log) if default_trial else run_dir / "default"
     if default_trial is None and not (default_dir / "summary.json").exists():
         log("[smelt] the default configuration did not finish as a trial; running it for the comparison")
         stage.run(stage.default_params(), default_dir, trial_number=None)
@@ -417,7 +437,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     columns, test_summaries = {}, {}
     default_number = default_trial.number if default_trial else None
     compared = [(f"trial {t.number}" + (" (default)" if t.number == default_number else " (best)"),
-                 _local_dir(t, stage, log)) for t in best]
+                 _local_dir(t, stage, run_dir, log)) for t in best]
     if default_number not in [t.number for t in best]:
         compared.append((f"trial {default_number} (default)" if default_trial else "default", default_dir))
     for label, trial_dir in compared:
@@ -431,7 +451,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
         stage.release(trial_dir)
         columns[label] = result.summary
         test_summaries[label] = result.summary
-    best_dir = _local_dir(best[0], stage, log)
+    best_dir = _local_dir(best[0], stage, run_dir, log)
     if best_dir is not None:
         _keep_best(best_dir, run_dir / "best")
     plots = write_plots(study, run_dir, options.objectives(), log=log)
@@ -446,21 +466,22 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
                   "run_dir": t.user_attrs.get("run_dir")} for t in best],
         "default": {"number": default_trial.number if default_trial else None, "run_dir": str(default_dir)},
         "test": test_summaries, "space": space.to_dict(), "plots": plots,
-        "wall_s": round(time.perf_counter() - started, 1),
+        "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb(),
     }
     write_json(run_dir / "summary.json", summary)
     write_report(run_dir, summary, trials, columns, pruned=pruned)
     return SweepOutcome(run_dir, summary, text_table({k: v for k, v in columns.items() if v}))
 
 
-def _local_dir(trial, stage, log) -> Path | None:
+def _local_dir(trial, stage, run_dir: Path, log) -> Path | None:
     """The trial's run directory on this machine; a compile trial run elsewhere is rebuilt from its program."""
     trial_dir = Path(trial.user_attrs.get("run_dir", ""))
     if (trial_dir / "program.json").is_file():
         return trial_dir
     if stage.name == "compile" and trial.user_attrs.get("program"):
-        local = Path(stage.options.runs_root or "runs") / stage.task.name / "remote-trials" / f"trial-{trial.number}"
-        local.mkdir(parents=True, exist_ok=True)
+        local = run_dir / "remote-trials" / f"trial-{trial.number:03d}"
+        shutil.rmtree(local, ignore_errors=True)  # never score against another program's records
+        local.mkdir(parents=True)
         (local / "program.json").write_text(trial.user_attrs["program"], encoding="utf-8")
         write_json(local / "manifest.json", {"command": "compile", "task": stage.task.name, "sweep_trial": trial.number,
                                              "program_options": trial.user_attrs.get("program_options"),

@@ -36,9 +36,10 @@ class StudyIdentity:
     task: str
     stage: str
     objectives: tuple[str, ...]
+    space: dict | None = None  # Optuna refuses a parameter whose choices change within a study
 
     def attrs(self) -> dict:
-        return {"task": self.task, "stage": self.stage, "objectives": list(self.objectives)}
+        return {"task": self.task, "stage": self.stage, "objectives": list(self.objectives), "space": self.space}
 
 
 def open_study(storage, name: str, identity: StudyIdentity, *, directions: list[str], n_trials: int,
@@ -68,7 +69,10 @@ def open_study(storage, name: str, identity: StudyIdentity, *, directions: list[
 
 
 def _check_identity(study: optuna.Study, name: str, identity: StudyIdentity) -> None:
-    recorded = {key: study.user_attrs.get(key) for key in ("task", "stage", "objectives")}
+    recorded = {key: study.user_attrs.get(key) for key in ("task", "stage", "objectives", "space")}
+    if recorded["space"] != identity.space and recorded["task"] == identity.task:
+        raise SmeltError(f"--study {name}: its trials were sampled from another search space (a different --space "
+                         f"file, or --lm with other optimizers); use the same ones, or another --study name")
     if recorded != identity.attrs():
         raise SmeltError(f"--study {name}: already a study of task {recorded['task']}, stage {recorded['stage']}, "
                          f"objective {','.join(recorded['objectives'] or [])}; this sweep is {identity.task}, "
@@ -78,16 +82,26 @@ def _check_identity(study: optuna.Study, name: str, identity: StudyIdentity) -> 
 def slots_used(trials: list[optuna.trial.FrozenTrial]) -> int:
     """Trials that count towards N: finished, running or queued, and those failed by their own error."""
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    return sum(t.state in live or (t.state == TrialState.FAIL and ERROR in t.user_attrs) for t in trials)
+    return sum(t.state in live or (t.state == TrialState.FAIL and bool(t.user_attrs.get(ERROR))) for t in trials)
 
 
-def top_up(study: optuna.Study, n_trials: int) -> int:
-    """Queue trials until N count (after an interrupt, or to extend a study); returns how many were queued."""
-    missing = max(0, n_trials - slots_used(study.get_trials(deepcopy=False)))
+def top_up(study: optuna.Study, n_trials: int, default_params: dict | None = None) -> int:
+    """Queue trials until N count (after an interrupt, or to extend a study); returns how many were queued.
+    The default configuration is queued again if its trial did not finish."""
+    trials = study.get_trials(deepcopy=False)
+    missing = max(0, n_trials - slots_used(trials))
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    if missing and default_params is not None and not any(t.user_attrs.get(DEFAULT) and t.state in live
+                                                          for t in trials):
+        study.enqueue_trial(default_params, user_attrs={DEFAULT: True})
+        missing -= 1
+        queued = 1
+    else:
+        queued = 0
     for _ in range(missing):
         study.enqueue_trial({})
     study.set_user_attr(STUDY_READY, n_trials)
-    return missing
+    return queued + missing
 
 
 def claim_trial(study: optuna.Study, storage) -> optuna.Trial | None:
@@ -104,9 +118,9 @@ def claim_trial(study: optuna.Study, storage) -> optuna.Trial | None:
 
 
 def has_heartbeat(storage) -> bool:
-    from optuna.storages import RDBStorage
-
-    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+    """RDB storages opened with a heartbeat interval (journal files have none)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
 
 
 @contextmanager
@@ -120,7 +134,10 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
 
     def beat():
         while True:
-            storage.record_heartbeat(trial_id)
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 - a database blip: beat again next time rather than fall silent
+                pass
             if stop.wait(interval):
                 return
 
@@ -147,7 +164,8 @@ def work(study: optuna.Study, storage, run_trial: Callable[[optuna.Trial], None]
     With heartbeats, a worker whose queue is empty while others still run waits (every ``idle_poll_s``), so it
     can take over the trial of a worker that dies."""
     ran = 0
-    poll = idle_poll_s or (storage.get_heartbeat_interval() if has_heartbeat(storage) else None)
+    # Checking for stale trials is one query: do it every few seconds, not once per (possibly long) heartbeat.
+    poll = idle_poll_s or (min(5, storage.get_heartbeat_interval()) if has_heartbeat(storage) else None)
     while deadline is None or time.time() < deadline:
         fail_stale(study)
         trial = claim_trial(study, storage)

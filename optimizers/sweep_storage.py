@@ -8,6 +8,7 @@ the others notice a dead worker, fail its trial and run it again. SQLite is not 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -22,22 +23,22 @@ POOL = {"pool_pre_ping": True, "pool_recycle": 300, "pool_size": 2, "max_overflo
 
 
 def redact(url: str) -> str:
-    """A storage URL as it may be printed or recorded: no password."""
+    """A storage URL as it may be printed or recorded: no password, in the user part or the query."""
     if "://" not in url:
         return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+    scheme, rest = url.split("://", 1)
+    if "@" in rest.split("/", 1)[0] or "@" in rest.split("?", 1)[0]:
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        rest = f"{user}:***@{host}" if ":" in credentials else f"{user}@{host}"
+    rest = re.sub(r"(?i)(password|passwd|pwd)=[^&]*", r"\1=***", rest)
+    return f"{scheme}://{rest}"
 
 
 def storage_kind(url: str | None) -> str:
     if url is None:
         return "journal"
-    if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+    if url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
         return "postgresql"
     if url.startswith("sqlite:///"):
         return "sqlite"
@@ -59,17 +60,19 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = 60, worke
         log("[smelt] warning: SQLite storage is for one process only; concurrent workers on it are unsafe")
         return _rdb(url, heartbeat_s=None, engine_kwargs={})
     try:
-        import psycopg2  # noqa: F401 - SQLAlchemy's default PostgreSQL driver
+        import psycopg  # noqa: F401 - SQLAlchemy 2.1's default PostgreSQL driver
     except ImportError:
         raise SmeltError("--storage postgresql://: the PostgreSQL driver is not installed; run "
-                         "`pip install -e \".[postgres]\"` (psycopg2-binary)") from None
-    return _rdb(url.replace("postgres://", "postgresql://", 1), heartbeat_s=heartbeat_s, engine_kwargs=POOL)
+                         "`pip install -e \".[postgres]\"` (psycopg)") from None
+    driver_url = "postgresql+psycopg://" + url.split("://", 1)[1]  # the driver smelt installs, whatever the default
+    return _rdb(driver_url, heartbeat_s=heartbeat_s, engine_kwargs=POOL)
 
 
 def _rdb(url: str, *, heartbeat_s: int | None, engine_kwargs: dict):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import SQLAlchemyError
 
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
     heartbeat = {}
     if heartbeat_s is not None:
         # A trial whose worker has been silent for 2 heartbeats is failed and queued again (at most twice).
@@ -78,9 +81,12 @@ def _rdb(url: str, *, heartbeat_s: int | None, engine_kwargs: dict):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            # The cached wrapper Optuna puts around an RDB storage inside create_study: smelt's trial claims must
+            # go through the same cache as the study's own calls.
+            return optuna.storages.get_storage(rdb)
+    except (SQLAlchemyError, ValueError) as exc:  # ValueError: a malformed URL (a port that is not a number)
+        detail = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         raise SmeltError(f"--storage {redact(url)}: cannot open the study storage ({detail}); check the host, "
                          "user, password and that the database exists (createdb NAME)") from None
 

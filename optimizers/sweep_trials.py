@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 
 from smelt.commands.common import configure_dspy, load_task_data, peak_memory_mb
@@ -37,16 +38,34 @@ class CompileStage:
     name = "compile"
 
     def __init__(self, options, *, cache: bool, log=print):
-        from smelt.lm import lm_for_spec
-
-        self.options, self.log = options, log
+        self.options, self.log, self.cache = options, log, cache
         self.task = get_task(options.task)
         configure_dspy(options.threads)
         self.splits = load_task_data(self.task, options.data, options.seed)
-        self.lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=cache)
-        self.judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
-                                 cache=cache) if options.judge else None
-        self.metric = resolve_metric(options.metric, self.judge)
+
+    # The models load on first use: a sweep's coordinating process needs none while its workers run.
+    @cached_property
+    def lm(self):
+        from smelt.lm import lm_for_spec
+
+        o = self.options
+        return lm_for_spec(o.lm, device=o.device, api_base=o.api_base, cache=self.cache)
+
+    @cached_property
+    def judge(self):
+        from smelt.lm import lm_for_spec
+
+        o = self.options
+        return lm_for_spec(o.judge, option="--judge", device=o.device, api_base=o.api_base,
+                           cache=self.cache) if o.judge else None
+
+    @cached_property
+    def metric(self):
+        return resolve_metric(self.options.metric, self.judge)
+
+    def warm_up(self) -> None:
+        """Load the models now, so that a model that cannot load stops the worker with its own error."""
+        _ = self.lm, self.metric
 
     def default_params(self) -> dict:
         return {**COMPILE_DEFAULTS, **self.task.default_options()}
@@ -132,6 +151,9 @@ class DistillStage:
         self.teacher_source = self.distill.teacher
         self.rows: list[dict] | None = None
 
+    def warm_up(self) -> None:
+        pass  # the student loads per trial, the teacher and judge in prepare()
+
     def student_options(self) -> dict:
         return {**self.teacher_program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
 
@@ -140,6 +162,9 @@ class DistillStage:
         from smelt.commands.distill import build_sft_set
         from smelt.lm.loading import unload_models
 
+        if (sweep_dir / "sft.jsonl").is_file() and (sweep_dir / "teacher.json").is_file():  # a resumed sweep
+            self.use_shared(sweep_dir)
+            return self.rows
         teacher = self._teacher_loader()
         self.teacher_program_options = teacher.program_options
         student_program = self.task.make_program(self.student_options())

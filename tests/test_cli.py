@@ -155,3 +155,34 @@ def test_distill_short_form_takes_the_latest_finished_compile_run(tmp_path):
     of_task = resolve_teacher(DistillOptions(student="gemma-3-270m", task="doc_qa", runs_root=str(tmp_path)),
                               log=said.append)
     assert of_task.teacher == str(tmp_path / "doc_qa" / "20261120-090000-compile") and of_task.task == "doc_qa"
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--stage", "train"], ["--stage 'train'", "compile or distill"]),
+    (["--objective", "score,cost"], ["unknown objective 'cost'", "prompt_tokens"]),
+    (["--objective", "latency"], ["--objective latency", "score,latency"]),
+    (["--trials", "0"], ["--trials must be 1 or more"]),
+    (["--storage", "mysql://root@localhost/x"], ["--storage mysql://root@localhost/x", "postgresql://"]),
+    (["--storage", "sqlite:///study.db", "--workers", "2"], ["sqlite", "not safe for several workers"]),
+    (["--space", "nowhere.yaml"], ["--space nowhere.yaml: no such file"]),
+])
+def test_sweep_mistakes_are_one_line(args, fragments):
+    assert_one_line_error(smelt("sweep", "doc_qa", *args), *fragments)
+
+
+def test_sweep_bad_space_file_names_the_key(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("top_k: {low: 4, high: 1}\n", encoding="utf-8")
+    assert_one_line_error(smelt("sweep", "doc_qa", "--space", str(space)), str(space), "top_k: low 4 is above high 1")
+
+
+def test_sweep_storage_errors_never_echo_the_password():
+    result = smelt("sweep", "doc_qa", "--storage", "postgresql://postgres:s3cret@127.0.0.1:1/nowhere")
+    assert_one_line_error(result, "cannot open the study storage", "postgres:***@127.0.0.1:1")
+    assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_sweep_shows_its_space():
+    result = smelt("sweep", "doc_qa", "--show-space", "--stage", "distill")
+    assert result.returncode == 0
+    assert "learning_rate" in result.stdout and "(log)" in result.stdout
