@@ -436,7 +436,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
 
     columns, test_summaries = {}, {}
     default_number = default_trial.number if default_trial else None
-    compared = [(f"trial {t.number}" + (" (default)" if t.number == default_number else " (best)"),
+    compared = [(f"trial {t.number}" + (" (best = default)" if t.number == default_number else " (best)"),
                  _local_dir(t, stage, run_dir, log)) for t in best]
     if default_number not in [t.number for t in best]:
         compared.append((f"trial {default_number} (default)" if default_trial else "default", default_dir))

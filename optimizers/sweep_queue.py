@@ -164,8 +164,9 @@ def work(study: optuna.Study, storage, run_trial: Callable[[optuna.Trial], None]
     With heartbeats, a worker whose queue is empty while others still run waits (every ``idle_poll_s``), so it
     can take over the trial of a worker that dies."""
     ran = 0
-    # Checking for stale trials is one query: do it every few seconds, not once per (possibly long) heartbeat.
-    poll = idle_poll_s or (min(5, storage.get_heartbeat_interval()) if has_heartbeat(storage) else None)
+    # Checking for stale trials is one cheap query: do it every second, not once per (possibly long) heartbeat,
+    # so an idle worker leaves within a second of the last running trial.
+    poll = idle_poll_s or (min(1, storage.get_heartbeat_interval()) if has_heartbeat(storage) else None)
     while deadline is None or time.time() < deadline:
         fail_stale(study)
         trial = claim_trial(study, storage)
