@@ -3,7 +3,8 @@
 1. The sweep's run directory, its manifest and the study (a journal file inside it, or --storage) with a
    queue of --trials trials, the first running the default configuration (``optimizers.sweep_queue``).
 2. Distill stage: the teacher's SFT set is built once, here, and shared by every trial.
-3. Workers (this process, or --workers processes) claim trials until the queue is empty: each trial samples
+3. Workers (``commands.sweep_worker``: this process, or --workers processes) claim trials until the queue is
+   empty: each trial samples
    its settings (TPE, seeded), runs as a compile or distill run directory under ``trials/`` and is scored
    on dev, reporting its running score so the median pruner can stop a hopeless one early.
 4. Test, untouched by the search: the best trial (each Pareto trial, for two objectives) and the default
@@ -12,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from smelt.commands.common import DataOptions, RunOptions, check_model_options, peak_memory_mb
 from smelt.errors import SmeltError
-from smelt.optimizers.sweep_queue import DEFAULT, ERROR, INTERRUPTED, StudyIdentity
+from smelt.optimizers.sweep_queue import DEFAULT, StudyIdentity
 from smelt.runs import build_manifest, open_run_dir, read_manifest, write_json
 
 OBJECTIVES = {  # objective -> (dev summary key, direction)
@@ -149,21 +149,24 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     storage = storage or open_storage(None, run_dir)
     study = _open_study(options, storage, study_name, space, stage)
     if options.resume:
+        from smelt.commands.sweep_worker import retire_orphans
         from smelt.optimizers.sweep_queue import top_up
 
-        _retire_orphans(study, storage)  # a killed process's trial: queued again below
+        retire_orphans(study, storage)  # a killed process's trial: queued again below
         queued = top_up(study, options.trials, default_params=_default_params(stage, space))
         log(f"[smelt] resuming study {study_name}: {queued} trial(s) queued again to reach {options.trials}")
     log(f"[smelt] study {study_name} on {redact(options.storage) if options.storage else run_dir / 'study.journal'}"
         f": {options.trials} trials, {options.workers} worker(s); watch it live with "
         f"`optuna-dashboard {redact(options.storage) if options.storage else run_dir / 'study.journal'}`")
+    from smelt.commands.sweep_worker import retire_orphans, run_worker, run_worker_processes
+
     try:
         if options.workers == 1:
             run_worker(options, run_dir, study_name, stage=stage, storage=storage, log=log)
         else:
-            _run_worker_processes(options, run_dir, study_name, log)
+            run_worker_processes(options, run_dir, study_name, log)
     finally:
-        _retire_orphans(study, storage)  # trials left RUNNING by a worker that ended: queued again on --resume
+        retire_orphans(study, storage)  # trials left RUNNING by a worker that ended: queued again on --resume
         from smelt.eval.sweep_report import write_trials
 
         write_trials(study, run_dir)
@@ -217,21 +220,11 @@ def _check_workers_fit(options: SweepOptions) -> None:
                              f"GPU(s); use at most --workers {gpus} (one worker per GPU)")
 
 
-def _sampler_and_pruner(options: SweepOptions, worker: int, dev_size: int):
-    import optuna
-
-    sampler = optuna.samplers.TPESampler(seed=options.seed + worker)  # workers must not sample in lockstep
-    if len(options.objectives()) > 1:
-        return sampler, optuna.pruners.NopPruner()  # Optuna prunes single-objective studies only
-    # Scores of the first few examples are noisy: judge a trial after a third of dev, against 2 finished trials.
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, dev_size // 3))
-    return sampler, pruner
-
-
 def _open_study(options: SweepOptions, storage, name: str, space, stage, worker: int = 0):
+    from smelt.commands.sweep_worker import sampler_and_pruner
     from smelt.optimizers.sweep_queue import open_study
 
-    sampler, pruner = _sampler_and_pruner(options, worker, len(stage.splits.dev))
+    sampler, pruner = sampler_and_pruner(options, worker, len(stage.splits.dev))
     identity = StudyIdentity(options.task, options.stage, options.objectives(), space.to_dict())
     directions = [OBJECTIVES[name][1] for name in options.objectives()]
     return open_study(storage, name, identity, directions=directions, n_trials=options.trials,
@@ -242,175 +235,6 @@ def _default_params(stage, space) -> dict | None:
     """The default configuration as trial parameters, or None when the space leaves it out."""
     default = {k: v for k, v in stage.default_params().items() if k in space.params}
     return default if space.contains(default) else None
-
-
-def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=None, storage=None, worker: int = 0,
-               log=print) -> int:
-    """Claim and run trials of the study until its queue is empty; returns how many this worker ran."""
-    import optuna
-
-    from smelt.optimizers.sweep_queue import work
-    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna
-
-    quiet_optuna()
-    if stage is None:  # a worker process of its own
-        from smelt.optimizers.sweep_trials import make_stage
-
-        cache = options.cache and options.objectives() == ("score",)
-        stage = make_stage(options, cache=cache, log=log)
-        if options.stage == "distill":
-            stage.use_shared(run_dir)
-    stage.warm_up()
-    storage = storage or open_storage(options.storage, run_dir, heartbeat_s=options.heartbeat_s,
-                                      workers=options.workers, log=log)
-    sampler, pruner = _sampler_and_pruner(options, worker, len(stage.splits.dev))
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-    space = space_for(options)
-    deadline = time.time() + 60 * options.timeout_min if options.timeout_min else None
-    return work(study, storage, lambda trial: run_trial(trial, study, stage, space, options, run_dir, log),
-                deadline=deadline)
-
-
-def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, log) -> None:
-    """One trial: sample, run the stage into trials/trial-NNN, tell the study its dev values (or pruned/failed)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    started = time.perf_counter()
-    # TPE samples its first trials at random: seeding by (seed, trial number), not per process, keeps a resumed
-    # sweep and workers on other machines from repeating each other's settings, and a trial reproducible.
-    study.sampler = optuna.samplers.TPESampler(seed=options.seed * 100_003 + trial.number)
-    trial_dir = run_dir / "trials" / f"trial-{trial.number:03d}"
-    trial.set_user_attr("run_dir", str(trial_dir.resolve()))
-    trial.set_user_attr("host", os.uname().nodename)
-    for stale in (ERROR, INTERRUPTED):  # a retried trial starts with the attributes of the one it retries
-        if stale in trial.user_attrs:
-            trial.set_user_attr(stale, None)
-    single = len(options.objectives()) == 1
-    scored = {"n": 0}
-
-    def progress(done: int, mean: float) -> None:
-        scored["n"] = done
-        if single:
-            trial.report(mean, step=done)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"dev score {mean:.3f} after {done} examples")
-
-    label = f"[smelt] trial {trial.number}"
-    try:
-        params = space.suggest(trial)
-        label = f"[smelt] trial {trial.number} ({_describe(params)})"
-        summary = stage.run(params, trial_dir, progress=progress, trial_number=trial.number)
-    except optuna.TrialPruned as pruned:
-        trial.set_user_attr("dev_examples_scored", scored["n"])
-        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        log(f"{label}: pruned, {pruned} ({time.perf_counter() - started:.0f} s)")
-        return
-    except KeyboardInterrupt:
-        trial.set_user_attr(INTERRUPTED, True)
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        raise
-    except SmeltError as exc:
-        if "every model call" in str(exc):  # a broken setup: stop; the trial runs again on --resume
-            trial.set_user_attr(INTERRUPTED, True)
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        _fail(trial, study, exc, label, log)
-        return
-    except Exception as exc:  # noqa: BLE001 - one failing configuration must not end the sweep
-        _fail(trial, study, exc, label, log)
-        return
-    finally:
-        stage.release(trial_dir)
-    values = [summary.get(OBJECTIVES[name][0]) for name in options.objectives()]
-    if any(v is None for v in values):
-        _fail(trial, study, SmeltError(f"no {options.objective} measured on dev"), label, log)
-        return
-    trial.set_user_attr("dev", {k: summary.get(k) for k in ("score", "examples", "parse_failures", "errors",
-                                                            "prompt_tokens_per_example", "latency_s_per_example")})
-    trial.set_user_attr("dev_examples_scored", summary["examples"])
-    if (trial_dir / "program.json").is_file() and options.stage == "compile":
-        # So any machine sharing the study can rebuild the program (DSPy JSON, never a pickle).
-        trial.set_user_attr("program", (trial_dir / "program.json").read_text(encoding="utf-8"))
-        trial.set_user_attr("program_options", read_manifest(trial_dir)["program_options"])
-    study.tell(trial, values if len(values) > 1 else values[0], skip_if_finished=True)
-    shown = ", ".join(f"{name} {value:.3f}" for name, value in zip(options.objectives(), values, strict=True))
-    log(f"{label}: dev {shown} ({time.perf_counter() - started:.0f} s)")
-
-
-def _fail(trial, study, exc: Exception, label: str, log) -> None:
-    from optuna.trial import TrialState
-
-    message = f"{type(exc).__name__}: {str(exc)[:300]}" if not isinstance(exc, SmeltError) else str(exc)
-    trial.set_user_attr(ERROR, message)
-    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-    log(f"{label}: failed, {message}")
-
-
-def _describe(params: dict) -> str:
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def _run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str, log) -> None:
-    """--workers N: N processes on this machine, each with its own model (and, with CUDA, its own GPU)."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or CUDA state
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = visible.split(",") if visible else [str(i) for i in range(options.workers)]
-    processes = []
-    for worker in range(options.workers):
-        env = {"CUDA_VISIBLE_DEVICES": gpus[worker]} if options.device.startswith("cuda") else {}
-        process = context.Process(target=_worker_process, args=(options, run_dir, study_name, worker, env),
-                                  name=f"smelt-sweep-worker-{worker}")
-        process.start()
-        processes.append(process)
-    try:
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        for process in processes:  # they got Ctrl-C too; give them a moment to record their trials as failed
-            process.join(timeout=30)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-                process.join()
-        raise
-    failed = [p.name for p in processes if p.exitcode not in (0, None)]
-    if failed:
-        log(f"[smelt] worker(s) ended with an error: {', '.join(failed)} (their running trials are queued again "
-            "on --resume)")
-
-
-def _worker_process(options: SweepOptions, run_dir: Path, study_name: str, worker: int, env: dict) -> None:
-    import sys
-
-    os.environ.update(env)
-    if options.device.startswith("cuda:"):
-        options = replace(options, device="cuda")  # the one GPU this process sees
-    try:
-        run_worker(options, run_dir, study_name, worker=worker,
-                   log=lambda message: print(f"[worker {worker}] {message}", file=sys.stderr, flush=True))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except SmeltError as exc:
-        print(f"[worker {worker}] error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
-def _retire_orphans(study, storage) -> None:
-    """RUNNING trials whose worker is gone: failed as interrupted (journal storage has no heartbeat)."""
-    from optuna.trial import TrialState
-
-    from smelt.optimizers.sweep_queue import has_heartbeat
-
-    if has_heartbeat(storage):
-        return  # other machines may still be running them; heartbeats settle it
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
-        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
 
 def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: float, log) -> SweepOutcome:

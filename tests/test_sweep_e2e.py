@@ -8,7 +8,8 @@ import pytest
 
 from smelt.commands.common import DataOptions, load_run
 from smelt.commands.evaluate_run import EvalOptions, run_eval
-from smelt.commands.sweep import SweepOptions, run_sweep, run_trial, space_for
+from smelt.commands.sweep import SweepOptions, run_sweep, space_for
+from smelt.commands.sweep_worker import run_trial
 from smelt.optimizers.sweep_storage import open_storage
 from smelt.optimizers.sweep_trials import CompileStage
 
