@@ -99,6 +99,13 @@ def peak_memory_mb() -> float:
     return round(rss, 1)
 
 
+def save_program(program: dspy.Module, run_dir: Path) -> None:
+    """``run_dir/program.json`` (DSPy's JSON save), written atomically: a reader never sees half a program."""
+    tmp = run_dir / "program.partial.json"  # DSPy insists on a .json suffix
+    program.save(str(tmp))
+    tmp.replace(run_dir / "program.json")
+
+
 @dataclass
 class LoadedRun:
     """A finished compile or distill run, ready to answer: its task, program and the model it runs on."""

@@ -15,6 +15,7 @@ from smelt.commands.common import (
     configure_dspy,
     load_task_data,
     peak_memory_mb,
+    save_program,
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
@@ -66,7 +67,7 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     if not manifest_path.exists():
         models = {"program": lm.describe(), **({"judge": judge.describe()} if judge else {})}
         write_json(manifest_path, build_manifest(
-            command="compile", task=task.name, options=_recordable(options), seed=options.seed, models=models,
+            command="compile", task=task.name, options=asdict(options), seed=options.seed, models=models,
             data_sources=splits.sources, program_options=program_options,
             extra={"metric": metric.name, "optimizer": options.optimizer,
                    "sizes": {s: len(getattr(splits, s)) for s in ("train", "dev", "test")}},
@@ -134,16 +135,8 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
     log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")
     trainset = [task.prepare_demo_inputs(program, ex) for ex in train] if task.prepare_demo_inputs else train
     compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings)
-    tmp = program_file.with_name("program.partial.json")  # DSPy insists on a .json suffix
-    compiled.save(str(tmp))
-    tmp.replace(program_file)
+    save_program(compiled, run_dir)
     return compiled
-
-
-def _recordable(options: CompileOptions) -> dict:
-    recorded = asdict(options)
-    recorded["data"] = asdict(options.data)
-    return recorded
 
 
 def _strip_failures(by_split: dict) -> dict:

@@ -27,6 +27,7 @@ from smelt.commands.common import (
     load_run,
     load_task_data,
     peak_memory_mb,
+    save_program,
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
@@ -103,6 +104,12 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     return Teacher(task.make_program(task.default_options()), lm, task.default_options(), f"model {options.teacher}")
 
 
+def student_record(student: str, spec, instructions: bool) -> dict:
+    """The manifest's record of a distilled student: what ``load_run`` needs to put it back together."""
+    return {"spec": student, "kind": spec.kind, "target": spec.target, "adapter": "adapter",
+            "instructions": instructions}
+
+
 def sft_messages(program: dspy.Module, inputs: dict, instructions: bool = False) -> list[dict]:
     """The chat messages the zero-shot student program sends for these predictor inputs."""
     predictors = program.predictors()
@@ -156,8 +163,7 @@ def run_distill(options: DistillOptions, log=print):
     if not (run_dir / "manifest.json").exists():
         write_json(run_dir / "manifest.json", build_manifest(
             command="distill", task=task.name, options=asdict(options), seed=options.seed,
-            models={"program": {"spec": options.student, "kind": student_spec.kind, "target": student_spec.target,
-                                "adapter": "adapter", "instructions": options.student_instructions},
+            models={"program": student_record(options.student, student_spec, options.student_instructions),
                     "teacher": {**teacher.lm.describe(), "source": teacher.source},
                     **({"judge": judge.describe()} if judge else {})},
             data_sources=splits.sources, program_options=student_options,
@@ -201,9 +207,7 @@ def run_distill(options: DistillOptions, log=print):
     distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
                                adapter=run_dir / "adapter", cache=options.cache,
                                instructions=options.student_instructions)
-    tmp = run_dir / "program.partial.json"
-    student_program.save(str(tmp))
-    tmp.replace(run_dir / "program.json")
+    save_program(student_program, run_dir)
     distilled = score(student_program, distilled_lm, splits.test, "test", "distilled student test")
     columns["distilled student"] = distilled.summary | {
         "model_memory_mb": _model_mb(distilled_lm, parameter_megabytes)}

@@ -63,6 +63,10 @@ class SweepOptions(RunOptions):
             raise SmeltError(f"--objective {self.objective}: use score, score,prompt_tokens or score,latency")
         return names
 
+    def uses_cache(self) -> bool:
+        """DSPy's cache, unless an objective is tokens or latency: those must be measured, not cached."""
+        return self.cache and self.objectives() == ("score",)
+
     def check(self) -> None:
         if self.stage not in ("compile", "distill"):
             raise SmeltError(f"--stage {self.stage!r}: use compile or distill")
@@ -120,7 +124,6 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     quiet_optuna()
     started = time.perf_counter()
     objectives = options.objectives()
-    cache = options.cache and objectives == ("score",)  # tokens and latency must be measured, not cached
     space = space_for(options)
     # A server storage is checked before any model loads; the journal file lives in the run directory.
     storage = open_storage(options.storage, Path("."), heartbeat_s=options.heartbeat_s, workers=options.workers,
@@ -128,13 +131,13 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
 
     from smelt.optimizers.sweep_trials import make_stage
 
-    stage = make_stage(options, cache=cache, log=log)
+    stage = make_stage(options, cache=options.uses_cache(), log=log)
     options = replace(options, task=stage.task.name)
     study_name = options.study or f"{options.task}-{options.stage}"
     run_dir = open_run_dir(options.task, "sweep", resume=options.resume, root=options.runs_root)
     log(f"[smelt] run directory: {run_dir}")
     if not (run_dir / "manifest.json").exists():
-        recorded = {**_recordable(options), "storage": redact(options.storage) if options.storage else None}
+        recorded = {**asdict(options), "storage": redact(options.storage) if options.storage else None}
         write_json(run_dir / "manifest.json", build_manifest(
             command="sweep", task=options.task, options=recorded, seed=options.seed,
             models=_models(options), data_sources=stage.splits.sources,
@@ -196,12 +199,6 @@ def _with_recorded_options(options: SweepOptions) -> SweepOptions:
                    workers=options.workers, resume=options.resume)
 
 
-def _recordable(options: SweepOptions) -> dict:
-    recorded = asdict(options)
-    recorded["data"] = asdict(options.data)
-    return recorded
-
-
 def _models(options: SweepOptions) -> dict:
     if options.stage == "compile":
         models = {"program": {"spec": options.lm}}
@@ -220,15 +217,15 @@ def _check_workers_fit(options: SweepOptions) -> None:
                              f"GPU(s); use at most --workers {gpus} (one worker per GPU)")
 
 
-def _open_study(options: SweepOptions, storage, name: str, space, stage, worker: int = 0):
-    from smelt.commands.sweep_worker import sampler_and_pruner
+def _open_study(options: SweepOptions, storage, name: str, space, stage):
+    from smelt.commands.sweep_worker import pruner_for
     from smelt.optimizers.sweep_queue import open_study
 
-    sampler, pruner = sampler_and_pruner(options, worker, len(stage.splits.dev))
     identity = StudyIdentity(options.task, options.stage, options.objectives(), space.to_dict())
     directions = [OBJECTIVES[name][1] for name in options.objectives()]
     return open_study(storage, name, identity, directions=directions, n_trials=options.trials,
-                      default_params=_default_params(stage, space), sampler=sampler, pruner=pruner)
+                      default_params=_default_params(stage, space), sampler=None,
+                      pruner=pruner_for(options, len(stage.splits.dev)))
 
 
 def _default_params(stage, space) -> dict | None:
@@ -244,7 +241,6 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     from smelt.eval.evaluate import evaluate
     from smelt.eval.report import text_table
     from smelt.eval.sweep_report import pruning_savings, write_plots, write_report
-    from smelt.runs import write_json
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:

@@ -15,19 +15,17 @@ from smelt.optimizers.sweep_queue import ERROR, INTERRUPTED
 from smelt.runs import read_manifest
 
 
-def sampler_and_pruner(options: SweepOptions, worker: int, dev_size: int):
-    """The study's sampler (replaced per trial by run_trial, seeded by trial number) and pruner."""
+def pruner_for(options: SweepOptions, dev_size: int):
+    """The median pruner for one objective; none for two (Optuna prunes single-objective studies only)."""
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=options.seed + worker)
     if len(options.objectives()) > 1:
-        return sampler, optuna.pruners.NopPruner()  # Optuna prunes single-objective studies only
+        return optuna.pruners.NopPruner()
     # Scores of the first few examples are noisy: judge a trial after a third of dev, against 2 finished trials.
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, dev_size // 3))
-    return sampler, pruner
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, dev_size // 3))
 
 
-def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=None, storage=None, worker: int = 0,
+def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=None, storage=None,
                log=print) -> int:
     """Claim and run trials of the study until its queue is empty; returns how many this worker ran."""
     import optuna
@@ -39,15 +37,14 @@ def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=N
     if stage is None:  # a worker process of its own
         from smelt.optimizers.sweep_trials import make_stage
 
-        cache = options.cache and options.objectives() == ("score",)
-        stage = make_stage(options, cache=cache, log=log)
+        stage = make_stage(options, cache=options.uses_cache(), log=log)
         if options.stage == "distill":
             stage.use_shared(run_dir)
     stage.warm_up()
     storage = storage or open_storage(options.storage, run_dir, heartbeat_s=options.heartbeat_s,
                                       workers=options.workers, log=log)
-    sampler, pruner = sampler_and_pruner(options, worker, len(stage.splits.dev))
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+    # The sampler is set per trial (run_trial); the pruner is the study's.
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner_for(options, len(stage.splits.dev)))
     space = space_for(options)
     deadline = time.time() + 60 * options.timeout_min if options.timeout_min else None
     return work(study, storage, lambda trial: run_trial(trial, study, stage, space, options, run_dir, log),
@@ -172,7 +169,7 @@ def _worker_process(options: SweepOptions, run_dir: Path, study_name: str, worke
     if options.device.startswith("cuda:"):
         options = replace(options, device="cuda")  # the one GPU this process sees
     try:
-        run_worker(options, run_dir, study_name, worker=worker,
+        run_worker(options, run_dir, study_name,
                    log=lambda message: print(f"[worker {worker}] {message}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         sys.exit(130)

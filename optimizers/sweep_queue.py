@@ -91,17 +91,15 @@ def top_up(study: optuna.Study, n_trials: int, default_params: dict | None = Non
     trials = study.get_trials(deepcopy=False)
     missing = max(0, n_trials - slots_used(trials))
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    default_queued = 0
     if missing and default_params is not None and not any(t.user_attrs.get(DEFAULT) and t.state in live
                                                           for t in trials):
         study.enqueue_trial(default_params, user_attrs={DEFAULT: True})
-        missing -= 1
-        queued = 1
-    else:
-        queued = 0
-    for _ in range(missing):
+        default_queued = 1
+    for _ in range(missing - default_queued):
         study.enqueue_trial({})
     study.set_user_attr(STUDY_READY, n_trials)
-    return queued + missing
+    return missing
 
 
 def claim_trial(study: optuna.Study, storage) -> optuna.Trial | None:

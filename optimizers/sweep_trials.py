@@ -14,7 +14,7 @@ from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 
-from smelt.commands.common import configure_dspy, load_task_data, peak_memory_mb
+from smelt.commands.common import configure_dspy, load_task_data, peak_memory_mb, save_program
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import EvalResult, evaluate
 from smelt.eval.judge import resolve_metric
@@ -121,7 +121,7 @@ class DistillStage:
     name = "distill"
 
     def __init__(self, options, *, cache: bool, log=print):
-        from smelt.commands.distill import DistillOptions, _load_teacher, resolve_teacher
+        from smelt.commands.distill import DistillOptions, resolve_teacher
         from smelt.lm import lm_for_spec, parse_spec
         from smelt.lm.devices import resolve_device
 
@@ -147,7 +147,6 @@ class DistillStage:
         self.judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
                                  cache=cache) if options.judge else None
         self.metric = resolve_metric(options.metric, self.judge)
-        self._teacher_loader = lambda: _load_teacher(self.distill, self.task)
         self.teacher_source = self.distill.teacher
         self.rows: list[dict] | None = None
 
@@ -165,7 +164,9 @@ class DistillStage:
         if (sweep_dir / "sft.jsonl").is_file() and (sweep_dir / "teacher.json").is_file():  # a resumed sweep
             self.use_shared(sweep_dir)
             return self.rows
-        teacher = self._teacher_loader()
+        from smelt.commands.distill import _load_teacher
+
+        teacher = _load_teacher(self.distill, self.task)
         self.teacher_program_options = teacher.program_options
         student_program = self.task.make_program(self.student_options())
 
@@ -208,8 +209,7 @@ class DistillStage:
         return LoraTrainingConfig(**{**asdict(default_config(self.device)), "seed": self.options.seed, **lora})
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
-        from smelt.commands.distill import train_adapter
-        from smelt.lm import lm_for_spec
+        from smelt.commands.distill import student_record, train_adapter
         from smelt.lm.loading import unload_models
 
         started = time.perf_counter()
@@ -218,20 +218,16 @@ class DistillStage:
         (run_dir / "eval").mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "manifest.json", build_manifest(
             command="distill", task=self.task.name, options={"sweep_params": params}, seed=self.options.seed,
-            models={"program": {"spec": self.options.student, "kind": self.student_spec.kind,
-                                "target": self.student_spec.target, "adapter": "adapter",
-                                "instructions": self.options.student_instructions},
+            models={"program": student_record(self.options.student, self.student_spec,
+                                              self.options.student_instructions),
                     "teacher": {"source": self.teacher_source}},
             data_sources=self.splits.sources, program_options=self.student_options(),
             extra={"metric": self.metric.name, "lora": config.to_dict(), "sweep_trial": trial_number},
         ))
         training = train_adapter(self.student_spec, config, self.device, self.rows, run_dir, log=self.log)
         unload_models()
-        lm = lm_for_spec(self.options.student, option="--student", device=self.options.device,
-                         adapter=run_dir / "adapter", cache=self.cache, instructions=self.options.student_instructions)
-        tmp = run_dir / "program.partial.json"
-        student_program.save(str(tmp))
-        tmp.replace(run_dir / "program.json")
+        lm = self._distilled_lm(run_dir)
+        save_program(student_program, run_dir)
         try:
             dev = evaluate(student_program, self.splits.dev, metric=self.metric, lm=lm, threads=self.options.threads,
                            out_path=run_dir / "eval" / "dev.jsonl", desc=f"trial {trial_number} dev",
@@ -247,14 +243,18 @@ class DistillStage:
             "peak_memory_mb": peak_memory_mb()})
         return dev.summary
 
-    def load(self, run_dir: Path):
+    def _distilled_lm(self, run_dir: Path):
+        """The student with the adapter trained in ``run_dir``, prompted as it was trained."""
         from smelt.lm import lm_for_spec
 
+        o = self.options
+        return lm_for_spec(o.student, option="--student", device=o.device, adapter=run_dir / "adapter",
+                           cache=self.cache, instructions=o.student_instructions)
+
+    def load(self, run_dir: Path):
         program = self.task.make_program(self.student_options())
         program.load(str(run_dir / "program.json"))
-        lm = lm_for_spec(self.options.student, option="--student", device=self.options.device,
-                         adapter=run_dir / "adapter", cache=self.cache, instructions=self.options.student_instructions)
-        return program, lm
+        return program, self._distilled_lm(run_dir)
 
     def release(self, run_dir: Path) -> None:
         from smelt.lm.loading import unload_models

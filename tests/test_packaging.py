@@ -25,7 +25,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_cli_packages_and_data_only(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    files = [n for n in names if not n.startswith("smelt-") or not n.split("/")[0].endswith(".dist-info")]
+    files = [n for n in names if not n.split("/")[0].endswith(".dist-info")]
     assert "smelt/cli.py" in files and "smelt/__init__.py" in files and "smelt/runs.py" in files
     for package in PACKAGES:
         assert f"smelt/{package}/__init__.py" in files, package
