@@ -1,8 +1,10 @@
 """smelt: make a small, local language model good at one task.
 
     python cli.py compile doc_qa
-    python cli.py distill doc_qa --student llama-3.2-3b --teacher runs/doc_qa/<run>
+    python cli.py distill --student llama-3.2-3b
     python cli.py eval doc_qa --program runs/doc_qa/<run>
+
+TASK is a shipped task (`cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file (.toml).
 
 This file only parses options and prints; every command is a function in smelt.commands.
 Heavy libraries are imported inside the commands so that --help answers at once.
@@ -46,14 +48,16 @@ class SmeltGroup(click.Group):
             sys.exit(130)
 
 
-METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); judge: an LLM rates 0-10. "
-               "Default: judge when --judge is given, else f1")
+METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); accuracy: a label answer; judge: an LLM rates "
+               "0-10 seeing the inputs. Default: judge when --judge is given, else the task's metric")
+TASK_HELP = ("TASK: a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file "
+             "such as examples/inquiry_routing.toml")
 
 
 def run_options(metric_help: str = METRIC_HELP):
     """The options every scoring command shares (smelt.commands.common.RunOptions), data options last."""
     options = [
-        click.option("--metric", type=click.Choice(["f1", "em", "judge"]), help=metric_help),
+        click.option("--metric", type=click.Choice(["f1", "em", "accuracy", "judge"]), help=metric_help),
         click.option("--judge", help="model spec of the judge for --metric judge. " + LM_HELP),
         click.option("--seed", default=0, show_default=True,
                      help="seed for data splits, optimizers, sampling and LoRA training"),
@@ -123,24 +127,30 @@ def cli():
               type=click.Choice(["none", "labeled", "bootstrap", "random_search", "mipro", "copro", "simba", "gepa"]),
               help="DSPy optimizer")
 @click.option("--lm", default="gemma-3-270m", show_default=True, help=LM_HELP)
-@click.option("--predictor", type=click.Choice(["predict", "cot"]), help="Predict (default) or ChainOfThought")
-@click.option("--placement", type=click.Choice(["question_last", "question_first"]),
-              help="where the question goes relative to the document (default question_last)")
-@click.option("--context-chars", type=int, help="documents longer than this are cut to their best BM25 passages")
-@click.option("--top-k", type=int, help="how many passages to keep for a long document")
+@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="a program option of the task, e.g. -o predictor=cot -o top_k=3 (repeatable; a wrong key or type "
+                   "lists the valid ones)")
+@click.option("--predictor", type=click.Choice(["predict", "cot"]), help="same as -o predictor=...")
+@click.option("--placement", type=click.Choice(["question_last", "question_first"]), help="doc_qa: -o placement=...")
+@click.option("--context-chars", type=int, help="doc_qa: same as -o context_chars=...")
+@click.option("--top-k", type=int, help="doc_qa, rag_qa: same as -o top_k=...")
 @click.option("--max-demos", default=2, show_default=True, help="bootstrapped demos per predictor")
 @click.option("--max-labeled-demos", default=2, show_default=True, help="labeled demos per predictor")
 @click.option("--resume", type=click.Path(), help="continue an interrupted compile run in this run directory")
 @run_options()
 def compile(task, **kwargs):
-    """Compile TASK's prompts: score the baseline, optimize on train, score the compiled program on dev and test."""
+    """Compile TASK's prompts: score the baseline, optimize on train, score the compiled program on dev and test.
+
+    TASK: a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file such
+    as examples/inquiry_routing.toml."""
     from smelt.commands.compile import CompileOptions, run_compile
+    from smelt.programs.registry import get_task
+    from smelt.programs.task import parse_option_pairs
 
     shared = _run_fields(kwargs)
-    program_options = {k: kwargs.pop(k) for k in ("predictor", "placement", "context_chars", "top_k")}
-    options = CompileOptions(
-        task=task, program_options={k: v for k, v in program_options.items() if v is not None}, **shared, **kwargs,
-    )
+    aliases = {k: kwargs.pop(k) for k in ("predictor", "placement", "context_chars", "top_k")}
+    pairs = [*kwargs.pop("option_pairs"), *(f"{k}={v}" for k, v in aliases.items() if v is not None)]
+    options = CompileOptions(task=task, program_options=parse_option_pairs(get_task(task), pairs), **shared, **kwargs)
     outcome = run_compile(options, log=lambda m: click.echo(m, err=True))
     _print_outcome(outcome.table, outcome.run_dir)
 
@@ -180,6 +190,7 @@ def distill(task, **kwargs):
     """Distill a compiled program into a LoRA adapter on a small student.
 
     TASK may be left out when the teacher is a run directory (or the latest compile run): it is the run's task.
+    Otherwise it is a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml).
     Scores the teacher, the bare student and the distilled student side by side on test."""
     from smelt.commands.distill import DistillOptions, run_distill
 
@@ -237,7 +248,8 @@ def distill(task, **kwargs):
 def sweep(task, show_space, **kwargs):
     """Sweep TASK's compile or distill settings with Optuna; score the best and the default on test.
 
-    Each trial is a run directory under the sweep's trials/, scored on dev; test is seen only at the end."""
+    Each trial is a run directory under the sweep's trials/, scored on dev; test is seen only at the end.
+    TASK: a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml)."""
     from smelt.commands.sweep import SweepOptions, run_sweep, space_for
 
     options = SweepOptions(task=task, **_run_fields(kwargs), **kwargs)
@@ -250,7 +262,7 @@ def sweep(task, show_space, **kwargs):
 
 
 @cli.command("eval")
-@click.argument("task")
+@click.argument("task", required=False)
 @click.option("--program", required=True, type=click.Path(),
               help="a compile or distill run directory, or a sweep's (its best trial)")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]),
@@ -258,7 +270,9 @@ def sweep(task, show_space, **kwargs):
 @click.option("--lm", help="run the program on another model (default: the one it was built for). " + LM_HELP)
 @run_options(metric_help="default: the program run's metric")
 def eval_command(task, **kwargs):
-    """Score a finished run's program on a split of TASK's data, or on --data FILE."""
+    """Score a finished run's program on a split of its task's data, or on --data FILE.
+
+    TASK (optional: the run knows its task) makes sure the run is of that task."""
     from smelt.commands.evaluate_run import EvalOptions, run_eval
 
     options = EvalOptions(task=task, **_run_fields(kwargs), **kwargs)
@@ -267,29 +281,42 @@ def eval_command(task, **kwargs):
 
 
 @cli.command("run")
-@click.argument("task")
+@click.argument("task", required=False)
 @click.option("--program", required=True, type=click.Path(),
               help="a compile or distill run directory, or a sweep's (its best trial)")
-@click.option("--document", required=True, help="a UTF-8 text file, or - to read standard input")
-@click.option("--question", required=True, help="the question to answer")
+@click.option("-i", "--input", "input_pairs", multiple=True, metavar="NAME=VALUE",
+              help="one input field of the task: NAME=text, NAME=@FILE (a UTF-8 file) or NAME=@- (standard input); "
+                   "repeat for each input, e.g. -i document=@notice.txt -i question='When is it closed?'")
+@click.option("--document", help="same as -i document=@FILE (- reads standard input)")
+@click.option("--question", help="same as -i question=TEXT")
 @click.option("--lm", help="run on another model. " + LM_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
 @click.option("--api-base", help="server URL for LiteLLM models")
-def run_command(task, program, document, question, lm, device, api_base):
-    """Answer one question about one document with a finished run's program."""
-    from smelt.commands.answer import answer_question, read_document
+def run_command(task, program, input_pairs, document, question, lm, device, api_base):
+    """Answer one input with a finished run's program; prints the task's output (each field, if several).
 
-    click.echo(answer_question(task, program, read_document(document), question, lm=lm, device=device,
-                               api_base=api_base))
+    TASK (optional: the run knows its task) makes sure the run is of that task."""
+    from smelt.commands.answer import answer, parse_inputs
+
+    pairs = [*input_pairs, *([f"document=@{document}"] if document else []),
+             *([f"question={question}"] if question else [])]
+    outputs = answer(program, parse_inputs(pairs), task=task, lm=lm, device=device, api_base=api_base)
+    for name, value in outputs.items():
+        click.echo(value if len(outputs) == 1 else f"{name}: {value}")
 
 
 @cli.command()
 def tasks():
-    """List the tasks smelt knows."""
-    from smelt.programs.registry import get_task, task_names
+    """List the shipped tasks, with their fields and program options."""
+    from smelt.programs.registry import shipped_tasks
+    from smelt.programs.task import describe_options
 
-    for name in task_names():
-        click.echo(f"{name:10s} {get_task(name).description}")
+    for name, task in shipped_tasks().items():
+        click.echo(f"{name}: {task.description}")
+        click.echo(f"    {', '.join(task.input_fields)} -> {', '.join(task.output_fields)}; "
+                   f"metric {task.default_metric}; -o {describe_options(task.options)}")
+    click.echo("\nYour own: TASK as path/to/my_task.py:task, package.module:task, or a task file (.toml, .yaml); "
+               "see the README, \"Your own task\".")
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from smelt.errors import SmeltError
 from smelt.eval.datasets import sha256_of_file
 
 RUNS_ROOT = Path(os.environ.get("SMELT_RUNS", "runs"))
-_PACKAGES = ("smelt", "dspy", "transformers", "torch", "peft", "optuna", "datasets", "rank-bm25")
+_PACKAGES = ("smelt", "dspy", "transformers", "torch", "peft", "optuna", "datasets", "numpy")
 _SECRET_NAME = re.compile(r"key|token|secret|password", re.IGNORECASE)
 
 
@@ -86,12 +86,18 @@ def data_fingerprints(sources: dict[str, str]) -> dict[str, dict]:
     return out
 
 
-def build_manifest(*, command: str, task: str, options: dict, seed: int, models: dict, data_sources: dict,
+def build_manifest(*, command: str, task, options: dict, seed: int, models: dict, data_sources: dict,
                    program_options: dict | None = None, extra: dict | None = None) -> dict:
+    """``task`` is a smelt.programs.task.Task: its name names the run, its source finds it again (a task file's
+    or module's bytes are fingerprinted with the data)."""
+    task_file = task.source.rpartition(":")[0] or task.source  # path.py:attr -> path.py; a .toml stays whole
+    if task_file.endswith((".py", ".toml", ".yaml", ".yml")) and Path(task_file).is_file():
+        data_sources = {**data_sources, "task_file": task_file}
     return {
         "command": command,
         "argv": [arg for arg in sys.argv],
-        "task": task,
+        "task": task.name,
+        "task_source": task.source,
         "options": scrub(options),
         "seed": seed,
         "program_options": program_options,

@@ -87,13 +87,13 @@ def doc_qa_examples(tokenizer, count: int):
     from smelt.programs.registry import get_task
 
     task = get_task("doc_qa")
-    program = task.make_program(task.default_options())
-    train = task.load_shipped_data().train
+    program = task.program()
+    train = task.shipped_data().train
     examples = []
     for i in range(count):  # spread over the split, so both languages are in
         example = train[(i * len(train)) // count if count <= len(train) else i % len(train)]
-        inputs = dict(task.prepare_demo_inputs(program, example).inputs())
-        examples.append(tokenize_sft(tokenizer, sft_messages(program, inputs), sft_completion(example.answer)))
+        inputs = dict(task.as_demo(program, example).inputs())
+        examples.append(tokenize_sft(tokenizer, sft_messages(program, inputs), sft_completion(program.predictors()[0].signature, {"answer": example.answer})))
     return examples
 
 

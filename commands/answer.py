@@ -1,4 +1,4 @@
-"""``run``: answer one question about one document with a finished compile or distill run."""
+"""``run``: one answer from a finished compile or distill run, for inputs given on the command line."""
 
 import sys
 from pathlib import Path
@@ -7,32 +7,52 @@ from smelt.commands.common import configure_dspy, load_run
 from smelt.errors import SmeltError
 
 
-def read_document(path: str) -> str:
-    """The document text from a file, or from standard input when the path is ``-``."""
+def read_input_value(name: str, value: str) -> str:
+    """``@FILE`` reads a UTF-8 file, ``@-`` standard input; anything else is the value itself."""
+    if not value.startswith("@"):
+        return value
+    path = value[1:]
     if path == "-":
         return sys.stdin.read()
     file = Path(path)
     if not file.is_file():
-        raise SmeltError(f"--document {path}: no such file; pass a UTF-8 text file or - for standard input")
+        raise SmeltError(f"--input {name}=@{path}: no such file; pass a UTF-8 text file, or @- for standard input")
     try:
         return file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SmeltError(f"--document {path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
+        raise SmeltError(f"--input {name}=@{path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
 
 
-def answer_question(task: str, program_run: str, document: str, question: str, *, lm: str | None = None,
-                    device: str = "auto", api_base: str | None = None) -> str:
-    if not question.strip():
-        raise SmeltError("--question is empty; pass the question to answer")
-    if not document.strip():
-        raise SmeltError("--document is empty; pass a file with the document's text")
+def parse_inputs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs (``NAME=@FILE`` reads the file) into {input field: text}."""
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SmeltError(f"--input {pair!r}: expected NAME=VALUE or NAME=@FILE, e.g. --input question='...'")
+        inputs[name.strip()] = read_input_value(name.strip(), value)
+    return inputs
+
+
+def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None, lm: str | None = None,
+           device: str = "auto", api_base: str | None = None) -> dict[str, str]:
+    """The run's program on ``inputs`` (checked against its task's input fields): {output field: value}."""
     configure_dspy(threads=1)
     loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base)
+    fields = loaded.task.input_fields
+    unknown = [name for name in inputs if name not in fields]
+    missing = [name for name in fields if not str(inputs.get(name) or "").strip()]
+    if unknown:
+        raise SmeltError(f"--input {unknown[0]}: not an input of task {loaded.task.name}; "
+                         f"its inputs: {', '.join(fields)}")
+    if missing:
+        raise SmeltError(f"--input {missing[0]}=... is missing or empty; task {loaded.task.name} takes "
+                         + " ".join(f"--input {name}=..." for name in fields))
     from dspy.utils.exceptions import AdapterParseError
 
     try:
         with loaded.lm.context():
-            prediction = loaded.program(document=document, question=question)
+            prediction = loaded.program(**inputs)
     except AdapterParseError as exc:
-        raise SmeltError(f"the model's output could not be read as an answer: {str(exc.lm_response)[:200]!r}") from exc
-    return str(prediction.answer).strip()
+        raise SmeltError(f"the model's output could not be read: {str(exc.lm_response)[:200]!r}") from exc
+    return {name: str(prediction.get(name, "")).strip() for name in loaded.task.output_fields}

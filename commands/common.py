@@ -53,11 +53,11 @@ def load_task_data(task: Task, options: DataOptions, seed: int):
     if options.data or options.train or options.dev or options.test:
         splits = load_splits(
             data=options.data, train=options.train, dev=options.dev, test=options.test,
-            fields=parse_field_mapping(tuple(options.fields)), input_keys=task.input_keys,
-            required=task.required_fields, seed=seed,
+            fields=parse_field_mapping(tuple(options.fields)), input_keys=task.input_fields,
+            required=(*task.input_fields, task.answer_field), seed=seed,
         )
     else:
-        splits = task.load_shipped_data()
+        splits = task.shipped_data()
     for name in ("train", "dev", "test"):
         limit = getattr(options, f"max_{name}")
         if limit is not None:
@@ -67,7 +67,7 @@ def load_task_data(task: Task, options: DataOptions, seed: int):
     return splits
 
 
-def check_model_options(lm: str | None, judge: str | None, metric: str | None, device: str) -> None:
+def check_model_options(lm: str | None, judge: str | None, metric: str | None, device: str, task=None) -> None:
     """Fail on a bad --lm/--judge/--metric/--device in a moment, before data or weights are loaded."""
     from smelt.eval.judge import metric_name
     from smelt.lm.devices import resolve_device
@@ -77,7 +77,7 @@ def check_model_options(lm: str | None, judge: str | None, metric: str | None, d
         parse_spec(lm, "--lm")
     if judge:
         parse_spec(judge, "--judge")
-    metric_name(metric, judge is not None)
+    metric_name(metric, judge is not None, task)
     resolve_device(device)
 
 
@@ -122,7 +122,8 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
              cache: bool = True) -> LoadedRun:
     """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given.
 
-    With ``task_name``, a run of another task is refused (naming ``option``) before any model is loaded."""
+    With ``task_name`` (any form of TASK), a run of another task is refused (naming ``option``) before any model
+    is loaded. The run's own task is found again from the manifest's ``task_source``."""
     from smelt.lm import lm_for_spec
 
     run_dir = Path(run_dir)
@@ -133,16 +134,18 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
             raise SmeltError(f"{run_dir}: a sweep with no best trial yet; finish it with "
                              f"`python cli.py sweep {manifest.get('task')} --resume {run_dir}`")
         run_dir, manifest = best, read_manifest(best)
-    if task_name is not None and manifest["task"] != task_name:
-        get_task(task_name)  # an unknown name gets the list of known tasks
-        raise SmeltError(f"{option} {run_dir}: a run of task {manifest['task']}, not {task_name}; "
-                         f"use `{manifest['task']}` as the task or pick a {task_name} run")
+    if task_name is not None:
+        wanted = get_task(task_name).name  # an unknown task gets the list of forms TASK takes
+        if manifest["task"] != wanted:
+            raise SmeltError(f"{option} {run_dir}: a run of task {manifest['task']}, not {wanted}; "
+                             f"use `{manifest.get('task_source') or manifest['task']}` as the task or pick a "
+                             f"{wanted} run")
     program_file = run_dir / "program.json"
     if not program_file.is_file():
         raise SmeltError(f"{run_dir}: has no program.json (the run did not finish compiling); "
                          f"rerun it with --resume {run_dir}")
-    task = get_task(manifest["task"])
-    program = task.make_program(manifest.get("program_options") or task.default_options())
+    task = get_task(manifest.get("task_source") or manifest["task"])
+    program = task.program(manifest.get("program_options"))
     try:
         program.load(str(program_file))
     except Exception as exc:

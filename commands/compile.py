@@ -33,7 +33,7 @@ class CompileOptions(RunOptions):
     lm: str = "gemma-3-270m"
     max_demos: int = 2
     max_labeled_demos: int = 2
-    program_options: dict = field(default_factory=dict)  # e.g. {"predictor": "cot"}
+    program_options: dict = field(default_factory=dict)  # -o key=value, e.g. {"predictor": "cot"}
     resume: str | None = None
 
 
@@ -49,8 +49,8 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     task = get_task(options.task)
     configure_dspy(options.threads)
     program_options = {**task.default_options(), **options.program_options}
-    baseline = task.make_program(program_options)  # validates the options before any slow work
-    check_model_options(options.lm, options.judge, options.metric, options.device)
+    baseline = task.program(program_options)  # validates the options before any slow work
+    check_model_options(options.lm, options.judge, options.metric, options.device, task)
     splits = load_task_data(task, options.data, options.seed)
     if not splits.dev and not splits.test:
         raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
@@ -60,14 +60,14 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
     judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
                         cache=options.cache) if options.judge else None
-    metric = resolve_metric(options.metric, judge)
+    metric = resolve_metric(options.metric, task, judge)
 
-    run_dir = open_run_dir(options.task, "compile", resume=options.resume, root=options.runs_root)
+    run_dir = open_run_dir(task.name, "compile", resume=options.resume, root=options.runs_root)
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.exists():
         models = {"program": lm.describe(), **({"judge": judge.describe()} if judge else {})}
         write_json(manifest_path, build_manifest(
-            command="compile", task=task.name, options=asdict(options), seed=options.seed, models=models,
+            command="compile", task=task, options=asdict(options), seed=options.seed, models=models,
             data_sources=splits.sources, program_options=program_options,
             extra={"metric": metric.name, "optimizer": options.optimizer,
                    "sizes": {s: len(getattr(splits, s)) for s in ("train", "dev", "test")}},
@@ -127,13 +127,13 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
     """Compile the task's program on ``train`` and save it as ``run_dir/program.json`` (DSPy JSON, written
     atomically); a program already saved there (an interrupted run resumed) is reloaded instead."""
     program_file = run_dir / "program.json"
-    program = task.make_program(program_options)
+    program = task.program(program_options)
     if program_file.exists():
         program.load(str(program_file))
         log(f"[smelt] reusing the compiled program in {program_file}")
         return program
     log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")
-    trainset = [task.prepare_demo_inputs(program, ex) for ex in train] if task.prepare_demo_inputs else train
+    trainset = [task.as_demo(program, ex) for ex in train]
     compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings)
     save_program(compiled, run_dir)
     return compiled

@@ -2,7 +2,7 @@
 
 1. The teacher (a compile run, or a model spec running the uncompiled program) answers the train inputs.
 2. Answers reaching --min-score become SFT targets; where the teacher missed, the gold answer may stand in
-   (--use-labels). --synthetic N adds teacher-written questions over the train documents, judge-filtered.
+   (--use-labels). --synthetic N adds teacher-written inputs (smelt.optimizers.synthetic_examples), judge-filtered.
 3. The SFT set is written as chat JSONL in exactly the prompt the zero-shot student sends at inference:
    no demos, and (unless --student-instructions) no DSPy system message either. The adapter learns the
    task's instructions from the examples, so the student's prompt is little more than the passages and
@@ -13,7 +13,6 @@
 """
 
 import json
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
 from smelt.eval.report import markdown_table, text_table
-from smelt.lm.prefill_adapter import COMPLETED_MARKER, PrefillChatAdapter
+from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, open_run_dir, runs_root, write_json, write_text
 
@@ -72,9 +71,10 @@ def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
 
     teacher = options.teacher
     if teacher is None:
-        found = latest_run("compile", task=options.task, root=options.runs_root)
+        task_name = get_task(options.task).name if options.task else None
+        found = latest_run("compile", task=task_name, root=options.runs_root)
         if found is None:
-            where = runs_root(options.runs_root) / (options.task or "")
+            where = runs_root(options.runs_root) / (task_name or "")
             raise SmeltError(f"no finished compile run under {where}; run `python cli.py compile "
                              f"{options.task or 'TASK'}` first, or pass --teacher RUN_DIR or a model spec")
         teacher = str(found)
@@ -84,7 +84,8 @@ def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
         if not (Path(teacher) / "manifest.json").is_file():
             raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
                              f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
-        task = read_manifest(teacher)["task"]
+        manifest = read_manifest(teacher)
+        task = manifest.get("task_source") or manifest["task"]
     return replace(options, teacher=teacher, task=task)
 
 
@@ -94,14 +95,20 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     if (Path(options.teacher) / "manifest.json").is_file():
         loaded = load_run(options.teacher, task_name=task.name, option="--teacher", device=options.device,
                           api_base=options.api_base, cache=options.cache)
-        options_used = loaded.manifest.get("program_options") or task.default_options()
+        options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
         return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}")
     if Path(options.teacher).exists():
         raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "
                          "directory (runs/<task>/<run>) or a model spec")
     lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base,
                      cache=options.cache)
-    return Teacher(task.make_program(task.default_options()), lm, task.default_options(), f"model {options.teacher}")
+    return Teacher(task.program(), lm, task.default_options(), f"model {options.teacher}")
+
+
+def zero_shot_options(task, teacher_options: dict) -> dict:
+    """The student's program options: the teacher's, with a plain Predict where the task has a predictor knob
+    (a distilled student answers directly; that, with the smaller model, is where its speed comes from)."""
+    return {**teacher_options, **({"predictor": "predict"} if "predictor" in teacher_options else {})}
 
 
 def student_record(student: str, spec, instructions: bool) -> dict:
@@ -110,18 +117,24 @@ def student_record(student: str, spec, instructions: bool) -> dict:
             "instructions": instructions}
 
 
-def sft_messages(program: dspy.Module, inputs: dict, instructions: bool = False) -> list[dict]:
-    """The chat messages the zero-shot student program sends for these predictor inputs."""
+def _only_predictor(program: dspy.Module):
     predictors = program.predictors()
     if len(predictors) != 1:
-        raise SmeltError("distill supports programs with one predictor; this program has "
-                         f"{len(predictors)}")
-    return PrefillChatAdapter(instructions=instructions).format(predictors[0].signature, [], inputs)
+        raise SmeltError(f"distill supports programs with one predictor; this program has {len(predictors)}")
+    return predictors[0]
 
 
-def sft_completion(answer: str) -> str:
-    """What the student learns to write after the prefilled answer marker."""
-    return f"{answer.strip()}\n\n{COMPLETED_MARKER}"
+def sft_messages(program: dspy.Module, inputs: dict, instructions: bool = False) -> list[dict]:
+    """The chat messages the zero-shot student program sends for these predictor inputs."""
+    return PrefillChatAdapter(instructions=instructions).format(_only_predictor(program).signature, [], inputs)
+
+
+def sft_completion(signature, outputs: dict) -> str:
+    """What the student learns to write after the prefilled marker of the first output field: that field's
+    value, then each further field under its own marker, then the completion marker (DSPy's chat format)."""
+    values = {name: str(outputs.get(name, "")).strip() for name in signature.output_fields}
+    text = PrefillChatAdapter().format_assistant_message_content(signature, values)
+    return text.removeprefix(field_marker(next(iter(signature.output_fields))) + "\n").rstrip("\n")
 
 
 def run_distill(options: DistillOptions, log=print):
@@ -147,7 +160,7 @@ def run_distill(options: DistillOptions, log=print):
     if "r" in lora and "alpha" not in lora:
         lora["alpha"] = 2.0 * lora["r"]
     config = LoraTrainingConfig(**{**asdict(default_config(device)), "seed": options.seed, **lora})
-    check_model_options(None, options.judge, options.metric, options.device)
+    check_model_options(None, options.judge, options.metric, options.device, task)
     configure_dspy(options.threads)
     splits = load_task_data(task, options.data, options.seed)
     if not splits.train:
@@ -155,14 +168,14 @@ def run_distill(options: DistillOptions, log=print):
     teacher = _load_teacher(options, task)
     judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
                         cache=options.cache) if options.judge else None
-    metric = resolve_metric(options.metric, judge)
-    student_options = {**teacher.program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
-    student_program = task.make_program(student_options)
+    metric = resolve_metric(options.metric, task, judge)
+    student_options = zero_shot_options(task, teacher.program_options)
+    student_program = task.program(student_options)
 
-    run_dir = open_run_dir(options.task, "distill", resume=options.resume, root=options.runs_root)
+    run_dir = open_run_dir(task.name, "distill", resume=options.resume, root=options.runs_root)
     if not (run_dir / "manifest.json").exists():
         write_json(run_dir / "manifest.json", build_manifest(
-            command="distill", task=task.name, options=asdict(options), seed=options.seed,
+            command="distill", task=task, options=asdict(options), seed=options.seed,
             models={"program": student_record(options.student, student_spec, options.student_instructions),
                     "teacher": {**teacher.lm.describe(), "source": teacher.source},
                     **({"judge": judge.describe()} if judge else {})},
@@ -240,57 +253,26 @@ def _sft_rows(task, student_program, train, records, options) -> list[dict]:
     rows = []
     for example in train:
         record = by_id.get(str(example.get("id")))
-        prediction = (record or {}).get("prediction")
-        if record and prediction and record["score"] >= options.min_score:
-            answer, source = prediction, "teacher"
-        elif options.use_labels and example.get("answer"):
-            answer, source = example.answer, "label"
+        gold = {name: example.get(name) for name in task.output_fields}
+        if record and record.get("prediction") and record["score"] >= options.min_score:
+            outputs, source = {task.answer_field: record["prediction"], **(record.get("outputs") or {})}, "teacher"
+        elif options.use_labels and all(value not in (None, "") for value in gold.values()):
+            outputs, source = gold, "label"
         else:
             continue
-        rows.append(_sft_row(task, student_program, example, answer, source, options.student_instructions))
+        rows.append(sft_row(task, student_program, example, outputs, source, options.student_instructions))
     return rows
 
 
-def _sft_row(task, program, example, answer: str, source: str, instructions: bool) -> dict:
-    """One SFT example: the student's prompt for this example's inputs, and the answer to learn."""
-    prepared = task.prepare_demo_inputs(program, example) if task.prepare_demo_inputs else example
+def sft_row(task, program, example, outputs: dict, source: str, instructions: bool) -> dict:
+    """One SFT example: the student's prompt for this example's inputs, and the outputs to learn (both as the
+    task's predictor names them: ``Task.as_demo``)."""
+    prepared = task.as_demo(program, example.copy(**outputs))
+    signature = _only_predictor(program).signature
+    inputs = {name: prepared.get(name) for name in signature.input_fields}
     return {"id": example.get("id"), "source": source,
-            "messages": sft_messages(program, dict(prepared.inputs()), instructions),
-            "completion": sft_completion(answer)}
-
-
-def _synthetic_rows(task, teacher: Teacher, student_program, train, judge_lm, options, log) -> list[dict]:
-    """--synthetic N: new questions written by the teacher over train documents, kept when the judge agrees."""
-    from smelt.signatures.synthetic import JudgeGroundedAnswer, WriteQuestion
-
-    documents: dict[str, list] = {}
-    for example in train:
-        documents.setdefault(example.document, []).append(example.question)
-    order = list(documents)
-    random.Random(options.seed).shuffle(order)
-    write, rate = dspy.Predict(WriteQuestion), dspy.Predict(JudgeGroundedAnswer)
-    rows, attempts = [], 0
-    while len(rows) < options.synthetic and attempts < 3 * options.synthetic:
-        document = order[attempts % len(order)]
-        attempts += 1
-        try:
-            with teacher.lm.context():
-                question = write(document=document, example_questions="\n".join(documents[document]),
-                                 config={"temperature": 0.7, "rollout_id": attempts}).question.strip()
-                answer = teacher.program(document=document, question=question).answer.strip()
-            with judge_lm.context():
-                rating = int(rate(document=document, question=question, answer=answer).rating)
-        except Exception as exc:  # noqa: BLE001 - a failed synthetic example is skipped, not fatal
-            log(f"[smelt] synthetic example skipped: {type(exc).__name__}")
-            continue
-        if not question or not answer or rating < 7 or question in documents[document]:
-            continue
-        documents[document].append(question)
-        example = dspy.Example(id=f"synthetic-{len(rows) + 1}", document=document, question=question,
-                               answer=answer).with_inputs(*task.input_keys)
-        rows.append(_sft_row(task, student_program, example, answer, "synthetic", options.student_instructions))
-    log(f"[smelt] synthetic: kept {len(rows)} of {attempts} teacher-written questions")
-    return rows
+            "messages": sft_messages(program, inputs, instructions),
+            "completion": sft_completion(signature, {name: prepared.get(name) for name in signature.output_fields})}
 
 
 def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train, judge, options: DistillOptions,
@@ -308,7 +290,12 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
                              f"{failed[0]['error']}); check --teacher ({teacher.source}) and --api-base")
         rows = _sft_rows(task, student_program, train, traces.records, options)
         if options.synthetic:
-            rows += _synthetic_rows(task, teacher, student_program, train, judge or teacher.lm, options, log)
+            from smelt.optimizers.synthetic_examples import write_synthetic_examples
+
+            examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, judge or teacher.lm,
+                                                count=options.synthetic, seed=options.seed, log=log)
+            rows += [sft_row(task, student_program, example, outputs, "synthetic", options.student_instructions)
+                     for example, outputs in examples]
         if not rows:
             raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
                              "the train inputs; lower --min-score or keep --use-labels")

@@ -33,7 +33,7 @@ def run_eval(options: EvalOptions, log=print):
     metric_name = options.metric or loaded.manifest.get("metric")
     judge = lm_for_spec(judge_spec, option="--judge", device=options.device, api_base=options.api_base,
                         cache=options.cache) if judge_spec and metric_name in (None, "judge") else None
-    metric = resolve_metric(metric_name, judge)
+    metric = resolve_metric(metric_name, loaded.task, judge)
     data = options.data
     if data.data and not (data.train or data.dev or data.test):
         # --data FILE alone: every line is evaluated.
@@ -48,7 +48,7 @@ def run_eval(options: EvalOptions, log=print):
 
     run_dir = new_run_dir(loaded.task.name, "eval", Path(options.runs_root) if options.runs_root else None)
     write_json(run_dir / "manifest.json", build_manifest(
-        command="eval", task=loaded.task.name, options=asdict(options), seed=options.seed,
+        command="eval", task=loaded.task, options=asdict(options), seed=options.seed,
         models={"program": loaded.lm.describe(), **({"judge": judge.describe()} if judge else {})},
         data_sources={split: splits.sources.get(split, "")}, program_options=loaded.manifest.get("program_options"),
         extra={"program_run": str(loaded.run_dir), "metric": metric.name, "split": split},

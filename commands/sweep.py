@@ -21,6 +21,7 @@ from pathlib import Path
 from smelt.commands.common import DataOptions, RunOptions, check_model_options, peak_memory_mb
 from smelt.errors import SmeltError
 from smelt.optimizers.sweep_queue import DEFAULT, StudyIdentity
+from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, open_run_dir, read_manifest, write_json
 
 OBJECTIVES = {  # objective -> (dev summary key, direction)
@@ -96,11 +97,10 @@ def space_for(options: SweepOptions):
     """The search space: the stage's default for the task and model, with --space entries in place."""
     from smelt.lm.specs import parse_spec
     from smelt.optimizers.sweep_space import allowed_names, default_space, load_space
-    from smelt.programs.registry import get_task
-
-    task_options = get_task(options.task).default_options() if options.task else {}
+    task = get_task(options.task) if options.task else None
+    task_options = task.default_options() if task else {}
     capable = options.stage == "compile" and _is_capable(parse_spec(options.lm, "--lm"))
-    space = default_space(options.stage, task_options, capable_model=capable)
+    space = default_space(options.stage, task.sweep_space if task else {}, capable_model=capable)
     if options.space:
         space = load_space(options.space, space, allowed_names(options.stage, task_options))
     return space
@@ -119,7 +119,7 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     options = replace(options, trials=12 if options.trials is None else options.trials)
     options.check()
     check_model_options(options.lm if options.stage == "compile" else None, options.judge, options.metric,
-                        options.device)
+                        options.device, get_task(options.task) if options.task else None)
     _check_workers_fit(options)
     quiet_optuna()
     started = time.perf_counter()
@@ -132,14 +132,14 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     from smelt.optimizers.sweep_trials import make_stage
 
     stage = make_stage(options, cache=options.uses_cache(), log=log)
-    options = replace(options, task=stage.task.name)
-    study_name = options.study or f"{options.task}-{options.stage}"
-    run_dir = open_run_dir(options.task, "sweep", resume=options.resume, root=options.runs_root)
+    options = replace(options, task=stage.task.source)  # what a worker process resolves the task from
+    study_name = options.study or f"{stage.task.name}-{options.stage}"
+    run_dir = open_run_dir(stage.task.name, "sweep", resume=options.resume, root=options.runs_root)
     log(f"[smelt] run directory: {run_dir}")
     if not (run_dir / "manifest.json").exists():
         recorded = {**asdict(options), "storage": redact(options.storage) if options.storage else None}
         write_json(run_dir / "manifest.json", build_manifest(
-            command="sweep", task=options.task, options=recorded, seed=options.seed,
+            command="sweep", task=stage.task, options=recorded, seed=options.seed,
             models=_models(options), data_sources=stage.splits.sources,
             extra={"stage": options.stage, "study": study_name, "objectives": list(objectives),
                    "space": space.to_dict(), "metric": stage.metric.name,
@@ -221,7 +221,7 @@ def _open_study(options: SweepOptions, storage, name: str, space, stage):
     from smelt.commands.sweep_worker import pruner_for
     from smelt.optimizers.sweep_queue import open_study
 
-    identity = StudyIdentity(options.task, options.stage, options.objectives(), space.to_dict())
+    identity = StudyIdentity(stage.task.name, options.stage, options.objectives(), space.to_dict())
     directions = [OBJECTIVES[name][1] for name in options.objectives()]
     return open_study(storage, name, identity, directions=directions, n_trials=options.trials,
                       default_params=_default_params(stage, space), sampler=None,
@@ -278,7 +278,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     trials = study.get_trials(deepcopy=False)
     pruned, saved = pruning_savings(trials, len(stage.splits.dev))
     summary = {
-        "task": options.task, "command": "sweep", "stage": options.stage, "study": study.study_name,
+        "task": stage.task.name, "command": "sweep", "stage": options.stage, "study": study.study_name,
         "objectives": list(options.objectives()), "metric": stage.metric.name,
         "trials": {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState},
         "pruned_dev_examples_saved": saved,
@@ -303,13 +303,14 @@ def _local_dir(trial, stage, run_dir: Path, log) -> Path | None:
         shutil.rmtree(local, ignore_errors=True)  # never score against another program's records
         local.mkdir(parents=True)
         (local / "program.json").write_text(trial.user_attrs["program"], encoding="utf-8")
-        write_json(local / "manifest.json", {"command": "compile", "task": stage.task.name, "sweep_trial": trial.number,
+        write_json(local / "manifest.json", {"command": "compile", "task": stage.task.name,
+                                             "task_source": stage.task.source, "sweep_trial": trial.number,
                                              "program_options": trial.user_attrs.get("program_options"),
                                              "models": {"program": stage.lm.describe()}})
         (local / "eval").mkdir(exist_ok=True)
         return local
     log(f"[smelt] trial {trial.number} ran on {trial.user_attrs.get('host')} ({trial_dir}): score it there with "
-        f"`python cli.py eval {stage.task.name} --program {trial_dir}`")
+        f"`python cli.py eval {stage.task.source} --program {trial_dir}`")
     return None
 
 

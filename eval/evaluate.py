@@ -38,11 +38,15 @@ def _usage_totals(tracker) -> tuple[int, int, int]:
 
 
 def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric, lm) -> dict:
-    """Run and score one example; a parse failure or an error is a recorded failure, never a crash."""
+    """Run and score one example; a parse failure or an error is a recorded failure, never a crash.
+
+    ``gold`` and ``prediction`` are the task's answer field; other output fields go under ``outputs``, and the
+    task's extra scores (e.g. citation precision) under ``scores``."""
+    task = metric.task
     record = {
         "id": example.get("id"),
         "inputs": {key: example[key] for key in example.inputs().keys()},
-        "gold": example.get("answer"),
+        "gold": example.get(task.answer_field),
         "prediction": None,
         "metric": metric.name,
         "score": 0.0,
@@ -64,13 +68,18 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     record.update(prompt_tokens=prompt, completion_tokens=completion, lm_calls=calls)
     record["cached"] = prediction is not None and calls == 0
     if prediction is not None:
-        record["prediction"] = prediction.get("answer")
+        record["prediction"] = prediction.get(task.answer_field)
+        others = {name: prediction.get(name) for name in task.output_fields[1:]}
+        if others:
+            record["outputs"] = others
         if prediction.get("reasoning") is not None:
             record["reasoning"] = prediction.get("reasoning")
         value, detail = metric.score(example, prediction)
         record["score"] = round(float(value), 6)
         if detail:
             record["judge"] = detail
+    if task.extra_scores:
+        record["scores"] = task.extra_scores(example, prediction)
     return record
 
 
@@ -151,6 +160,9 @@ def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = N
     n = len(records)
     fresh = [r for r in records if not r.get("cached")]
     mean = lambda values: round(statistics.fmean(values), 4) if values else None  # noqa: E731
+    extra_names = dict.fromkeys(name for r in records for name in r.get("scores") or {})
+    extra = {name: mean([r["scores"][name] for r in records if (r.get("scores") or {}).get(name) is not None])
+             for name in extra_names}
     return {
         "metric": metric_name,
         "examples": n,
@@ -163,4 +175,5 @@ def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = N
         "completion_tokens_per_example": mean([r["completion_tokens"] for r in fresh]),
         "lm_calls": sum(r["lm_calls"] for r in records),
         "wall_s": round(wall_s, 2) if wall_s is not None else None,
+        **({"scores": extra} if extra else {}),
     }

@@ -1,15 +1,11 @@
-"""SQuAD-style answer metrics (character-level for Japanese, as in JSQuAD) and their DSPy wrappers."""
+"""Deterministic answer metrics: SQuAD-style F1 and exact match (characters for Japanese, as in JSQuAD), and
+label accuracy."""
 
-from __future__ import annotations
-
+import re
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from smelt.eval.text import is_japanese, metric_tokens
-
-if TYPE_CHECKING:
-    import dspy
+from smelt.eval.text import is_japanese, metric_tokens, normalize
 
 # A bootstrapped demo must reach this F1 to count as a success.
 PASS_F1 = 0.5
@@ -36,30 +32,26 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(metric_tokens(prediction, japanese) == metric_tokens(reference, japanese))
 
 
-def _answers(example: dspy.Example, prediction: dspy.Prediction | None) -> tuple[str, str] | None:
-    predicted = getattr(prediction, "answer", None) if prediction is not None else None
-    if predicted is None:
-        return None
-    return str(predicted), str(example.answer)
+def _label_key(text: str) -> str:
+    """A label compared loosely: case, width, spaces, hyphens and underscores do not matter."""
+    return normalize(re.sub(r"[_-]+", " ", text))
 
 
-def f1_metric(example: dspy.Example, prediction: dspy.Prediction | None, trace: Any = None) -> float | bool:
-    """DSPy metric: F1 of `prediction.answer` against `example.answer` (0.0 if there is no answer).
-
-    While DSPy bootstraps demos (`trace` is not None) it returns a bool, `f1 >= 0.5`, so only
-    mostly-right traces become demos.
-    """
-    answers = _answers(example, prediction)
-    score = f1(*answers) if answers else 0.0
-    if trace is not None:
-        return score >= PASS_F1
-    return score
+def match_label(prediction: str, labels: tuple[str, ...]) -> str | None:
+    """The label a prediction names: equal to one after `_label_key`, or starting with exactly one."""
+    key = _label_key(prediction)
+    for label in labels:
+        if _label_key(label) == key:
+            return label
+    starting = [label for label in labels if key.startswith(_label_key(label) + " ")]
+    return starting[0] if len(starting) == 1 else None
 
 
-def em_metric(example: dspy.Example, prediction: dspy.Prediction | None, trace: Any = None) -> float:
-    """DSPy metric: exact match of `prediction.answer` against `example.answer`; 1.0 or 0.0 either way."""
-    answers = _answers(example, prediction)
-    return exact_match(*answers) if answers else 0.0
+def accuracy(prediction: str, reference: str, labels: tuple[str, ...] | None = None) -> float:
+    """1.0 if the prediction names the reference label (see `match_label`), else 0.0."""
+    if labels:
+        return float(match_label(prediction, labels) == reference)
+    return float(_label_key(prediction) == _label_key(reference))
 
 
-METRICS: dict[str, Callable[..., float | bool]] = {"f1": f1_metric, "em": em_metric}
+METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy}

@@ -32,6 +32,10 @@ def comparison_rows(columns: dict[str, dict]) -> list[list[str]]:
         if all(summary.get(key) is None for summary in columns.values()):
             continue
         rows.append([label.format(metric=metric, threads=threads), *(_cell(s, key, fmt) for s in columns.values())])
+        if key == "score":  # the task's extra scores (e.g. citation recall) right under the metric
+            for name in dict.fromkeys(n for s in columns.values() for n in s.get("scores") or {}):
+                cells = [(s.get("scores") or {}).get(name) for s in columns.values()]
+                rows.append([name.replace("_", " "), *("-" if v is None else f"{v:.3f}" for v in cells)])
     return rows
 
 

@@ -72,7 +72,8 @@ def _simba(program, trainset, metric, lm, s):
 def _gepa(program, trainset, metric, lm, s):
     def metric_with_feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
         value, detail = metric.score(gold, pred)
-        feedback = detail.get("rationale") or f"{metric.name} {value:.2f}; the reference answer is {gold.answer!r}"
+        reference = gold.get(metric.task.answer_field)
+        feedback = detail.get("rationale") or f"{metric.name} {value:.2f}; the reference is {reference!r}"
         return dspy.Prediction(score=value, feedback=feedback)
 
     optimizer = dspy.GEPA(

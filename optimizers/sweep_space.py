@@ -106,8 +106,8 @@ class Space:
         return out
 
 
-def default_space(stage: str, task_options: dict, *, capable_model: bool) -> Space:
-    """The default search space of a stage. ``task_options`` are the task's default program options."""
+def default_space(stage: str, task_space: dict, *, capable_model: bool) -> Space:
+    """The default search space of a stage. ``task_space`` is the task's own (its ``sweep_space``)."""
     if stage == "compile":
         optimizers = ANSWER_ONLY_OPTIMIZERS + (CAPABLE_MODEL_OPTIMIZERS if capable_model else ())
         entries: dict[str, Any] = {
@@ -116,7 +116,7 @@ def default_space(stage: str, task_options: dict, *, capable_model: bool) -> Spa
             "max_labeled_demos": {"low": 0, "high": 4},
             "num_candidates": {"low": 2, "high": 4},
         }
-        entries |= _program_option_space(task_options, capable_model)
+        entries |= _program_option_space(task_space, capable_model)
     elif stage == "distill":
         entries = {
             "r": [4, 8, 16, 32],
@@ -131,19 +131,15 @@ def default_space(stage: str, task_options: dict, *, capable_model: bool) -> Spa
     return Space({name: _parse_param(name, entry, f"default {stage} space") for name, entry in entries.items()})
 
 
-def _program_option_space(options: dict, capable_model: bool) -> dict:
-    """The task's own knobs: doc_qa's predictor, placement and long-document budget.
+def _program_option_space(task_space: dict, capable_model: bool) -> dict:
+    """The task's own knobs, as its ``sweep_space`` gives them.
 
     A small base model gains nothing from chain of thought and pays ~5x the tokens (and bootstrapping rarely
-    finds a parseable trace), so for it the predictor stays Predict unless a space file says otherwise."""
-    known = {
-        "predictor": ["predict", "cot"] if capable_model else "predict",
-        "placement": ["question_last", "question_first"],
-        "context_chars": [400, 600, 1000, 1600],
-        "top_k": {"low": 1, "high": 4},
-        "chunk_chars": [150, 250, 400],
-    }
-    return {name: known[name] for name in options if name in known}
+    finds a parseable trace), so for it a ``predictor`` knob stays Predict unless a space file says otherwise."""
+    entries = dict(task_space)
+    if "predictor" in entries and not capable_model:
+        entries["predictor"] = "predict"
+    return entries
 
 
 def allowed_names(stage: str, task_options: dict) -> tuple[str, ...]:

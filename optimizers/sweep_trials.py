@@ -61,7 +61,7 @@ class CompileStage:
 
     @cached_property
     def metric(self):
-        return resolve_metric(self.options.metric, self.judge)
+        return resolve_metric(self.options.metric, self.task, self.judge)
 
     def warm_up(self) -> None:
         """Load the models now, so that a model that cannot load stops the worker with its own error."""
@@ -84,7 +84,7 @@ class CompileStage:
         (run_dir / "eval").mkdir(parents=True, exist_ok=True)
         models = {"program": self.lm.describe(), **({"judge": self.judge.describe()} if self.judge else {})}
         write_json(run_dir / "manifest.json", build_manifest(
-            command="compile", task=self.task.name, options={"sweep_params": params}, seed=self.options.seed,
+            command="compile", task=self.task, options={"sweep_params": params}, seed=self.options.seed,
             models=models, data_sources=self.splits.sources, program_options=program_options,
             extra={"metric": self.metric.name, "optimizer": knobs["optimizer"], "sweep_trial": trial_number},
         ))
@@ -107,7 +107,7 @@ class CompileStage:
         """(program, lm) of a finished trial, to score it on test."""
         from smelt.runs import read_manifest
 
-        program = self.task.make_program(read_manifest(run_dir)["program_options"])
+        program = self.task.program(read_manifest(run_dir)["program_options"])
         program.load(str(run_dir / "program.json"))
         return program, self.lm
 
@@ -146,7 +146,7 @@ class DistillStage:
             raise SmeltError("the train split is empty: the teacher needs train inputs to answer")
         self.judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
                                  cache=cache) if options.judge else None
-        self.metric = resolve_metric(options.metric, self.judge)
+        self.metric = resolve_metric(options.metric, self.task, self.judge)
         self.teacher_source = self.distill.teacher
         self.rows: list[dict] | None = None
 
@@ -154,7 +154,9 @@ class DistillStage:
         pass  # the student loads per trial, the teacher and judge in prepare()
 
     def student_options(self) -> dict:
-        return {**self.teacher_program_options, "predictor": "predict"}  # zero-shot Predict: the fast student
+        from smelt.commands.distill import zero_shot_options
+
+        return zero_shot_options(self.task, self.teacher_program_options)
 
     def prepare(self, sweep_dir: Path) -> list[dict]:
         """The shared SFT set, ``sweep_dir/sft.jsonl``: built by the teacher once, read by every worker."""
@@ -168,7 +170,7 @@ class DistillStage:
 
         teacher = _load_teacher(self.distill, self.task)
         self.teacher_program_options = teacher.program_options
-        student_program = self.task.make_program(self.student_options())
+        student_program = self.task.program(self.student_options())
 
         def score(program, lm, examples):
             return evaluate(program, examples, metric=self.metric, lm=lm, threads=self.options.threads,
@@ -214,10 +216,10 @@ class DistillStage:
 
         started = time.perf_counter()
         config = self.config(params)
-        student_program = self.task.make_program(self.student_options())
+        student_program = self.task.program(self.student_options())
         (run_dir / "eval").mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "manifest.json", build_manifest(
-            command="distill", task=self.task.name, options={"sweep_params": params}, seed=self.options.seed,
+            command="distill", task=self.task, options={"sweep_params": params}, seed=self.options.seed,
             models={"program": student_record(self.options.student, self.student_spec,
                                               self.options.student_instructions),
                     "teacher": {"source": self.teacher_source}},
@@ -252,7 +254,7 @@ class DistillStage:
                            cache=self.cache, instructions=o.student_instructions)
 
     def load(self, run_dir: Path):
-        program = self.task.make_program(self.student_options())
+        program = self.task.program(self.student_options())
         program.load(str(run_dir / "program.json"))
         return program, self._distilled_lm(run_dir)
 

@@ -1,15 +1,21 @@
 """DocQA: answer a question about a document, retrieving passages when the document is long."""
 
-from dataclasses import asdict, dataclass
+import typing
+from dataclasses import dataclass
+from typing import Literal
 
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.programs.registry import DATA_DIR
 from smelt.programs.retrieval import select_passages
+from smelt.programs.task import Task
 from smelt.signatures.doc_qa import AnswerAfterDocument, AnswerBeforeDocument
 
-PREDICTORS = ("predict", "cot")
-PLACEMENTS = ("question_last", "question_first")
+Predictor = Literal["predict", "cot"]
+Placement = Literal["question_last", "question_first"]
+PREDICTORS = typing.get_args(Predictor)
+PLACEMENTS = typing.get_args(Placement)
 
 
 @dataclass(frozen=True)
@@ -20,23 +26,21 @@ class DocQAOptions:
     document raised Qwen 2.5-7B from 6.35 to 6.88 (Recursive's Flow Benchmark).
     """
 
-    predictor: str = "predict"
-    placement: str = "question_last"
+    predictor: Predictor = "predict"
+    placement: Placement = "question_last"
     context_chars: int = 600  # documents longer than this are cut down to their best passages
     top_k: int = 2
     chunk_chars: int = 250
 
     def __post_init__(self):
         if self.predictor not in PREDICTORS:
-            raise SmeltError(f"--predictor {self.predictor!r}: use one of {', '.join(PREDICTORS)}")
+            raise SmeltError(f"-o predictor={self.predictor}: use one of {', '.join(PREDICTORS)}")
         if self.placement not in PLACEMENTS:
-            raise SmeltError(f"--placement {self.placement!r}: use one of {', '.join(PLACEMENTS)}")
+            raise SmeltError(f"-o placement={self.placement}: use one of {', '.join(PLACEMENTS)}")
         for name in ("context_chars", "top_k", "chunk_chars"):
             if getattr(self, name) < 1:
-                raise SmeltError(f"--{name.replace('_', '-')} must be a positive integer")
+                raise SmeltError(f"-o {name}={getattr(self, name)}: must be a positive integer")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class DocQA(dspy.Module):
@@ -57,3 +61,36 @@ class DocQA(dspy.Module):
 
     def forward(self, document: str, question: str) -> dspy.Prediction:
         return self.answer(document=self.passages(document, question), question=question)
+
+
+def _show_passages(program: DocQA, example: dspy.Example) -> dspy.Example:
+    # Demos show the predictor what it really sees: the selected passages, not the whole document.
+    short = program.passages(example.document, example.question)
+    return example.copy(document=short).with_inputs(*example.inputs().keys())
+
+
+def _load_data():
+    from smelt.eval.datasets import load_doc_qa_shipped
+
+    return load_doc_qa_shipped(DATA_DIR / "doc_qa")
+
+
+task = Task(
+    name="doc_qa",
+    description="Answer a question about a document (Japanese or English), saying so when it cannot.",
+    signature=AnswerAfterDocument,
+    make_program=DocQA,
+    options=DocQAOptions,
+    load_data=_load_data,
+    metric="f1",
+    prepare_demo=_show_passages,
+    # A small base model gains nothing from chain of thought and pays ~5x the tokens, so the sweep adds "cot"
+    # only for capable models (smelt.optimizers.sweep_space).
+    sweep_space={
+        "predictor": ["predict", "cot"],
+        "placement": ["question_last", "question_first"],
+        "context_chars": [400, 600, 1000, 1600],
+        "top_k": {"low": 1, "high": 4},
+        "chunk_chars": [150, 250, 400],
+    },
+)

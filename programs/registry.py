@@ -1,61 +1,106 @@
-"""The task registry: a task is a name, a program factory, its data and its default metric."""
+"""Finding a task from what the user typed as TASK.
 
-from collections.abc import Callable
-from dataclasses import dataclass
+- a shipped task's name (`doc_qa`): any module in smelt/programs/ with a module-level ``task = Task(...)``;
+- ``path/to/my_task.py:task`` or ``package.module:task``: a Task (or a function returning one) outside smelt;
+- ``my_task.toml`` (or .yaml/.yml): a task file, no Python (smelt.programs.task_file).
+"""
+
+import importlib
+import importlib.util
+import pkgutil
+import re
+import sys
+from functools import cache
 from pathlib import Path
 
-import dspy
-
 from smelt.errors import SmeltError
+from smelt.programs.task import Task
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+TASK_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a task name is a folder under runs/
+_FORMS = "a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file (.toml)"
 
 
-@dataclass(frozen=True)
-class Task:
-    name: str
-    description: str
-    make_program: Callable[[dict], dspy.Module]  # options dict -> fresh, uncompiled program
-    default_options: Callable[[], dict]
-    load_shipped_data: Callable[[], object]  # -> smelt.eval.datasets.Splits
-    input_keys: tuple[str, ...]
-    required_fields: tuple[str, ...]
-    prepare_demo_inputs: Callable[[dspy.Module, dspy.Example], dspy.Example] | None = None
+@cache
+def shipped_tasks() -> dict[str, Task]:
+    """Every task defined by a module of smelt.programs, by name."""
+    import smelt.programs
 
-
-def _doc_qa() -> Task:
-    from smelt.programs.doc_qa import DocQA, DocQAOptions
-
-    def prepare(program: DocQA, example: dspy.Example) -> dspy.Example:
-        # Demos show the predictor what it really sees: the selected passages, not the whole document.
-        short = program.passages(example.document, example.question)
-        return example.copy(document=short).with_inputs(*example.inputs().keys())
-
-    def load():
-        from smelt.eval.datasets import load_doc_qa_shipped
-
-        return load_doc_qa_shipped(DATA_DIR / "doc_qa")
-
-    return Task(
-        name="doc_qa",
-        description="Answer a question about a document (Japanese or English), saying so when it cannot.",
-        make_program=lambda options: DocQA(DocQAOptions(**options)),
-        default_options=lambda: DocQAOptions().to_dict(),
-        load_shipped_data=load,
-        input_keys=("document", "question"),
-        required_fields=("document", "question", "answer"),
-        prepare_demo_inputs=prepare,
-    )
-
-
-_TASKS: dict[str, Callable[[], Task]] = {"doc_qa": _doc_qa}
+    found: dict[str, Task] = {}
+    for module_info in pkgutil.iter_modules(smelt.programs.__path__):
+        module = importlib.import_module(f"smelt.programs.{module_info.name}")
+        task = getattr(module, "task", None)
+        if isinstance(task, Task):
+            found[task.name] = _with_source(task, task.name)
+    return dict(sorted(found.items()))
 
 
 def task_names() -> list[str]:
-    return list(_TASKS)
+    return list(shipped_tasks())
 
 
-def get_task(name: str) -> Task:
-    if name not in _TASKS:
-        raise SmeltError(f"unknown task {name!r}; known tasks: {', '.join(_TASKS)} (see `cli.py tasks`)")
-    return _TASKS[name]()
+def get_task(spec: str) -> Task:
+    """The task TASK names, in any of the three forms; an unknown one is a one-line error listing the forms."""
+    spec = str(spec).strip()
+    if spec.lower().endswith(TASK_FILE_SUFFIXES):
+        from smelt.programs.task_file import load_task_file
+
+        return _checked(load_task_file(spec), spec)
+    if ":" in spec and not Path(spec).exists():
+        target, _, attribute = spec.rpartition(":")
+        return _checked(_from_python(target, attribute, spec), spec)
+    tasks = shipped_tasks()
+    if spec in tasks:
+        return tasks[spec]
+    if spec.endswith(".py"):
+        raise SmeltError(f"TASK {spec}: name the task object too, e.g. {spec}:task")
+    raise SmeltError(f"unknown task {spec!r}; shipped tasks: {', '.join(tasks)}. TASK is {_FORMS}")
+
+
+def _from_python(target: str, attribute: str, spec: str) -> Task:
+    if target.endswith(".py"):
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise SmeltError(f"TASK {spec}: no such file {target}")
+        module_name = f"smelt_user_task_{abs(hash(str(path))):x}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_name] = module  # dataclasses look their module up while the file runs
+            try:
+                module_spec.loader.exec_module(module)
+            except SmeltError:
+                raise
+            except Exception as exc:
+                del sys.modules[module_name]
+                raise SmeltError(f"TASK {spec}: importing {target} failed ({type(exc).__name__}: {exc})") from exc
+        source = f"{path}:{attribute}"
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise SmeltError(f"TASK {spec}: cannot import module {target!r} ({exc}); is it on PYTHONPATH?") from exc
+        source = spec
+    if not hasattr(module, attribute):
+        raise SmeltError(f"TASK {spec}: {target} defines no {attribute!r}")
+    found = getattr(module, attribute)
+    if callable(found) and not isinstance(found, Task):
+        found = found()
+    if not isinstance(found, Task):
+        raise SmeltError(f"TASK {spec}: {attribute} is a {type(found).__name__}, not a smelt.programs.task.Task")
+    return _with_source(found, source)
+
+
+def _with_source(task: Task, source: str) -> Task:
+    from dataclasses import replace
+
+    return replace(task, source=source)
+
+
+def _checked(task: Task, spec: str) -> Task:
+    if not _SAFE_NAME.match(task.name):
+        raise SmeltError(f"TASK {spec}: task name {task.name!r} must be letters, digits, _ . or - "
+                         "(it names a folder under runs/)")
+    return task

@@ -1,30 +1,16 @@
 """Fit long documents into a prompt budget: sentence-aware chunking and BM25 passage selection."""
 
-import math
 import re
-
-from rank_bm25 import BM25Okapi
 
 from smelt.errors import SmeltError
 from smelt.eval.text import DEFAULT_SCHEME, retrieval_tokens
+from smelt.programs.bm25 import BM25Index
 
 PASSAGE_SEPARATOR = "\n...\n"
 
 # A sentence ends after Japanese 。！？ (plus closing brackets), after ASCII . ! ? followed by
 # whitespace (so 3.14 and example.com stay whole), or at a newline.
 _SENTENCE_END = re.compile(r"[。！？]+[」』）)\"”]*|[.!?]+[\"')\]”’]*(?=\s|$)|\n")
-
-
-class _BM25(BM25Okapi):
-    """BM25Okapi with Lucene's always-positive idf.
-
-    Okapi's log((N - n + 0.5) / (n + 0.5)) is zero or below for any term in half the chunks or more,
-    so with two chunks no term can score and ranking falls back to position.
-    """
-
-    def _calc_idf(self, nd: dict[str, int]) -> None:
-        for word, freq in nd.items():
-            self.idf[word] = math.log(1 + (self.corpus_size - freq + 0.5) / (freq + 0.5))
 
 
 def _sentence_spans(document: str) -> list[tuple[int, int]]:
@@ -97,13 +83,13 @@ def split_into_chunks(document: str, chunk_chars: int = 400, overlap_chars: int 
 
 
 def rank_chunks(chunks: list[str], question: str, scheme: str = DEFAULT_SCHEME) -> list[int]:
-    """Chunk indices, best BM25 match for the question first; ties keep document order."""
+    """Chunk indices, best BM25 match for the question first; ties keep document order.
+
+    BM25 with Lucene's always-positive idf (see `BM25Index`): plain Okapi idf is zero or below for any
+    term in half the chunks or more, so with two chunks no term could score.
+    """
     corpus = [retrieval_tokens(chunk, scheme) for chunk in chunks]
-    query = retrieval_tokens(question, scheme)
-    if not query or not any(corpus):
-        return list(range(len(chunks)))
-    scores = _BM25(corpus).get_scores(query)
-    return sorted(range(len(chunks)), key=lambda i: (-scores[i], i))
+    return BM25Index(corpus).top_k(retrieval_tokens(question, scheme), len(chunks))
 
 
 def select_passages(

@@ -118,7 +118,26 @@ def test_distill_student_must_be_in_process():
 
 def test_run_with_missing_document(tmp_path):
     assert_one_line_error(smelt("run", "doc_qa", "--program", str(tmp_path), "--document", str(tmp_path / "x.txt"),
-                                "--question", "q"), "--document")
+                                "--question", "q"), "document=@", "x.txt", "no such file")
+
+
+def test_program_option_errors_list_the_valid_keys_and_types():
+    assert_one_line_error(smelt("compile", "doc_qa", "-o", "topk=3"),
+                          "-o topk", "not an option of task doc_qa", "top_k (int)", "predictor (predict | cot)")
+    assert_one_line_error(smelt("compile", "doc_qa", "-o", "top_k=three"), "-o top_k=three", "expected int")
+    assert_one_line_error(smelt("compile", "doc_qa", "-o", "predictor=tot"), "predictor=tot", "predict | cot")
+    assert_one_line_error(smelt("compile", "doc_qa", "-o", "top_k"), "-o 'top_k'", "KEY=VALUE")
+    assert_one_line_error(smelt("compile", "doc_qa", "-o", "top_k=0"), "-o top_k=0", "positive")
+    # doc_qa's named flags are aliases of -o, so they are checked against the task too.
+    assert_one_line_error(smelt("compile", "examples/inquiry_routing.toml", "--placement", "question_first"),
+                          "-o placement", "not an option of task inquiry_routing", "max_tokens (int)")
+
+
+def test_unknown_task_lists_the_forms(tmp_path):
+    assert_one_line_error(smelt("compile", "doc_q"), "unknown task 'doc_q'", "doc_qa, rag_qa", ".py:task", ".toml")
+    assert_one_line_error(smelt("compile", str(tmp_path / "none.py:task")), "no such file")
+    assert_one_line_error(smelt("compile", "json:task"), "json defines no 'task'")
+    assert_one_line_error(smelt("compile", str(tmp_path / "none.toml")), "no such task file")
 
 
 def test_distill_without_task_or_teacher_needs_a_compile_run(tmp_path):

@@ -22,14 +22,14 @@ DOCUMENT = "北川市立図書館は毎月第2月曜日が休館日です。開�
 @pytest.mark.parametrize("instructions", [False, True], ids=["lean prompt", "with instructions"])
 def test_sft_prompt_tokens_are_exactly_what_the_student_sends(instructions):
     task = get_task("doc_qa")
-    program = task.make_program(task.default_options())
+    program = task.program()
     example = dspy.Example(document=DOCUMENT, question="休館日はいつですか？", answer="毎月第2月曜日").with_inputs(
         "document", "question")
     # cache=False: every call reaches the engine
     student = lm_for_spec("gemma-3-270m", device="cpu", cache=False, instructions=instructions)
-    inputs = dict(task.prepare_demo_inputs(program, example).inputs())
+    inputs = dict(task.as_demo(program, example).inputs())
     messages = sft_messages(program, inputs, instructions)
-    sft = tokenize_sft(student.engine.tokenizer, messages, sft_completion(example.answer))
+    sft = tokenize_sft(student.engine.tokenizer, messages, sft_completion(program.predictors()[0].signature, {"answer": example.answer}))
 
     sent = []
     original = student.engine.generate_batch

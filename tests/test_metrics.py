@@ -1,7 +1,7 @@
 import dspy
 import pytest
 
-from smelt.eval.metrics import METRICS, em_metric, exact_match, f1, f1_metric
+from smelt.eval.metrics import METRICS, accuracy, exact_match, f1, match_label
 
 
 def test_english_partial_overlap():
@@ -50,27 +50,65 @@ def test_empty_cases():
     assert exact_match("", "red") == 0.0
 
 
-def test_f1_metric_reads_answers():
+def _metric(name: str, task=None):
+    from smelt.eval.judge import resolve_metric
+    from smelt.programs.registry import get_task
+
+    return resolve_metric(name, task or get_task("doc_qa"))
+
+
+def test_f1_metric_reads_the_tasks_answer_field():
     example = dspy.Example(question="q", answer="a red truck").with_inputs("question")
-    assert f1_metric(example, dspy.Prediction(answer="the red car")) == pytest.approx(0.5)
-    assert em_metric(example, dspy.Prediction(answer="Red truck.")) == 1.0
-
-
-def test_missing_prediction_scores_zero():
-    example = dspy.Example(question="q", answer="red").with_inputs("question")
-    assert f1_metric(example, None) == 0.0
-    assert f1_metric(example, dspy.Prediction(reasoning="no answer field")) == 0.0
-    assert em_metric(example, None) == 0.0
-    assert f1_metric(example, None, trace=[]) is False
+    assert _metric("f1")(example, dspy.Prediction(answer="the red car")) == pytest.approx(0.5)
+    assert _metric("em")(example, dspy.Prediction(answer="Red truck.")) == 1.0
+    assert _metric("f1")(example, None) == 0.0
+    assert _metric("f1")(example, dspy.Prediction(reasoning="no answer field")) == 0.0
+    assert _metric("em")(example, None) == 0.0
+    assert _metric("f1")(example, None, trace=[]) is False
 
 
 def test_f1_metric_returns_pass_fail_while_bootstrapping():
     example = dspy.Example(question="q", answer="a red truck").with_inputs("question")
-    assert f1_metric(example, dspy.Prediction(answer="the red car"), trace=[]) is True  # f1 = 0.5
-    assert f1_metric(example, dspy.Prediction(answer="blue car"), trace=[]) is False  # f1 = 0
+    assert _metric("f1")(example, dspy.Prediction(answer="the red car"), trace=[]) is True  # f1 = 0.5
+    assert _metric("f1")(example, dspy.Prediction(answer="blue car"), trace=[]) is False  # f1 = 0
     three = dspy.Example(question="q", answer="one two three four").with_inputs("question")
-    assert f1_metric(three, dspy.Prediction(answer="one"), trace=[]) is False  # f1 = 0.4
+    assert _metric("f1")(three, dspy.Prediction(answer="one"), trace=[]) is False  # f1 = 0.4
+
+
+LABELS = ("waste_and_recycling", "taxes", "roads_and_parks")
+
+
+def test_accuracy_matches_labels_loosely_but_never_guesses():
+    assert accuracy("taxes", "taxes", LABELS) == 1.0
+    assert accuracy(" Taxes. ", "taxes", LABELS) == 1.0
+    assert accuracy("Waste and Recycling", "waste_and_recycling", LABELS) == 1.0
+    assert accuracy("ｔａｘｅｓ", "taxes", LABELS) == 1.0  # full-width letters
+    assert accuracy("taxes: the resident tax office", "taxes", LABELS) == 1.0  # starts with exactly one label
+    assert accuracy("roads_and_parks", "taxes", LABELS) == 0.0
+    assert accuracy("tax", "taxes", LABELS) == 0.0
+    assert accuracy("I think it is about taxes", "taxes", LABELS) == 0.0  # a label mentioned is not a label chosen
+    assert match_label("waste-and-recycling", LABELS) == "waste_and_recycling"
+    assert match_label("parks", LABELS) is None
+    assert accuracy("Taxes", "taxes") == 1.0  # without a label list: the same loose comparison
+
+
+def test_accuracy_metric_reads_labels_from_a_literal_answer_field():
+    from typing import Literal
+
+    from smelt.programs.task import Task
+
+    class Route(dspy.Signature):
+        inquiry: str = dspy.InputField()
+        department: Literal["taxes", "roads_and_parks"] = dspy.OutputField()
+
+    task = Task(name="route", description="d", signature=Route, make_program=lambda o: dspy.Predict(Route))
+    assert task.answer_labels == ("taxes", "roads_and_parks") and task.default_metric == "accuracy"
+    metric = _metric("accuracy", task)
+    example = dspy.Example(inquiry="x", department="taxes").with_inputs("inquiry")
+    assert metric(example, dspy.Prediction(department="Taxes")) == 1.0
+    assert metric(example, dspy.Prediction(department="roads and parks")) == 0.0
+    assert metric(example, dspy.Prediction(department="roads and parks"), trace=[]) is False
 
 
 def test_registry():
-    assert METRICS == {"f1": f1_metric, "em": em_metric}
+    assert set(METRICS) == {"f1", "em", "accuracy"}

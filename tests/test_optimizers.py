@@ -28,13 +28,13 @@ class DummyResolvedLM:
 @pytest.fixture(scope="module")
 def task_and_train():
     task = get_task("doc_qa")
-    return task, task.load_shipped_data().train[:10]
+    return task, task.shipped_data().train[:10]
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_optimizer_compiles_the_program(name, task_and_train):
     task, train = task_and_train
-    program = task.make_program(task.default_options())
+    program = task.program()
     dspy.configure(max_errors=10**9)
     compiled = compile_program(program, name, trainset=train, metric=resolve_metric("f1"), lm=DummyResolvedLM(),
                                settings=CompileSettings(threads=2))
@@ -47,7 +47,7 @@ def test_every_optimizer_compiles_the_program(name, task_and_train):
 
 def test_unknown_optimizer_and_empty_train(task_and_train):
     task, _ = task_and_train
-    program = task.make_program(task.default_options())
+    program = task.program()
     with pytest.raises(SmeltError, match="--optimizer 'adam'"):
         compile_program(program, "adam", trainset=[1], metric=None, lm=DummyResolvedLM(), settings=CompileSettings())
     with pytest.raises(SmeltError, match="train split is empty"):

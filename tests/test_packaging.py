@@ -57,7 +57,7 @@ def test_installed_wheel_runs_from_any_directory(wheel, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "doc_qa" in result.stdout
     data = subprocess.run([str(venv / "bin" / "python"), "-c", "from smelt.programs.registry import get_task; "
-                           "s = get_task('doc_qa').load_shipped_data(); print(len(s.train), len(s.test))"],
+                           "s = get_task("doc_qa").shipped_data(); print(len(s.train), len(s.test))"],
                           cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert data.returncode == 0, data.stderr
     assert data.stdout.split() == ["48", "36"]

@@ -1,0 +1,156 @@
+"""A task: what smelt compiles, distills and sweeps. It names its fields once, in its signature.
+
+    task = Task(
+        name="doc_qa",
+        description="Answer a question about a document.",
+        signature=AnswerAfterDocument,          # inputs -> outputs of the task as a whole
+        make_program=lambda options: DocQA(options),
+        options=DocQAOptions,                   # a dataclass: -o key=value, and what a sweep turns
+        load_data=load_doc_qa,                  # the shipped train/dev/test Splits (None: --data is needed)
+    )
+
+Every stage (evaluation, metrics, the judge, compile, distill, sweep, `run`, reports) reads the field
+names from here: the inputs are the signature's input fields, the graded answer is its first output field.
+"""
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+
+from smelt.errors import SmeltError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For a task whose program has no knobs."""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    signature: type[dspy.Signature]
+    make_program: Callable[[Any], dspy.Module]  # an instance of `options` -> a fresh, uncompiled program
+    options: type = NoOptions
+    load_data: Callable[[], Any] | None = None  # -> smelt.eval.datasets.Splits
+    metric: str | None = None  # default metric; None: accuracy for a label answer, else f1
+    labels: tuple[str, ...] | None = None  # allowed values of the answer; None: from a Literal annotation, if any
+    # An example as the program's predictor sees it, for demos and distillation: its inputs and outputs under the
+    # predictor's field names (e.g. the retrieved passages beside the question). None: the task's own fields.
+    prepare_demo: Callable[[dspy.Module, dspy.Example], dspy.Example] | None = None
+    # Scores reported beside the metric, e.g. citation precision: (example, prediction) -> {name: value or None}.
+    extra_scores: Callable[[dspy.Example, dspy.Prediction], dict[str, float | None]] | None = None
+    sweep_space: dict[str, Any] = field(default_factory=dict)  # option -> choices or {low, high} for a sweep
+    source: str = ""  # how to find the task again (a shipped name, path.py:attr, module:attr or a task file)
+
+    def __post_init__(self):
+        if not dataclasses.is_dataclass(self.options):
+            raise SmeltError(f"task {self.name}: options must be a dataclass, not {self.options!r}")
+        if not self.signature.output_fields:
+            raise SmeltError(f"task {self.name}: its signature has no output field")
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:
+        return tuple(self.signature.input_fields)
+
+    @property
+    def output_fields(self) -> tuple[str, ...]:
+        return tuple(self.signature.output_fields)
+
+    @property
+    def answer_field(self) -> str:
+        """The output the metric grades: the signature's first output field."""
+        return self.output_fields[0]
+
+    @property
+    def answer_labels(self) -> tuple[str, ...] | None:
+        if self.labels:
+            return tuple(self.labels)
+        annotation = self.signature.output_fields[self.answer_field].annotation
+        if typing.get_origin(annotation) is typing.Literal:
+            return tuple(str(value) for value in typing.get_args(annotation))
+        return None
+
+    @property
+    def default_metric(self) -> str:
+        return self.metric or ("accuracy" if self.answer_labels else "f1")
+
+    def default_options(self) -> dict:
+        return dataclasses.asdict(self.options())
+
+    def program(self, options: dict | None = None) -> dspy.Module:
+        """A fresh program built with these options (missing ones take their defaults)."""
+        known = {f.name for f in dataclasses.fields(self.options)}
+        unknown = set(options or {}) - known
+        if unknown:
+            raise SmeltError(f"task {self.name}: unknown program option(s) {', '.join(sorted(unknown))}; "
+                             f"valid: {describe_options(self.options)}")
+        return self.make_program(self.options(**(options or {})))
+
+    def as_demo(self, program: dspy.Module, example: dspy.Example) -> dspy.Example:
+        return self.prepare_demo(program, example) if self.prepare_demo else example
+
+    def shipped_data(self):
+        if self.load_data is None:
+            raise SmeltError(f"task {self.name} ships no data; pass --data FILE or --train/--dev/--test files")
+        return self.load_data()
+
+
+def describe_options(options: type) -> str:
+    """'predictor (str), top_k (int)' — the valid -o keys and their types."""
+    fields = dataclasses.fields(options)
+    if not fields:
+        return "none (this task's program takes no options)"
+    return ", ".join(f"{f.name} ({_type_name(f.type)})" for f in fields)
+
+
+def parse_option_pairs(task: Task, pairs: tuple[str, ...] | list[str]) -> dict:
+    """``-o key=value`` pairs into typed program options, checked against the task's options dataclass."""
+    fields = {f.name: f for f in dataclasses.fields(task.options)}
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise SmeltError(f"-o {pair!r}: expected KEY=VALUE, e.g. -o predictor=cot; "
+                             f"valid keys for {task.name}: {describe_options(task.options)}")
+        if key not in fields:
+            raise SmeltError(f"-o {key}: not an option of task {task.name}; valid: {describe_options(task.options)}")
+        options[key] = _convert(key, text.strip(), fields[key].type, task.options)
+    return options
+
+
+def _type_name(annotation) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(str(value) for value in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _convert(key: str, text: str, annotation, options: type):
+    annotation = typing.get_type_hints(options).get(key, annotation)
+
+    def bad() -> SmeltError:
+        return SmeltError(f"-o {key}={text}: expected {_type_name(annotation)}; "
+                          f"valid keys and types: {describe_options(options)}")
+
+    if typing.get_origin(annotation) is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if text not in [str(v) for v in allowed]:
+            raise bad()
+        return next(v for v in allowed if str(v) == text)
+    if annotation is bool:
+        if text.lower() in ("true", "yes", "1", "on"):
+            return True
+        if text.lower() in ("false", "no", "0", "off"):
+            return False
+        raise bad()
+    if annotation in (int, float):
+        try:
+            return annotation(text)
+        except ValueError:
+            raise bad() from None
+    return text

@@ -1,0 +1,194 @@
+"""A task declared in a TOML (or YAML) file, no Python:
+
+    name = "inquiry_routing"                      # default: the file name
+    description = "Route a citizen's inquiry to the department that handles it."
+    signature = "inquiry -> department"           # a DSPy string signature
+    instructions = "Pick the one department ..."
+    metric = "accuracy"                           # f1, em, accuracy or judge (default: accuracy with labels, else f1)
+    predictor = "predict"                         # or "cot"
+    max_tokens = 16
+
+    [fields.inquiry]
+    desc = "a resident's message, in Japanese or English"
+    [fields.department]
+    desc = "the department that handles it"
+    labels = ["taxes", "roads_and_parks"]          # the allowed answers (first output field only)
+
+    [data]                                        # paths relative to this file
+    train = "inquiry_routing/train.jsonl"         # or: file = "all.jsonl", split 40/20/40 by seed 0
+    dev = "inquiry_routing/dev.jsonl"
+    test = "inquiry_routing/test.jsonl"
+
+A mistake is one error naming the file and the key.
+"""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from smelt.errors import SmeltError
+from smelt.programs.signature_program import PREDICTORS, SignatureProgram, options_with_defaults
+from smelt.programs.task import Task
+
+TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data")
+FIELD_KEYS = ("desc", "prefix", "labels")
+DATA_KEYS = ("train", "dev", "test", "file")
+METRICS = ("f1", "em", "accuracy", "judge")
+
+
+def load_task_file(path_text: str) -> Task:
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file():
+        raise SmeltError(f"TASK {path_text}: no such task file")
+    spec = _read(path)
+
+    def bad(key: str, what: str) -> SmeltError:
+        return SmeltError(f"{path}: {key}: {what}")
+
+    unknown = [key for key in spec if key not in TOP_KEYS]
+    if unknown:
+        raise bad(unknown[0], f"unknown key; a task file takes {', '.join(TOP_KEYS)}")
+    signature = _signature(spec, bad)
+    signature, labels = _apply_fields(spec.get("fields", {}), signature, bad)
+    if labels:
+        signature = signature.with_updated_fields(next(iter(signature.output_fields)),
+                                                  desc=_with_labels(signature, labels))
+    name = _string(spec, "name", bad, path.stem)
+    metric = spec.get("metric")
+    if metric is not None and metric not in METRICS:
+        raise bad("metric", f"{metric!r} is not one of {', '.join(METRICS)}")
+    if metric == "accuracy" and not labels:
+        raise bad("metric", "accuracy needs the allowed answers: give fields.<first output>.labels")
+    predictor = _string(spec, "predictor", bad, "predict")
+    if predictor not in PREDICTORS:
+        raise bad("predictor", f"{predictor!r} is not one of {', '.join(PREDICTORS)}")
+    max_tokens = spec.get("max_tokens", 64)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise bad("max_tokens", f"{max_tokens!r} is not a positive integer")
+    options = options_with_defaults(name, predictor, max_tokens)
+    return Task(
+        name=name,
+        description=_string(spec, "description", bad, f"the task in {path.name}"),
+        signature=signature,
+        make_program=lambda o: SignatureProgram(signature, o),
+        options=options,
+        load_data=_data_loader(spec.get("data"), path, signature, bad),
+        metric=metric,
+        labels=tuple(labels) if labels else None,
+        sweep_space={"predictor": ["predict", "cot"]},
+        source=str(path),
+    )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SmeltError(f"{path}: not valid TOML ({exc})") from None
+    except Exception as exc:  # yaml's errors carry the line
+        raise SmeltError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SmeltError(f"{path}: a task file is a table of keys (name, signature, fields, data, ...)")
+    return data
+
+
+def _string(spec: dict, key: str, bad, default: str) -> str:
+    value = spec.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise bad(key, f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _signature(spec: dict, bad) -> type[dspy.Signature]:
+    if "signature" not in spec:
+        raise bad("signature", 'missing; give a DSPy string signature such as "document, question -> answer"')
+    text = spec["signature"]
+    if not isinstance(text, str) or "->" not in text:
+        raise bad("signature", f'{text!r} is not a DSPy string signature such as "document, question -> answer"')
+    instructions = spec.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise bad("instructions", "expected a string")
+    try:
+        signature = dspy.Signature(text, instructions) if instructions else dspy.Signature(text)
+    except Exception as exc:  # DSPy raises ValueError or SyntaxError for a malformed signature
+        raise bad("signature", f"{text!r} could not be parsed ({exc})") from None
+    if not signature.input_fields or not signature.output_fields:
+        raise bad("signature", f"{text!r} needs at least one input and one output field")
+    return signature
+
+
+def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], list[str] | None]:
+    """The signature with the file's field descriptions, and the answer's labels if given."""
+    if not isinstance(fields, dict):
+        raise bad("fields", "expected a table of [fields.NAME] sections")
+    labels = None
+    names = [*signature.input_fields, *signature.output_fields]
+    answer = next(iter(signature.output_fields))
+    for name, entry in fields.items():
+        key = f"fields.{name}"
+        if name not in names:
+            raise bad(key, f"not a field of the signature; its fields: {', '.join(names)}")
+        if not isinstance(entry, dict):
+            raise bad(key, "expected a table with desc (and labels for the answer)")
+        unknown = [k for k in entry if k not in FIELD_KEYS]
+        if unknown:
+            raise bad(f"{key}.{unknown[0]}", f"unknown key; a field takes {', '.join(FIELD_KEYS)}")
+        for text_key in ("desc", "prefix"):
+            if text_key in entry:
+                if not isinstance(entry[text_key], str):
+                    raise bad(f"{key}.{text_key}", "expected a string")
+                signature = signature.with_updated_fields(name, **{text_key: entry[text_key]})
+        if "labels" in entry:
+            value = entry["labels"]
+            if name != answer:
+                raise bad(f"{key}.labels", f"labels belong to the answer, the first output field ({answer})")
+            if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and v for v in value):
+                raise bad(f"{key}.labels", "expected a list of at least two non-empty strings")
+            if len(set(value)) != len(value):
+                raise bad(f"{key}.labels", "a label is listed twice")
+            labels = value
+    return signature, labels
+
+
+def _with_labels(signature, labels: list[str]) -> str:
+    desc = signature.output_fields[next(iter(signature.output_fields))].json_schema_extra.get("desc", "")
+    listed = "one of: " + ", ".join(labels)
+    return f"{desc.rstrip('.')}; {listed}" if desc and not desc.startswith("${") else listed
+
+
+def _data_loader(data: Any, path: Path, signature, bad):
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise bad("data", "expected a table with train, dev and test (or file)")
+    unknown = [k for k in data if k not in DATA_KEYS]
+    if unknown:
+        raise bad(f"data.{unknown[0]}", f"unknown key; data takes {', '.join(DATA_KEYS)}")
+    given = {k: v for k, v in data.items()}
+    for key, value in given.items():
+        if not isinstance(value, str) or not (path.parent / value).is_file():
+            raise bad(f"data.{key}", f"{value!r}: no such file (paths are relative to {path.parent})")
+    splits = [k for k in ("train", "dev", "test") if k in given]
+    if "file" in given and splits:
+        raise bad("data.file", "give either file (split 40/20/40) or train, dev and test")
+    if "file" not in given and len(splits) != 3:
+        missing = [k for k in ("train", "dev", "test") if k not in given]
+        raise bad(f"data.{missing[0]}", "missing; give train, dev and test together (or one file)")
+    files = {k: str(path.parent / v) for k, v in given.items()}
+    inputs, answer = tuple(signature.input_fields), next(iter(signature.output_fields))
+
+    def load():
+        from smelt.eval.datasets import load_splits
+
+        return load_splits(data=files.get("file"), train=files.get("train"), dev=files.get("dev"),
+                           test=files.get("test"), fields={}, input_keys=inputs, required=(*inputs, answer), seed=0)
+
+    return load
