@@ -123,9 +123,9 @@ def cli():
 
 @cli.command()
 @click.argument("task")
-@click.option("--optimizer", default="bootstrap", show_default=True,
+@click.option("--optimizer",
               type=click.Choice(["none", "labeled", "bootstrap", "random_search", "mipro", "copro", "simba", "gepa"]),
-              help="DSPy optimizer")
+              help="DSPy optimizer (default: the task's, else bootstrap)")
 @click.option("--lm", default="gemma-3-270m", show_default=True, help=LM_HELP)
 @click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
               help="a program option of the task, e.g. -o predictor=cot -o top_k=3 (repeatable; a wrong key or type "
@@ -134,8 +134,8 @@ def cli():
 @click.option("--placement", type=click.Choice(["question_last", "question_first"]), help="doc_qa: -o placement=...")
 @click.option("--context-chars", type=int, help="doc_qa: same as -o context_chars=...")
 @click.option("--top-k", type=int, help="doc_qa, rag_qa: same as -o top_k=...")
-@click.option("--max-demos", default=2, show_default=True, help="bootstrapped demos per predictor")
-@click.option("--max-labeled-demos", default=2, show_default=True, help="labeled demos per predictor")
+@click.option("--max-demos", type=int, help="bootstrapped demos per predictor (default: the task's, else 2)")
+@click.option("--max-labeled-demos", type=int, help="labeled demos per predictor (default: the task's, else 2)")
 @click.option("--resume", type=click.Path(), help="continue an interrupted compile run in this run directory")
 @run_options()
 def compile(task, **kwargs):

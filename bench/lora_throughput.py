@@ -93,7 +93,8 @@ def doc_qa_examples(tokenizer, count: int):
     for i in range(count):  # spread over the split, so both languages are in
         example = train[(i * len(train)) // count if count <= len(train) else i % len(train)]
         inputs = dict(task.as_demo(program, example).inputs())
-        examples.append(tokenize_sft(tokenizer, sft_messages(program, inputs), sft_completion(program.predictors()[0].signature, {"answer": example.answer})))
+        completion = sft_completion(program.predictors()[0].signature, {"answer": example.answer})
+        examples.append(tokenize_sft(tokenizer, sft_messages(program, inputs), completion))
     return examples
 
 

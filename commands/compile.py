@@ -6,7 +6,7 @@ compiled on dev/test -> run directory. Every evaluation appends to its JSONL as 
 """
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from smelt.commands.common import (
@@ -29,10 +29,10 @@ from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 @dataclass
 class CompileOptions(RunOptions):
     task: str = "doc_qa"
-    optimizer: str = "bootstrap"
+    optimizer: str | None = None  # None: the task's compile default, else bootstrap
     lm: str = "gemma-3-270m"
-    max_demos: int = 2
-    max_labeled_demos: int = 2
+    max_demos: int | None = None  # None: the task's, else 2
+    max_labeled_demos: int | None = None  # None: the task's, else 2
     program_options: dict = field(default_factory=dict)  # -o key=value, e.g. {"predictor": "cot"}
     resume: str | None = None
 
@@ -47,6 +47,7 @@ class CompileOutcome:
 def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     started = time.perf_counter()
     task = get_task(options.task)
+    options = with_compile_defaults(options, task)
     configure_dspy(options.threads)
     program_options = {**task.default_options(), **options.program_options}
     baseline = task.program(program_options)  # validates the options before any slow work
@@ -122,6 +123,16 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
 
 
 
+COMPILE_DEFAULTS = {"optimizer": "bootstrap", "max_demos": 2, "max_labeled_demos": 2}
+
+
+def with_compile_defaults(options: CompileOptions, task) -> CompileOptions:
+    """Optimizer settings the user left out: the task's own defaults, else smelt's."""
+    chosen = {name: getattr(options, name) for name in COMPILE_DEFAULTS}
+    return replace(options, **{name: task.compile_defaults.get(name, default) if chosen[name] is None
+                               else chosen[name] for name, default in COMPILE_DEFAULTS.items()})
+
+
 def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, settings: CompileSettings, train,
                  *, metric, lm, log=print):
     """Compile the task's program on ``train`` and save it as ``run_dir/program.json`` (DSPy JSON, written
@@ -133,6 +144,11 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
         log(f"[smelt] reusing the compiled program in {program_file}")
         return program
     log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")
+    if task.answer_labels:  # demos taken in order then cover the labels in turn, not the first label's examples
+        from smelt.optimizers.compile import interleave_labels
+
+        train = interleave_labels(train, task.answer_field, seed=settings.seed)
+        settings = replace(settings, labeled_in_order=True)
     trainset = [task.as_demo(program, ex) for ex in train]
     compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings)
     save_program(compiled, run_dir)

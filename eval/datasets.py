@@ -176,7 +176,7 @@ def _columns_here(record: dict) -> str:
     return shown or "none"
 
 
-def _to_rows(
+def to_rows(
     records: Iterable[tuple[int, dict]],
     *,
     source: str,
@@ -229,7 +229,7 @@ def to_examples(
     required: tuple[str, ...],
 ) -> list[dspy.Example]:
     """Build dspy.Examples; `fields` maps task field -> column (unmapped fields keep their own name)."""
-    rows = _to_rows(records, source=source, fields=fields, input_keys=input_keys, required=required)
+    rows = to_rows(records, source=source, fields=fields, input_keys=input_keys, required=required)
     return [dspy.Example(**row).with_inputs(*input_keys) for _, row in rows]
 
 
@@ -373,69 +373,6 @@ def load_splits(
         f"--data {data}: no such file and not a hub dataset id (owner/name); "
         "pass an existing JSONL, CSV or Parquet file"
     )
-
-
-# ---------------------------------------------------------------------------- the shipped doc_qa task
-
-_DOC_QA_SPLITS = ("train", "dev", "test")
-
-
-def load_doc_qa_shipped(data_dir: Path) -> Splits:
-    """Load the shipped doc_qa task: questions from {train,dev,test}.jsonl joined with documents.jsonl.
-
-    `data_dir` is the folder holding those files (or its parent, holding a doc_qa/ folder).
-    """
-    data_dir = Path(data_dir)
-    if not (data_dir / "documents.jsonl").exists() and (data_dir / "doc_qa").is_dir():
-        data_dir = data_dir / "doc_qa"
-    docs_path = data_dir / "documents.jsonl"
-    documents: dict[str, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
-    for line, doc in _to_rows(
-        load_records(docs_path), source=str(docs_path), fields={}, input_keys=(), required=("id", "text")
-    ):
-        if doc["id"] in documents:
-            raise SmeltError(
-                f"{docs_path}:{line}: duplicate document id {doc['id']!r} "
-                f"(first on line {first_line[doc['id']]}); give each document its own id"
-            )
-        documents[doc["id"]], first_line[doc["id"]] = doc, line
-
-    seen: dict[str, str] = {}  # question id -> "file:line", to catch a question in two splits
-    by_split: dict[str, list[dspy.Example]] = {}
-    sources = {"documents": str(docs_path)}
-    for split in _DOC_QA_SPLITS:
-        path = data_dir / f"{split}.jsonl"
-        rows = _to_rows(
-            load_records(path),
-            source=str(path),
-            fields={},
-            input_keys=("question",),
-            required=("id", "doc_id", "question", "answer"),
-        )
-        examples = []
-        for line, row in rows:
-            doc = documents.get(row["doc_id"])
-            if doc is None:
-                raise SmeltError(f"{path}:{line}: unknown doc_id {row['doc_id']!r} (not in documents.jsonl)")
-            if row["id"] in seen:
-                raise SmeltError(
-                    f"{path}:{line}: duplicate question id {row['id']!r} (also at {seen[row['id']]})"
-                )
-            seen[row["id"]] = f"{path.name}:{line}"
-            example = dspy.Example(
-                id=row["id"],
-                document=doc["text"],
-                question=row["question"],
-                answer=row["answer"],
-                language=row.get("language") or doc.get("language"),
-                kind=row.get("kind"),
-                doc_id=row["doc_id"],
-            )
-            examples.append(example.with_inputs("document", "question"))
-        by_split[split] = examples
-        sources[split] = str(path)
-    return Splits(by_split["train"], by_split["dev"], by_split["test"], sources)
 
 
 def _short(error: Exception) -> str:

@@ -19,6 +19,7 @@ class CompileSettings:
     max_labeled_demos: int = 2
     num_candidates: int = 4  # candidate programs tried by random_search
     candidate_eval_size: int | None = None  # random_search scores candidates on this many train examples (None: all)
+    labeled_in_order: bool = False  # labeled demos: the first of train (as interleave_labels ordered it), not a sample
 
 
 def _none(program, trainset, metric, lm, s: CompileSettings):
@@ -26,7 +27,8 @@ def _none(program, trainset, metric, lm, s: CompileSettings):
 
 
 def _labeled(program, trainset, metric, lm, s):
-    return dspy.LabeledFewShot(k=s.max_labeled_demos).compile(program, trainset=trainset)
+    labeled = dspy.LabeledFewShot(k=s.max_labeled_demos)
+    return labeled.compile(program, trainset=trainset, sample=not s.labeled_in_order)
 
 
 def _bootstrap(program, trainset, metric, lm, s):
@@ -81,6 +83,23 @@ def _gepa(program, trainset, metric, lm, s):
         reflection_minibatch_size=3,
     )
     return optimizer.compile(program, trainset=trainset)
+
+
+def interleave_labels(examples: list, field: str, *, seed: int = 0) -> list:
+    """The examples reordered so that labels take turns (one of each, then the next of each, ...), each label's
+    examples shuffled by ``seed``: a label task's first k demos then cover k labels."""
+    import random
+
+    by_label: dict[str, list] = {}
+    for example in examples:
+        by_label.setdefault(str(example.get(field)), []).append(example)
+    rng = random.Random(seed)
+    for group in by_label.values():
+        rng.shuffle(group)
+    ordered = []
+    for turn in range(max((len(group) for group in by_label.values()), default=0)):
+        ordered += [group[turn] for group in by_label.values() if turn < len(group)]
+    return ordered
 
 
 OPTIMIZERS: dict[str, Callable] = {

@@ -2,7 +2,8 @@
 
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import dspy
 
@@ -69,9 +70,67 @@ def _show_passages(program: DocQA, example: dspy.Example) -> dspy.Example:
     return example.copy(document=short).with_inputs(*example.inputs().keys())
 
 
-def _load_data():
-    from smelt.eval.datasets import load_doc_qa_shipped
+def load_doc_qa_shipped(data_dir: Path):
+    """Load the shipped doc_qa task: questions from {train,dev,test}.jsonl joined with documents.jsonl.
 
+    `data_dir` is the folder holding those files (or its parent, holding a doc_qa/ folder).
+    """
+    from smelt.eval.datasets import Splits, load_records, to_rows
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "documents.jsonl").exists() and (data_dir / "doc_qa").is_dir():
+        data_dir = data_dir / "doc_qa"
+    docs_path = data_dir / "documents.jsonl"
+    documents: dict[str, dict[str, Any]] = {}
+    first_line: dict[str, int] = {}
+    for line, doc in to_rows(
+        load_records(docs_path), source=str(docs_path), fields={}, input_keys=(), required=("id", "text")
+    ):
+        if doc["id"] in documents:
+            raise SmeltError(
+                f"{docs_path}:{line}: duplicate document id {doc['id']!r} "
+                f"(first on line {first_line[doc['id']]}); give each document its own id"
+            )
+        documents[doc["id"]], first_line[doc["id"]] = doc, line
+
+    seen: dict[str, str] = {}  # question id -> "file:line", to catch a question in two splits
+    by_split: dict[str, list[dspy.Example]] = {}
+    sources = {"documents": str(docs_path)}
+    for split in ("train", "dev", "test"):
+        path = data_dir / f"{split}.jsonl"
+        rows = to_rows(
+            load_records(path),
+            source=str(path),
+            fields={},
+            input_keys=("question",),
+            required=("id", "doc_id", "question", "answer"),
+        )
+        examples = []
+        for line, row in rows:
+            doc = documents.get(row["doc_id"])
+            if doc is None:
+                raise SmeltError(f"{path}:{line}: unknown doc_id {row['doc_id']!r} (not in documents.jsonl)")
+            if row["id"] in seen:
+                raise SmeltError(
+                    f"{path}:{line}: duplicate question id {row['id']!r} (also at {seen[row['id']]})"
+                )
+            seen[row["id"]] = f"{path.name}:{line}"
+            example = dspy.Example(
+                id=row["id"],
+                document=doc["text"],
+                question=row["question"],
+                answer=row["answer"],
+                language=row.get("language") or doc.get("language"),
+                kind=row.get("kind"),
+                doc_id=row["doc_id"],
+            )
+            examples.append(example.with_inputs("document", "question"))
+        by_split[split] = examples
+        sources[split] = str(path)
+    return Splits(by_split["train"], by_split["dev"], by_split["test"], sources)
+
+
+def _load_data():
     return load_doc_qa_shipped(DATA_DIR / "doc_qa")
 
 

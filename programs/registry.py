@@ -87,7 +87,12 @@ def _from_python(target: str, attribute: str, spec: str) -> Task:
         raise SmeltError(f"TASK {spec}: {target} defines no {attribute!r}")
     found = getattr(module, attribute)
     if callable(found) and not isinstance(found, Task):
-        found = found()
+        try:
+            found = found()
+        except SmeltError:
+            raise
+        except Exception as exc:
+            raise SmeltError(f"TASK {spec}: calling {attribute}() failed ({type(exc).__name__}: {exc})") from exc
     if not isinstance(found, Task):
         raise SmeltError(f"TASK {spec}: {attribute} is a {type(found).__name__}, not a smelt.programs.task.Task")
     return _with_source(found, source)

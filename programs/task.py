@@ -45,6 +45,8 @@ class Task:
     # Scores reported beside the metric, e.g. citation precision: (example, prediction) -> {name: value or None}.
     extra_scores: Callable[[dspy.Example, dspy.Prediction], dict[str, float | None]] | None = None
     sweep_space: dict[str, Any] = field(default_factory=dict)  # option -> choices or {low, high} for a sweep
+    # compile's defaults for this task where the user gives none: optimizer, max_demos, max_labeled_demos.
+    compile_defaults: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # how to find the task again (a shipped name, path.py:attr, module:attr or a task file)
 
     def __post_init__(self):

@@ -14,6 +14,10 @@
     desc = "the department that handles it"
     labels = ["taxes", "roads_and_parks"]          # the allowed answers (first output field only)
 
+    [compile]                                     # compile's defaults for this task (flags override them)
+    optimizer = "labeled"
+    max_labeled_demos = 6
+
     [data]                                        # paths relative to this file
     train = "inquiry_routing/train.jsonl"         # or: file = "all.jsonl", split 40/20/40 by seed 0
     dev = "inquiry_routing/dev.jsonl"
@@ -32,7 +36,9 @@ from smelt.errors import SmeltError
 from smelt.programs.signature_program import PREDICTORS, SignatureProgram, options_with_defaults
 from smelt.programs.task import Task
 
-TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data")
+TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data",
+            "compile")
+COMPILE_KEYS = {"optimizer": str, "max_demos": int, "max_labeled_demos": int}
 FIELD_KEYS = ("desc", "prefix", "labels")
 DATA_KEYS = ("train", "dev", "test", "file")
 METRICS = ("f1", "em", "accuracy", "judge")
@@ -78,6 +84,7 @@ def load_task_file(path_text: str) -> Task:
         metric=metric,
         labels=tuple(labels) if labels else None,
         sweep_space={"predictor": ["predict", "cot"]},
+        compile_defaults=_compile_defaults(spec.get("compile", {}), bad),
         source=str(path),
     )
 
@@ -162,6 +169,23 @@ def _with_labels(signature, labels: list[str]) -> str:
     desc = signature.output_fields[next(iter(signature.output_fields))].json_schema_extra.get("desc", "")
     listed = "one of: " + ", ".join(labels)
     return f"{desc.rstrip('.')}; {listed}" if desc and not desc.startswith("${") else listed
+
+
+def _compile_defaults(table: Any, bad) -> dict:
+    from smelt.optimizers.compile import OPTIMIZERS
+
+    if not isinstance(table, dict):
+        raise bad("compile", "expected a table with optimizer, max_demos, max_labeled_demos")
+    for key, value in table.items():
+        if key not in COMPILE_KEYS:
+            raise bad(f"compile.{key}", f"unknown key; compile takes {', '.join(COMPILE_KEYS)}")
+        wrong_type = not isinstance(value, COMPILE_KEYS[key]) or isinstance(value, bool)
+        if wrong_type or (isinstance(value, int) and value < 0):
+            kind = "name" if key == "optimizer" else "count (0 or more)"
+            raise bad(f"compile.{key}", f"{value!r} is not a {kind}")
+    if "optimizer" in table and table["optimizer"] not in OPTIMIZERS:
+        raise bad("compile.optimizer", f"{table['optimizer']!r} is not one of {', '.join(OPTIMIZERS)}")
+    return dict(table)
 
 
 def _data_loader(data: Any, path: Path, signature, bad):

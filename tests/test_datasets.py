@@ -11,7 +11,6 @@ import pytest
 from smelt.errors import SmeltError
 from smelt.eval.datasets import (
     Splits,
-    load_doc_qa_shipped,
     load_hub_records,
     load_records,
     load_splits,
@@ -20,6 +19,7 @@ from smelt.eval.datasets import (
     sha256_of_file,
     to_examples,
 )
+from smelt.programs.doc_qa import load_doc_qa_shipped
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "doc_qa"
 UNANSWERABLE = {"The document does not say.", "文書に記載がありません。"}

@@ -29,7 +29,8 @@ def test_sft_prompt_tokens_are_exactly_what_the_student_sends(instructions):
     student = lm_for_spec("gemma-3-270m", device="cpu", cache=False, instructions=instructions)
     inputs = dict(task.as_demo(program, example).inputs())
     messages = sft_messages(program, inputs, instructions)
-    sft = tokenize_sft(student.engine.tokenizer, messages, sft_completion(program.predictors()[0].signature, {"answer": example.answer}))
+    completion = sft_completion(program.predictors()[0].signature, {"answer": example.answer})
+    sft = tokenize_sft(student.engine.tokenizer, messages, completion)
 
     sent = []
     original = student.engine.generate_batch

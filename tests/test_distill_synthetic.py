@@ -7,9 +7,10 @@ import dspy
 from dspy.adapters import ChatAdapter
 from dspy.utils.dummies import DummyLM
 
-from smelt.commands.distill import DistillOptions, Teacher, _synthetic_rows
+from smelt.commands.distill import sft_row
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.build import ResolvedLM
+from smelt.optimizers.synthetic_examples import write_synthetic_examples
 from smelt.programs.registry import get_task
 
 DOCUMENT = ("北川市立図書館は毎月第2月曜日が休館日です。開館時間は9時から19時です。"
@@ -19,19 +20,14 @@ ASKED = "休館日はいつですか？"
 
 def _synthesize(rating: str, wanted: int):
     task = get_task("doc_qa")
-    options = task.default_options()
-    teacher = Teacher(task.make_program(options), lm_for_spec("gemma-3-270m", device="cpu", cache=False), options,
-                      "model gemma-3-270m")
-    student_program = task.make_program({**options, "predictor": "predict"})
+    program, teacher_lm = task.program(), lm_for_spec("gemma-3-270m", device="cpu", cache=False)
     train = [dspy.Example(id="t1", document=DOCUMENT, question=ASKED, answer="毎月第2月曜日").with_inputs(
         "document", "question")]
     verdicts = DummyLM([{"rationale": "checked against the document", "rating": rating}] * (3 * wanted))
     judge = ResolvedLM(parse_spec("openai/stand-in-judge"), verdicts, ChatAdapter())
     logged = []
-    rows = _synthetic_rows(task, teacher, student_program, train, judge,
-                           DistillOptions(task="doc_qa", student="gemma-3-270m", teacher="gemma-3-270m",
-                                          synthetic=wanted),
-                           logged.append)
+    written = write_synthetic_examples(task, program, teacher_lm, train, judge, count=wanted, log=logged.append)
+    rows = [sft_row(task, program, example, outputs, "synthetic", False) for example, outputs in written]
     return rows, logged
 
 

@@ -55,9 +55,9 @@ def test_installed_wheel_runs_from_any_directory(wheel, tmp_path):
     result = subprocess.run([str(venv / "bin" / "smelt"), "tasks"], cwd=elsewhere, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "doc_qa" in result.stdout
+    assert "doc_qa" in result.stdout and "rag_qa" in result.stdout
     data = subprocess.run([str(venv / "bin" / "python"), "-c", "from smelt.programs.registry import get_task; "
-                           "s = get_task("doc_qa").shipped_data(); print(len(s.train), len(s.test))"],
+                           "s = get_task('rag_qa').shipped_data(); print(len(s.train), len(s.test))"],
                           cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert data.returncode == 0, data.stderr
     assert data.stdout.split() == ["48", "36"]

@@ -9,11 +9,12 @@ from smelt.programs.registry import get_task
 
 DOC_QA_TASK = get_task("doc_qa")
 DOC_QA = DOC_QA_TASK.default_options()
+DOC_QA_SPACE = DOC_QA_TASK.sweep_space
 
 
 def test_default_compile_space_fits_the_model():
-    small = default_space("compile", DOC_QA_TASK.sweep_space, capable_model=False)
-    capable = default_space("compile", DOC_QA_TASK.sweep_space, capable_model=True)
+    small = default_space("compile", DOC_QA_SPACE, capable_model=False)
+    capable = default_space("compile", DOC_QA_SPACE, capable_model=True)
     assert set(small.params["optimizer"].choices) == {"none", "labeled", "bootstrap"}
     assert {"random_search", "mipro", "simba"} <= set(capable.params["optimizer"].choices)
     assert small.params["predictor"].value == "predict" and capable.params["predictor"].choices == ("predict", "cot")
@@ -42,7 +43,8 @@ def test_a_space_file_overrides_entries_and_keeps_the_rest(tmp_path):
 def test_toml_space_file(tmp_path):
     path = tmp_path / "space.toml"
     path.write_text('optimizer = ["none", "labeled"]\n[top_k]\nlow = 1\nhigh = 3\n', encoding="utf-8")
-    space = load_space(path, default_space("compile", DOC_QA_TASK.sweep_space, capable_model=False), allowed_names("compile", DOC_QA))
+    base = default_space("compile", DOC_QA_SPACE, capable_model=False)
+    space = load_space(path, base, allowed_names("compile", DOC_QA))
     assert space.params["optimizer"].choices == ("none", "labeled") and space.params["top_k"].is_int
     params = space.suggest(optuna.create_study().ask())
     assert "num_candidates" not in params  # only sampled for random_search
@@ -62,12 +64,12 @@ def test_bad_space_files_name_the_key(tmp_path, text, fragment):
     path = tmp_path / "space.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(SmeltError) as error:
-        load_space(path, default_space("compile", DOC_QA_TASK.sweep_space, capable_model=False), allowed_names("compile", DOC_QA))
+        load_space(path, default_space("compile", DOC_QA_SPACE, capable_model=False), allowed_names("compile", DOC_QA))
     assert fragment in str(error.value) and str(path) in str(error.value)
 
 
 def test_space_file_errors_for_the_file_itself(tmp_path):
-    base, allowed = default_space("compile", DOC_QA_TASK.sweep_space, capable_model=False), allowed_names("compile", DOC_QA)
+    base, allowed = default_space("compile", DOC_QA_SPACE, capable_model=False), allowed_names("compile", DOC_QA)
     with pytest.raises(SmeltError, match="no such file"):
         load_space(tmp_path / "missing.yaml", base, allowed)
     (tmp_path / "space.json").write_text("{}")
