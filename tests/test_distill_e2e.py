@@ -7,7 +7,7 @@ import dspy
 import pytest
 from dspy.utils.exceptions import AdapterParseError
 
-from smelt.commands.answer import answer_question
+from smelt.commands.answer import answer
 from smelt.commands.common import DataOptions, load_run
 from smelt.commands.distill import DistillOptions, run_distill, sft_completion, sft_messages
 from smelt.errors import SmeltError
@@ -81,10 +81,12 @@ def test_eval_and_run_accept_a_distill_run(distilled_run):
     loaded = load_run(run_dir)
     assert loaded.lm.adapter_dir and loaded.lm.lm.model != lm_for_spec("gemma-3-270m").lm.model
     assert loaded.lm.adapter.instructions is False  # the prompt format the adapter was trained on
-    answer = answer_question("doc_qa", str(run_dir), DOCUMENT, "開館時間は？")
-    assert isinstance(answer, str)
+    reply = answer(str(run_dir), {"document": DOCUMENT, "question": "開館時間は？"}, task="doc_qa")
+    assert set(reply) == {"answer"} and isinstance(reply["answer"], str)
     with pytest.raises(SmeltError, match="unknown task 'summarize'"):
-        answer_question("summarize", str(run_dir), DOCUMENT, "開館時間は？")
+        answer(str(run_dir), {"document": DOCUMENT, "question": "開館時間は？"}, task="summarize")
+    with pytest.raises(SmeltError, match="--input title: not an input of task doc_qa"):
+        answer(str(run_dir), {"document": DOCUMENT, "question": "q", "title": "x"})
 
 
 def test_a_run_of_another_task_is_refused(distilled_run, tmp_path):
