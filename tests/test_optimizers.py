@@ -36,7 +36,8 @@ def test_every_optimizer_compiles_the_program(name, task_and_train):
     task, train = task_and_train
     program = task.program()
     dspy.configure(max_errors=10**9)
-    compiled = compile_program(program, name, trainset=train, metric=resolve_metric("f1"), lm=DummyResolvedLM(),
+    metric = resolve_metric("f1", task)
+    compiled = compile_program(program, name, trainset=train, metric=metric, lm=DummyResolvedLM(),
                                settings=CompileSettings(threads=2))
     assert type(compiled) is type(program) and compiled is not program
     assert len(compiled.predictors()) == len(program.predictors())
