@@ -21,7 +21,7 @@ from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
 from smelt.eval.report import failure_examples, markdown_table, text_table
-from smelt.optimizers.compile import CompileSettings, compile_program
+from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings, compile_program
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 
@@ -123,14 +123,10 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
 
 
 
-COMPILE_DEFAULTS = {"optimizer": "bootstrap", "max_demos": 2, "max_labeled_demos": 2}
-
-
 def with_compile_defaults(options: CompileOptions, task) -> CompileOptions:
     """Optimizer settings the user left out: the task's own defaults, else smelt's."""
-    chosen = {name: getattr(options, name) for name in COMPILE_DEFAULTS}
-    return replace(options, **{name: task.compile_defaults.get(name, default) if chosen[name] is None
-                               else chosen[name] for name, default in COMPILE_DEFAULTS.items()})
+    defaults = {**COMPILE_DEFAULTS, **task.compile_defaults}
+    return replace(options, **{name: value for name, value in defaults.items() if getattr(options, name) is None})
 
 
 def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, settings: CompileSettings, train,

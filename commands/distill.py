@@ -105,7 +105,7 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     return Teacher(task.program(), lm, task.default_options(), f"model {options.teacher}")
 
 
-def zero_shot_options(task, teacher_options: dict) -> dict:
+def zero_shot_options(teacher_options: dict) -> dict:
     """The student's program options: the teacher's, with a plain Predict where the task has a predictor knob
     (a distilled student answers directly; that, with the smaller model, is where its speed comes from)."""
     return {**teacher_options, **({"predictor": "predict"} if "predictor" in teacher_options else {})}
@@ -169,7 +169,7 @@ def run_distill(options: DistillOptions, log=print):
     judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
                         cache=options.cache) if options.judge else None
     metric = resolve_metric(options.metric, task, judge)
-    student_options = zero_shot_options(task, teacher.program_options)
+    student_options = zero_shot_options(teacher.program_options)
     student_program = task.program(student_options)
 
     run_dir = open_run_dir(task.name, "distill", resume=options.resume, root=options.runs_root)

@@ -22,6 +22,11 @@ class CompileSettings:
     labeled_in_order: bool = False  # labeled demos: the first of train (as interleave_labels ordered it), not a sample
 
 
+# What compile uses where neither the user nor the task says otherwise.
+COMPILE_DEFAULTS = {"optimizer": "bootstrap", "max_demos": CompileSettings.max_demos,
+                    "max_labeled_demos": CompileSettings.max_labeled_demos}
+
+
 def _none(program, trainset, metric, lm, s: CompileSettings):
     return program
 

@@ -18,10 +18,12 @@ from smelt.commands.common import configure_dspy, load_task_data, peak_memory_mb
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import EvalResult, evaluate
 from smelt.eval.judge import resolve_metric
+from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, write_json
 
-COMPILE_DEFAULTS = {"optimizer": "bootstrap", "max_demos": 2, "max_labeled_demos": 2, "num_candidates": 4}
+# A trial's optimizer knobs and their values in the default trial.
+KNOB_DEFAULTS = {**COMPILE_DEFAULTS, "num_candidates": CompileSettings.num_candidates}
 
 
 def _check_model_calls(result: EvalResult, what: str) -> None:
@@ -68,16 +70,15 @@ class CompileStage:
         _ = self.lm, self.metric
 
     def default_params(self) -> dict:
-        return {**COMPILE_DEFAULTS, **self.task.default_options()}
+        return {**KNOB_DEFAULTS, **self.task.default_options()}
 
     def _split_params(self, params: dict) -> tuple[dict, dict]:
-        knobs = {k: v for k, v in params.items() if k in COMPILE_DEFAULTS}
+        knobs = {k: v for k, v in params.items() if k in KNOB_DEFAULTS}
         program_options = {**self.task.default_options(), **{k: v for k, v in params.items() if k not in knobs}}
-        return {**COMPILE_DEFAULTS, **knobs}, program_options
+        return {**KNOB_DEFAULTS, **knobs}, program_options
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
         from smelt.commands.compile import compile_into
-        from smelt.optimizers.compile import CompileSettings
 
         started = time.perf_counter()
         knobs, program_options = self._split_params(params)
@@ -156,7 +157,7 @@ class DistillStage:
     def student_options(self) -> dict:
         from smelt.commands.distill import zero_shot_options
 
-        return zero_shot_options(self.task, self.teacher_program_options)
+        return zero_shot_options(self.teacher_program_options)
 
     def prepare(self, sweep_dir: Path) -> list[dict]:
         """The shared SFT set, ``sweep_dir/sft.jsonl``: built by the teacher once, read by every worker."""

@@ -8,14 +8,13 @@ from typing import Any, Literal
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.programs.predictors import Predictor, check_predictor, make_predictor
 from smelt.programs.registry import DATA_DIR
 from smelt.programs.retrieval import select_passages
 from smelt.programs.task import Task
 from smelt.signatures.doc_qa import AnswerAfterDocument, AnswerBeforeDocument
 
-Predictor = Literal["predict", "cot"]
 Placement = Literal["question_last", "question_first"]
-PREDICTORS = typing.get_args(Predictor)
 PLACEMENTS = typing.get_args(Placement)
 
 
@@ -34,8 +33,7 @@ class DocQAOptions:
     chunk_chars: int = 250
 
     def __post_init__(self):
-        if self.predictor not in PREDICTORS:
-            raise SmeltError(f"-o predictor={self.predictor}: use one of {', '.join(PREDICTORS)}")
+        check_predictor(self.predictor)
         if self.placement not in PLACEMENTS:
             raise SmeltError(f"-o placement={self.placement}: use one of {', '.join(PLACEMENTS)}")
         for name in ("context_chars", "top_k", "chunk_chars"):
@@ -49,11 +47,7 @@ class DocQA(dspy.Module):
         super().__init__()
         self.options = options or DocQAOptions()
         signature = AnswerBeforeDocument if self.options.placement == "question_first" else AnswerAfterDocument
-        # Answers are short: a generous cap keeps one rambling generation from holding up a whole batch.
-        if self.options.predictor == "cot":
-            self.answer = dspy.ChainOfThought(signature, max_tokens=320)
-        else:
-            self.answer = dspy.Predict(signature, max_tokens=64)
+        self.answer = make_predictor(signature, self.options.predictor)
 
     def passages(self, document: str, question: str) -> str:
         """What the predictor sees of the document."""

@@ -7,11 +7,9 @@ program splits that into ``answer`` and ``citations`` and reports what it retrie
 citation precision/recall and retrieval recall@k beside answer F1.
 """
 
-import typing
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
 import dspy
 
@@ -24,12 +22,12 @@ from smelt.eval.citations import (
     recall_at_k,
     split_citations,
 )
+from smelt.programs.predictors import Predictor, check_predictor, make_predictor
 from smelt.programs.registry import DATA_DIR
 from smelt.programs.task import Task
 from smelt.signatures.rag_qa import AnswerFromPassages, AskCollection
 
 SHIPPED = DATA_DIR / "rag_qa"
-Predictor = Literal["predict", "cot"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,7 @@ class RagQAOptions:
     collection: str = ""
 
     def __post_init__(self):
-        if self.predictor not in typing.get_args(Predictor):
-            raise SmeltError(f"-o predictor={self.predictor}: use predict or cot")
+        check_predictor(self.predictor)
         for name in ("top_k", "chunk_chars"):
             if getattr(self, name) < 1:
                 raise SmeltError(f"-o {name}={getattr(self, name)}: must be a positive integer")
@@ -72,6 +69,11 @@ def load_collection(path: str) -> tuple[tuple[str, str], ...]:
 
 
 @cache
+def collection_ids(path: str) -> frozenset[str]:
+    return frozenset(doc_id for doc_id, _ in load_collection(path))
+
+
+@cache
 def _index(path: str, chunk_chars: int):
     """One index per collection and chunk size in a process, shared by every copy of the program."""
     from smelt.programs.collection_index import load_or_build
@@ -84,10 +86,7 @@ class RagQA(dspy.Module):
     def __init__(self, options: RagQAOptions | None = None):
         super().__init__()
         self.options = options or RagQAOptions()
-        if self.options.predictor == "cot":
-            self.answer = dspy.ChainOfThought(AnswerFromPassages, max_tokens=320)
-        else:
-            self.answer = dspy.Predict(AnswerFromPassages, max_tokens=64)
+        self.answer = make_predictor(AnswerFromPassages, self.options.predictor)
 
     @property
     def collection_path(self) -> str:
@@ -100,8 +99,8 @@ class RagQA(dspy.Module):
 
     def forward(self, question: str) -> dspy.Prediction:
         passages, retrieved = self.retrieve(question)
-        known = {doc_id for doc_id, _ in load_collection(self.collection_path)}
-        answer, cited = split_citations(self.answer(passages=passages, question=question).cited_answer, known)
+        cited_answer = self.answer(passages=passages, question=question).cited_answer
+        answer, cited = split_citations(cited_answer, collection_ids(self.collection_path))
         return dspy.Prediction(answer=answer, citations=", ".join(cited) or NO_CITATION, retrieved=retrieved)
 
 
@@ -130,7 +129,7 @@ def load_shipped(data_dir: Path = SHIPPED):
     """The shipped questions; each reference's documents become its ``citations`` ('none' if unanswerable)."""
     from smelt.eval.datasets import Splits, load_records
 
-    documents = {doc_id for doc_id, _ in load_collection(str(data_dir / "documents.jsonl"))}
+    documents = collection_ids(str(data_dir / "documents.jsonl"))
     seen: dict[str, str] = {}
     by_split = {}
     for split in ("train", "dev", "test"):

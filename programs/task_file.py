@@ -33,7 +33,8 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
-from smelt.programs.signature_program import PREDICTORS, SignatureProgram, options_with_defaults
+from smelt.programs.predictors import PREDICTORS
+from smelt.programs.signature_program import SignatureProgram, options_with_defaults
 from smelt.programs.task import Task
 
 TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data",
