@@ -50,8 +50,6 @@ class SmeltGroup(click.Group):
 
 METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); accuracy: a label answer; judge: an LLM rates "
                "0-10 seeing the inputs. Default: judge when --judge is given, else the task's metric")
-TASK_HELP = ("TASK: a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file "
-             "such as examples/inquiry_routing.toml")
 
 
 def run_options(metric_help: str = METRIC_HELP):

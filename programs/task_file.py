@@ -197,17 +197,16 @@ def _data_loader(data: Any, path: Path, signature, bad):
     unknown = [k for k in data if k not in DATA_KEYS]
     if unknown:
         raise bad(f"data.{unknown[0]}", f"unknown key; data takes {', '.join(DATA_KEYS)}")
-    given = {k: v for k, v in data.items()}
-    for key, value in given.items():
+    for key, value in data.items():
         if not isinstance(value, str) or not (path.parent / value).is_file():
             raise bad(f"data.{key}", f"{value!r}: no such file (paths are relative to {path.parent})")
-    splits = [k for k in ("train", "dev", "test") if k in given]
-    if "file" in given and splits:
+    splits = [k for k in ("train", "dev", "test") if k in data]
+    if "file" in data and splits:
         raise bad("data.file", "give either file (split 40/20/40) or train, dev and test")
-    if "file" not in given and len(splits) != 3:
-        missing = [k for k in ("train", "dev", "test") if k not in given]
+    if "file" not in data and len(splits) != 3:
+        missing = [k for k in ("train", "dev", "test") if k not in data]
         raise bad(f"data.{missing[0]}", "missing; give train, dev and test together (or one file)")
-    files = {k: str(path.parent / v) for k, v in given.items()}
+    files = {k: str(path.parent / v) for k, v in data.items()}
     inputs, answer = tuple(signature.input_fields), next(iter(signature.output_fields))
 
     def load():
