@@ -10,6 +10,7 @@ This file only parses options and prints; every command is a function in smelt.c
 Heavy libraries are imported inside the commands so that --help answers at once.
 """
 
+import os
 import sys
 
 import click
@@ -30,11 +31,20 @@ def _lora_default(name: str) -> str:
 
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    _exit(2)
+
+
+def _exit(status: int) -> None:
+    """Leave now. Model calls still running in worker threads (an interrupted or failed scoring pass) would
+    otherwise hold the process until they end: minutes with a big model. Every line a run keeps is written
+    and flushed as it is made, so nothing is lost."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 class SmeltGroup(click.Group):
-    """Turns SmeltError into one line on stderr, and Ctrl-C into a note about --resume."""
+    """Turns SmeltError into one line on stderr, and Ctrl-C into the command that continues the run."""
 
     def invoke(self, ctx):
         from smelt.errors import SmeltError
@@ -42,10 +52,19 @@ class SmeltGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SmeltError as exc:
-            _fail(str(exc))
+            from smelt.redaction import redact_text
+            from smelt.runs import resume_hint
+
+            hint = resume_hint()  # a run that stopped part-way keeps what it wrote
+            _fail(redact_text(str(exc)) + (f" (what the run wrote is kept; once fixed, continue with: {hint})"
+                                           if hint else ""))
         except KeyboardInterrupt:
-            click.echo("\ninterrupted: everything written so far is kept; continue with --resume RUN_DIR", err=True)
-            sys.exit(130)
+            from smelt.runs import resume_hint
+
+            hint = resume_hint()
+            click.echo("\ninterrupted: everything written so far is kept"
+                       + (f"; continue with: {hint}" if hint else ""), err=True)
+            _exit(130)
 
 
 METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); accuracy: a label answer; judge: an LLM rates "
@@ -103,6 +122,33 @@ def _run_fields(kwargs) -> dict:
     return {**shared, "data": data, "cache": not kwargs.pop("no_cache")}
 
 
+_DATA_PATHS = {"no_cache": "cache", "data": "data.data", "train_file": "data.train", "dev_file": "data.dev",
+               "test_file": "data.test", "fields": "data.fields", "max_train": "data.max_train",
+               "max_dev": "data.max_dev", "max_test": "data.max_test"}
+
+
+def _given_options(paths: dict[str, str] | None = None) -> dict[str, str]:
+    """The options typed on this command line (not left to their defaults), as {option path: flag}: what a
+    --resume compares with the run's recorded options (smelt.commands.resume). ``paths`` renames a parameter to
+    its place in the options dataclass, e.g. lora_r -> lora.r."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    paths = {**_DATA_PATHS, **(paths or {})}
+    given = {}
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue
+        flag = param.opts[0] if param.opts else param.name
+        if param.name == "option_pairs":  # -o key=value: each key is its own option
+            for pair in ctx.params["option_pairs"]:
+                key = pair.partition("=")[0].strip()
+                given[f"program_options.{key}"] = f"-o {key}"
+        else:
+            given[paths.get(param.name, param.name)] = flag
+    return given
+
+
 def _print_outcome(table: str, run_dir) -> None:
     click.echo(table)
     click.echo(f"\nrun directory: {run_dir}")
@@ -120,7 +166,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("task")
+@click.argument("task", required=False)
 @click.option("--optimizer",
               type=click.Choice(["none", "labeled", "bootstrap", "random_search", "mipro", "copro", "simba", "gepa"]),
               help="DSPy optimizer (default: the task's, else bootstrap)")
@@ -134,7 +180,9 @@ def cli():
 @click.option("--top-k", type=int, help="doc_qa, rag_qa: same as -o top_k=...")
 @click.option("--max-demos", type=int, help="bootstrapped demos per predictor (default: the task's, else 2)")
 @click.option("--max-labeled-demos", type=int, help="labeled demos per predictor (default: the task's, else 2)")
-@click.option("--resume", type=click.Path(), help="continue an interrupted compile run in this run directory")
+@click.option("--resume", type=click.Path(),
+              help="continue an interrupted compile run in this run directory, with the options it was started with "
+                   "(TASK may be left out; a flag that contradicts the run is refused)")
 @run_options()
 def compile(task, **kwargs):
     """Compile TASK's prompts: score the baseline, optimize on train, score the compiled program on dev and test.
@@ -142,20 +190,30 @@ def compile(task, **kwargs):
     TASK: a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file such
     as examples/inquiry_routing.toml."""
     from smelt.commands.compile import CompileOptions, run_compile
+    from smelt.commands.resume import recorded_task, resumed_options
     from smelt.programs.registry import get_task
     from smelt.programs.task import parse_option_pairs
 
+    aliases = ("predictor", "placement", "context_chars", "top_k")
+    given = _given_options({name: f"program_options.{name}" for name in aliases})
+    if task is None and not kwargs["resume"]:
+        _fail("compile needs a TASK (see `cli.py tasks`), e.g. `python cli.py compile doc_qa`")
     shared = _run_fields(kwargs)
-    aliases = {k: kwargs.pop(k) for k in ("predictor", "placement", "context_chars", "top_k")}
-    pairs = [*kwargs.pop("option_pairs"), *(f"{k}={v}" for k, v in aliases.items() if v is not None)]
-    options = CompileOptions(task=task, program_options=parse_option_pairs(get_task(task), pairs), **shared, **kwargs)
+    alias_values = {k: kwargs.pop(k) for k in aliases}
+    pairs = [*kwargs.pop("option_pairs"), *(f"{k}={v}" for k, v in alias_values.items() if v is not None)]
+    task = task or recorded_task(kwargs["resume"])
+    program_options = parse_option_pairs(get_task(task), pairs)
+    options = CompileOptions(task=task, program_options=program_options, **shared, **kwargs)
+    if options.resume:
+        options = resumed_options(options, "compile", given)
     outcome = run_compile(options, log=lambda m: click.echo(m, err=True))
     _print_outcome(outcome.table, outcome.run_dir)
 
 
 @cli.command()
 @click.argument("task", required=False)
-@click.option("--student", required=True, help="the model to train a LoRA adapter on (in-process). " + LM_HELP)
+@click.option("--student",
+              help="the model to train a LoRA adapter on (in-process; required unless --resume). " + LM_HELP)
 @click.option("--teacher",
               help="a compile run directory (its program on its model), a sweep run directory (its best trial), or "
                    "a model spec (the uncompiled program). Default: the most recent compile run (of TASK, if given)")
@@ -182,7 +240,9 @@ def compile(task, **kwargs):
 @click.option("--student-instructions", is_flag=True,
               help="keep DSPy's system message (field list and task instructions) in the student's prompt; by "
                    "default it is left out, since the adapter learns the task, and prompts are about half as long")
-@click.option("--resume", type=click.Path(), help="continue an interrupted distill run in this run directory")
+@click.option("--resume", type=click.Path(),
+              help="continue an interrupted distill run in this run directory, with the options it was started with "
+                   "(its teacher, SFT set and checkpoints; a flag that contradicts the run is refused)")
 @run_options()
 def distill(task, **kwargs):
     """Distill a compiled program into a LoRA adapter on a small student.
@@ -191,17 +251,19 @@ def distill(task, **kwargs):
     Otherwise it is a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml).
     Scores the teacher, the bare student and the distilled student side by side on test."""
     from smelt.commands.distill import DistillOptions, run_distill
+    from smelt.commands.resume import resumed_options
 
-    shared = _run_fields(kwargs)
     lora_names = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules",
                   "learning_rate": "learning_rate", "epochs": "epochs", "batch_size": "batch_size",
                   "grad_accum": "grad_accum", "max_length": "max_length",
-                  "gradient_checkpointing": "gradient_checkpointing"}
+                  "gradient_checkpointing": "gradient_checkpointing", "qlora": "qlora"}
+    given = _given_options({option: f"lora.{name}" for option, name in lora_names.items()})
+    shared = _run_fields(kwargs)
     lora = {field: kwargs.pop(option) for option, field in lora_names.items()}
-    lora = {k: v for k, v in lora.items() if v is not None}
-    if kwargs.pop("qlora"):
-        lora["qlora"] = True
+    lora = {k: v for k, v in lora.items() if v is not None and v is not False}
     options = DistillOptions(task=task, lora=lora, **shared, **kwargs)
+    if options.resume:
+        options = resumed_options(options, "distill", given)
     run_dir, _, table = run_distill(options, log=lambda m: click.echo(m, err=True))
     _print_outcome(table, run_dir)
 
@@ -248,9 +310,12 @@ def sweep(task, show_space, **kwargs):
 
     Each trial is a run directory under the sweep's trials/, scored on dev; test is seen only at the end.
     TASK: a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml)."""
-    from smelt.commands.sweep import SweepOptions, run_sweep, space_for
+    from smelt.commands.sweep import SweepOptions, resumed_sweep_options, run_sweep, space_for
 
+    given = _given_options()
     options = SweepOptions(task=task, **_run_fields(kwargs), **kwargs)
+    if options.resume:
+        options = resumed_sweep_options(options, given)
     if show_space:
         options.check()
         click.echo(space_for(options).describe())
@@ -261,19 +326,25 @@ def sweep(task, show_space, **kwargs):
 
 @cli.command("eval")
 @click.argument("task", required=False)
-@click.option("--program", required=True, type=click.Path(),
-              help="a compile or distill run directory, or a sweep's (its best trial)")
+@click.option("--program", type=click.Path(),
+              help="a compile or distill run directory, or a sweep's (its best trial); required unless --resume")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]),
               help="which split of the task's data to score (ignored with --data FILE alone: all of it is scored)")
 @click.option("--lm", help="run the program on another model (default: the one it was built for). " + LM_HELP)
+@click.option("--resume", type=click.Path(),
+              help="continue an interrupted eval run in this run directory, with the options it was started with")
 @run_options(metric_help="default: the program run's metric")
 def eval_command(task, **kwargs):
     """Score a finished run's program on a split of its task's data, or on --data FILE.
 
     TASK (optional: the run knows its task) makes sure the run is of that task."""
     from smelt.commands.evaluate_run import EvalOptions, run_eval
+    from smelt.commands.resume import resumed_options
 
+    given = _given_options()
     options = EvalOptions(task=task, **_run_fields(kwargs), **kwargs)
+    if options.resume:
+        options = resumed_options(options, "eval", given)
     run_dir, _, table = run_eval(options, log=lambda m: click.echo(m, err=True))
     _print_outcome(table, run_dir)
 

@@ -4,10 +4,10 @@ runs/<task>/<YYYYmmdd-HHMMSS>-<command>/
   manifest.json  program.json  eval/<split>.jsonl  summary.json  report.md
 """
 
+import fcntl
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -16,10 +16,14 @@ from pathlib import Path
 
 from smelt.errors import SmeltError
 from smelt.eval.datasets import sha256_of_file
+from smelt.redaction import scrub, scrub_argv
 
 RUNS_ROOT = Path(os.environ.get("SMELT_RUNS", "runs"))
 _PACKAGES = ("smelt", "dspy", "transformers", "torch", "peft", "optuna", "datasets", "numpy")
-_SECRET_NAME = re.compile(r"key|token|secret|password", re.IGNORECASE)
+LOCK_FILE = ".lock"
+_held_locks: dict[Path, int] = {}  # run directory -> open file descriptor holding its lock, for the process's life
+# The run this process is writing, for the Ctrl-C note: (command, run directory).
+active_run: tuple[str, Path] | None = None
 
 
 def new_run_dir(task: str, command: str, root: Path | None = None) -> Path:
@@ -49,11 +53,6 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def scrub(options: dict) -> dict:
-    """Options as recorded: anything that looks like a credential is dropped."""
-    return {k: v for k, v in options.items() if not _SECRET_NAME.search(k)}
 
 
 def _git_commit() -> str | None:
@@ -95,7 +94,7 @@ def build_manifest(*, command: str, task, options: dict, seed: int, models: dict
         data_sources = {**data_sources, "task_file": task_file}
     return {
         "command": command,
-        "argv": [arg for arg in sys.argv],
+        "argv": scrub_argv(sys.argv),
         "task": task.name,
         "task_source": task.source,
         "options": scrub(options),
@@ -138,12 +137,44 @@ def latest_run(command: str, *, task: str | None = None, root: str | Path | None
 
 
 def open_run_dir(task: str, command: str, *, resume: str | None = None, root: str | None = None) -> Path:
-    """A new run directory, or with --resume the given one after checking it is a run of the same kind."""
+    """A new run directory, or with --resume the given one after checking it is a run of the same kind;
+    either way locked for this process (``lock_run_dir``) and noted as the run a Ctrl-C should name."""
+    global active_run
     if not resume:
-        return new_run_dir(task, command, runs_root(root))
-    run_dir = Path(resume)
-    manifest = read_manifest(run_dir)
-    if manifest.get("command") != command or manifest.get("task") != task:
-        raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
-                         f"{manifest.get('task')}, not a {command} run of {task}")
+        run_dir = new_run_dir(task, command, runs_root(root))
+    else:
+        run_dir = Path(resume)
+        manifest = read_manifest(run_dir)
+        if manifest.get("command") != command or manifest.get("task") != task:
+            raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
+                             f"{manifest.get('task')}, not a {command} run of {task}")
+    lock_run_dir(run_dir)
+    active_run = (command, run_dir)
     return run_dir
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Hold ``run_dir/.lock`` until this process ends, so two processes never write one run (``flock``: the lock
+    goes with the process, even when it is killed)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held_locks:
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SmeltError(f"{run_dir}: another smelt process (pid {holder}) is writing this run; wait for it to end "
+                         "or stop it, then try again") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held_locks[run_dir] = fd
+
+
+def resume_hint() -> str | None:
+    """The command that continues the run this process was writing, if any."""
+    if active_run is None:
+        return None
+    command, run_dir = active_run
+    return f"python cli.py {command} --resume {run_dir}"

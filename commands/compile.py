@@ -46,6 +46,10 @@ class CompileOutcome:
 
 def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     started = time.perf_counter()
+    if options.resume:
+        from smelt.commands.resume import resumed_options
+
+        options = resumed_options(options, "compile")
     task = get_task(options.task)
     options = with_compile_defaults(options, task)
     configure_dspy(options.threads)

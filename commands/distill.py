@@ -42,7 +42,7 @@ TRAINING_SUMMARY = "training.json"
 
 @dataclass
 class DistillOptions(RunOptions):
-    student: str
+    student: str | None = None  # required; None only for a --resume, which reads it from the run
     teacher: str | None = None  # a compile or sweep run directory, or a model spec; None: the latest compile run
     task: str | None = None  # None: the teacher run's task
     min_score: float = 0.5
@@ -82,6 +82,9 @@ def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
     task = options.task
     if task is None:
         if not (Path(teacher) / "manifest.json").is_file():
+            from smelt.lm.specs import parse_spec
+
+            parse_spec(teacher, "--teacher")  # a path that is not there is named as such, not taken for a model
             raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
                              f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
         manifest = read_manifest(teacher)
@@ -142,6 +145,12 @@ def run_distill(options: DistillOptions, log=print):
     from smelt.lm.loading import parameter_megabytes, unload_models
 
     started = time.perf_counter()
+    if options.resume:
+        from smelt.commands.resume import resumed_options
+
+        options = resumed_options(options, "distill")
+    if not options.student:
+        raise SmeltError("distill needs --student, e.g. --student gemma-3-270m (see `cli.py models`)")
     options = resolve_teacher(options, log)
     task = get_task(options.task)
     student_spec = parse_spec(options.student, "--student")

@@ -2,26 +2,32 @@
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from smelt.commands.common import DataOptions, RunOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
 from smelt.eval.report import markdown_table, text_table
-from smelt.runs import build_manifest, new_run_dir, write_json, write_text
+from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 
 
 @dataclass
 class EvalOptions(RunOptions):
-    program: str
+    program: str | None = None  # required; None only for a --resume, which reads it from the run
     task: str | None = None  # when given, the program run must be of this task
     split: str = "test"
     lm: str | None = None  # default: the model the program was built for
+    resume: str | None = None
 
 
 def run_eval(options: EvalOptions, log=print):
     started = time.perf_counter()
+    if options.resume:
+        from smelt.commands.resume import resumed_options
+
+        options = resumed_options(options, "eval")
+    if not options.program:
+        raise SmeltError("eval needs --program RUN_DIR: a compile, distill or sweep run directory")
     if options.split not in ("train", "dev", "test"):
         raise SmeltError(f"--split {options.split!r}: use train, dev or test")
     configure_dspy(options.threads)
@@ -46,13 +52,15 @@ def run_eval(options: EvalOptions, log=print):
     if not examples:
         raise SmeltError(f"the {split} split is empty; pick another --split or pass --data FILE")
 
-    run_dir = new_run_dir(loaded.task.name, "eval", Path(options.runs_root) if options.runs_root else None)
-    write_json(run_dir / "manifest.json", build_manifest(
-        command="eval", task=loaded.task, options=asdict(options), seed=options.seed,
-        models={"program": loaded.lm.describe(), **({"judge": judge.describe()} if judge else {})},
-        data_sources={split: splits.sources.get(split, "")}, program_options=loaded.manifest.get("program_options"),
-        extra={"program_run": str(loaded.run_dir), "metric": metric.name, "split": split},
-    ))
+    run_dir = open_run_dir(loaded.task.name, "eval", resume=options.resume, root=options.runs_root)
+    if not (run_dir / "manifest.json").exists():
+        write_json(run_dir / "manifest.json", build_manifest(
+            command="eval", task=loaded.task, options=asdict(options), seed=options.seed,
+            models={"program": loaded.lm.describe(), **({"judge": judge.describe()} if judge else {})},
+            data_sources={split: splits.sources.get(split, "")},
+            program_options=loaded.manifest.get("program_options"),
+            extra={"program_run": str(loaded.run_dir), "metric": metric.name, "split": split},
+        ))
     log(f"[smelt] run directory: {run_dir}")
     result = evaluate(loaded.program, examples, metric=metric, lm=loaded.lm, threads=options.threads,
                       out_path=run_dir / "eval" / f"{split}.jsonl", desc=f"eval {split}",

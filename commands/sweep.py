@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from smelt.commands.common import DataOptions, RunOptions, check_model_options, peak_memory_mb
+from smelt.commands.common import RunOptions, check_model_options, peak_memory_mb
 from smelt.errors import SmeltError
 from smelt.optimizers.sweep_queue import DEFAULT, StudyIdentity
 from smelt.programs.registry import get_task
@@ -75,8 +75,6 @@ class SweepOptions(RunOptions):
             raise SmeltError("--trials must be 1 or more")
         if self.workers < 1:
             raise SmeltError("--workers must be 1 or more")
-        if self.threads < 1:
-            raise SmeltError("--threads must be 1 or more")
         if self.timeout_min is not None and self.timeout_min <= 0:
             raise SmeltError("--timeout must be a positive number of minutes")
         if self.heartbeat_s < 1:
@@ -113,9 +111,10 @@ def _is_capable(spec) -> bool:
 
 
 def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
-    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna, redact
+    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna
+    from smelt.redaction import redact
 
-    options = _with_recorded_options(options) if options.resume else options
+    options = resumed_sweep_options(options) if options.resume else options
     options = replace(options, trials=12 if options.trials is None else options.trials)
     options.check()
     check_model_options(options.lm if options.stage == "compile" else None, options.judge, options.metric,
@@ -176,27 +175,29 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     return _finish(options, study, stage, space, run_dir, started, log)
 
 
-def _with_recorded_options(options: SweepOptions) -> SweepOptions:
-    """--resume: the sweep continues with the options it was started with; --trials, --timeout and --workers
-    may change, --storage must be given again when its URL had a password (never recorded)."""
-    manifest = read_manifest(options.resume)
-    if manifest.get("command") != "sweep":
-        raise SmeltError(f"--resume {options.resume}: a {manifest.get('command')} run, not a sweep")
-    recorded = dict(manifest["options"])
-    recorded["data"] = DataOptions(**recorded.get("data") or {})
-    names = {f.name for f in fields(SweepOptions)}
-    resumed = SweepOptions(**{k: v for k, v in recorded.items() if k in names})
-    storage = recorded.get("storage")
-    if storage and "***" in storage:
-        from smelt.optimizers.sweep_storage import redact
+# What a resumed sweep may change besides parallelism and caching: how many trials, for how long, by how many.
+SWEEP_RESUMABLE_CHANGES = ("trials", "timeout_min", "workers", "heartbeat_s", "storage")
 
+
+def resumed_sweep_options(options: SweepOptions, given: dict[str, str] | None = None) -> SweepOptions:
+    """--resume: the sweep continues with the options it was started with (``commands.resume``); --trials,
+    --timeout and --workers may change, --storage must be given again when its URL had a password (never
+    recorded)."""
+    from smelt.commands.resume import RESUMABLE_CHANGES, resumed_options
+    from smelt.redaction import redact
+
+    recorded_storage = read_manifest(options.resume).get("options", {}).get("storage")
+    resumed = resumed_options(options, "sweep", given, changeable=(*RESUMABLE_CHANGES, *SWEEP_RESUMABLE_CHANGES))
+    storage = recorded_storage
+    if storage and "***" in storage:
         if not options.storage or redact(options.storage) != storage:
             raise SmeltError(f"--resume {options.resume}: pass --storage again ({storage}, with its password: "
                              "passwords are never recorded)")
         storage = options.storage
-    trials = resumed.trials if options.trials is None else options.trials
-    return replace(resumed, storage=storage, trials=trials, timeout_min=options.timeout_min,
-                   workers=options.workers, resume=options.resume)
+    elif options.storage and options.storage != storage:
+        raise SmeltError(f"--resume {options.resume}: --storage {redact(options.storage)} contradicts the run, which "
+                         f"was started with --storage {storage or '(a journal file in the run directory)'}")
+    return replace(resumed, storage=storage)
 
 
 def _models(options: SweepOptions) -> dict:

@@ -8,31 +8,18 @@ the others notice a dead worker, fail its trial and run it again. SQLite is not 
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from pathlib import Path
 
 import optuna
 
 from smelt.errors import SmeltError
+from smelt.redaction import redact
 
 JOURNAL_FILE = "study.journal"
 # A trial lasts minutes to hours: keep pooled connections alive (pre-ping), recycle them before a server or
 # firewall idles them out, and leave room for the heartbeat thread beside the trial's own calls.
 POOL = {"pool_pre_ping": True, "pool_recycle": 300, "pool_size": 2, "max_overflow": 4}
-
-
-def redact(url: str) -> str:
-    """A storage URL as it may be printed or recorded: no password, in the user part or the query."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    if "@" in rest.split("/", 1)[0] or "@" in rest.split("?", 1)[0]:
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        rest = f"{user}:***@{host}" if ":" in credentials else f"{user}@{host}"
-    rest = re.sub(r"(?i)(password|passwd|pwd)=[^&]*", r"\1=***", rest)
-    return f"{scheme}://{rest}"
 
 
 def storage_kind(url: str | None) -> str:

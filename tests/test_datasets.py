@@ -198,6 +198,253 @@ def test_parse_field_mapping_rejects_conflicting_duplicates():
         parse_field_mapping(("question=a", "question=b"))
 
 
+# ---------------------------------------------------------------------------- nested columns (paths)
+
+
+def squad_rows(n: int, prefix: str = "s") -> list[dict]:
+    """SQuAD / JSQuAD layout: the gold answer is answers.text[0]."""
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "question": f"question {i}?",
+            "answers": {"text": [f"answer {i}"], "answer_start": [i]},
+            "meta": {"source": "wiki", "tags": ["a", "b"]},
+            "choices": [{"label": "A"}, {"label": "B"}, {"label": f"C{i}"}],
+        }
+        for i in range(n)
+    ]
+
+
+SQUAD = {"input_keys": ("question",), "required": ("question", "answer")}
+
+
+def test_parse_field_mapping_accepts_paths():
+    assert parse_field_mapping(("answer=answers.text[0]", "source=meta.source", "label=choices[2].label")) == {
+        "answer": "answers.text[0]",
+        "source": "meta.source",
+        "label": "choices[2].label",
+    }
+    assert parse_field_mapping(("x=grid[0][1]", "y=Answer (e.g. Tokyo)")) == {
+        "x": "grid[0][1]",
+        "y": "Answer (e.g. Tokyo)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("column", "why"),
+    [
+        ("answers..text", "empty key between dots"),
+        ("text[x]", "'[x]' is not a list index [N] with N a whole number"),
+        ("text[-1]", "'[-1]' is not a list index [N] with N a whole number"),
+        ("answers.", "ends with a dot"),
+        (".text", "starts with a dot"),
+        ("[0]", "'[0]': a list index must follow a key"),
+        ("answers.[0]", "'[0]': a list index must follow a key"),
+        ("text[0]x", "'x' is not a list index [N] with N a whole number"),
+        ("text]", "'text]' has ']' without '['"),
+    ],
+)
+def test_parse_field_mapping_rejects_malformed_paths(column, why):
+    with pytest.raises(SmeltError) as info:
+        parse_field_mapping((f"answer={column}",))
+    assert str(info.value) == (
+        f"--field answer={column}: not a valid column path ({why}); join keys with dots and write list items "
+        "as [N], e.g. answers.text[0] (or rename the column if that is its name)"
+    )
+
+
+def test_nested_path_on_jsonl(tmp_path):
+    path = write_jsonl(tmp_path / "squad.jsonl", squad_rows(3))
+    fields = parse_field_mapping(("answer=answers.text[0]", "source=meta.source", "label=choices[2].label"))
+    splits = load_splits(data=None, train=str(path), dev=str(path), test=str(path), seed=0, fields=fields, **SQUAD)
+    first, second, _ = splits.train
+    assert (first.id, first.question, first.answer) == ("s0", "question 0?", "answer 0")
+    assert (second.answer, second.source, second.label) == ("answer 1", "wiki", "C1")
+    # The top-level column of a mapped path is consumed like a mapped column, not copied as metadata.
+    assert "answers" not in first and "meta" not in first and "choices" not in first
+    assert set(first.labels().keys()) == {"id", "answer", "source", "label"}
+
+
+def test_nested_path_on_parquet(tmp_path):
+    path = tmp_path / "squad.parquet"
+    pq.write_table(pa.Table.from_pylist(squad_rows(5)), path)
+    splits = load_splits(
+        data=str(path), train=None, dev=None, test=None, seed=0, fields={"answer": "answers.text[0]"}, **SQUAD
+    )
+    examples = sorted(splits.train + splits.dev + splits.test, key=lambda e: e.id)
+    assert [e.answer for e in examples] == [f"answer {i}" for i in range(5)]
+    assert examples[0].meta == {"source": "wiki", "tags": ["a", "b"]}  # unmapped nested columns stay metadata
+    assert "answers" not in examples[0]
+
+
+PATH_MISSES = {
+    "list index out of range": (
+        "answers.text[3]",
+        {"answers": {"text": ["Tokyo"], "answer_start": [3]}},
+        "answers.text has 1 item",
+    ),
+    "empty list": ("answers.text[0]", {"answers": {"text": [], "answer_start": []}}, "answers.text has 0 items"),
+    "no such key": (
+        "answers.txt[0]",
+        {"answers": {"text": ["Tokyo"], "answer_start": [3]}},
+        "answers has no key 'txt' (keys: text, answer_start)",
+    ),
+    "not a list": ("answers.text[0]", {"answers": {"text": "Tokyo"}}, "answers.text is a string, not a list"),
+    "not a dict": ("answers.text[0]", {"answers": ["Tokyo"]}, "answers is a list, not a dict"),
+    "null on the way": ("answers.text[0]", {"answers": None}, "answers is null, not a dict"),
+    "null at the end": ("answers.text[0]", {"answers": {"text": [None]}}, "answers.text[0] is null"),
+    "no column": ("answers.text[0]", {"gold": "Tokyo"}, "no column 'answers'; columns here: question, gold"),
+}
+
+
+@pytest.mark.parametrize("case", PATH_MISSES)
+def test_a_path_that_does_not_resolve_is_a_missing_field(tmp_path, case):
+    column, record, why = PATH_MISSES[case]
+    path = tmp_path / "squad.jsonl"
+    path.write_text("\n" + json.dumps({"question": "q?", **record}) + "\n")  # the record is on line 2
+    with pytest.raises(SmeltError) as info:
+        load_splits(data=str(path), train=None, dev=None, test=None, seed=0, fields={"answer": column}, **SQUAD)
+    assert str(info.value) == (
+        f"{path}:2: missing field 'answer' (path '{column}' per --field: {why}); "
+        f"fix --field answer={column} or drop the line"
+    )
+
+
+def test_a_path_that_does_not_resolve_skips_an_optional_field():
+    records = [(1, {"question": "q?", "answer": "a", "meta": {"tags": []}})]
+    (example,) = to_examples(records, source="x.jsonl", fields={"tag": "meta.tags[0]"}, **SQUAD)
+    assert "tag" not in example and "meta" not in example
+
+
+def test_a_dotted_column_name_is_looked_up_before_the_path():
+    records = [(1, {"question": "q?", "answer.text": "exact", "answer": {"text": "nested"}, "meta": {"k": 1}})]
+    (example,) = to_examples(records, source="x.jsonl", fields={"answer": "answer.text"}, **SQUAD)
+    assert example.answer == "exact"
+    records = [(1, {"question": "q?", "meta.source": "exact", "meta": {"source": "nested"}, "answer": "a"})]
+    (example,) = to_examples(records, source="x.jsonl", fields={"source": "meta.source"}, **SQUAD)
+    assert example.source == "exact"
+    assert example.meta == {"source": "nested"}  # only the column actually used is consumed
+
+
+# ---------------------------------------------------------------------------- task fields must be text
+
+
+def test_a_dict_valued_answer_suggests_a_path_to_its_text(tmp_path):
+    path = write_jsonl(tmp_path / "squad.jsonl", squad_rows(3))
+    with pytest.raises(SmeltError) as info:
+        load_splits(data=str(path), train=None, dev=None, test=None, seed=0, fields={"answer": "answers"}, **SQUAD)
+    assert str(info.value) == (
+        f"{path}:1: field 'answer' (column 'answers') is a dict (keys: text, answer_start), not text; "
+        "map the text inside it with --field answer=answers.text[0]"
+    )
+
+
+def test_the_suggested_path_skips_non_text_values():
+    records = [(4, {"question": "q?", "answer": {"answer_start": [3], "text": ["Tokyo"]}})]
+    with pytest.raises(SmeltError) as info:
+        to_examples(records, source="qa.jsonl", **QA)
+    assert str(info.value) == (
+        "qa.jsonl:4: field 'answer' is a dict (keys: answer_start, text), not text; "
+        "map the text inside it with --field answer=answer.text[0]"
+    )
+
+
+def test_a_list_valued_answer_suggests_an_item(tmp_path):
+    rows = [{"question": "q?", "answers": v} for v in ("a", 1, ["a", "b"])]  # numbers are still fine
+    path = write_jsonl(tmp_path / "qa.jsonl", rows)
+    with pytest.raises(SmeltError) as info:
+        load_splits(data=str(path), train=None, dev=None, test=None, seed=0, fields={"answer": "answers"}, **SQUAD)
+    assert str(info.value) == (
+        f"{path}:3: field 'answer' (column 'answers') is a list of 2 items, not text; "
+        "map the text inside it with --field answer=answers[0]"
+    )
+
+
+def test_a_path_that_stops_at_a_list_suggests_going_further():
+    records = [(2, {"question": "q?", "answers": {"text": ["Tokyo"]}})]
+    with pytest.raises(SmeltError) as info:
+        to_examples(records, source="x.jsonl", fields={"answer": "answers.text"}, **SQUAD)
+    assert str(info.value) == (
+        "x.jsonl:2: field 'answer' (column 'answers.text') is a list of 1 item, not text; "
+        "map the text inside it with --field answer=answers.text[0]"
+    )
+
+
+@pytest.mark.parametrize("value", [{}, [], {"start": [1, 2]}, [[None]]])
+def test_a_nested_value_without_text_gets_no_path_suggestion(value):
+    records = [(1, {"question": value, "answer": "a"})]
+    with pytest.raises(SmeltError) as info:
+        to_examples(records, source="x.jsonl", **QA)
+    assert str(info.value).startswith("x.jsonl:1: field 'question' is ")
+    assert str(info.value).endswith(
+        ", not text; map --field question=COLUMN to a column or path (like COLUMN.key[0]) that holds text"
+    )
+
+
+def test_numbers_and_booleans_are_still_text():
+    records = [(1, {"question": True, "answer": 2.5, "id": 7})]
+    (example,) = to_examples(records, source="x.jsonl", **QA)
+    assert (example.question, example.answer, example.id) == ("True", "2.5", "7")
+
+
+# ---------------------------------------------------------------------------- ids
+
+
+def test_duplicate_ids_in_one_file_name_both_lines(tmp_path):
+    rows = [{"id": f"doc-{i // 2}", "question": f"q{i}?", "answer": "a"} for i in range(8)]
+    path = write_jsonl(tmp_path / "qa.jsonl", [qa_rows(1)[0], *rows])
+    with pytest.raises(SmeltError) as info:
+        load_splits(data=str(path), train=None, dev=None, test=None, seed=0, **QA)
+    assert str(info.value) == (
+        f"{path}:3: id 'doc-0' is also the id of line 2; each example needs its own id "
+        "(is this column a document id? map a unique column with --field id=COLUMN, "
+        "or rename it so smelt numbers the lines)"
+    )
+
+
+def test_duplicate_ids_in_a_mapped_id_column(tmp_path):
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"qid": "x", "question": f"q{i}?", "answer": "a"} for i in range(3)])
+    with pytest.raises(SmeltError) as info:
+        load_splits(data=None, train=str(path), dev=str(path), test=str(path), seed=0, fields={"id": "qid"}, **SQUAD)
+    assert str(info.value) == (
+        f"{path}:2: id 'x' (column 'qid' per --field) is also the id of line 1; each example needs its own id "
+        "(is this column a document id? map a unique column with --field id=COLUMN, "
+        "or drop --field id=qid so smelt numbers the lines)"
+    )
+
+
+def test_field_id_maps_the_id_column(tmp_path):
+    rows = [{"id": "doc-1", "qid": f"q{i}", "question": f"q{i}?", "answer": "a"} for i in range(5)]
+    del rows[4]["qid"]
+    path = write_jsonl(tmp_path / "qa.jsonl", rows)
+    fields = parse_field_mapping(("id=qid",))
+    splits = load_splits(data=None, train=str(path), dev=str(path), test=str(path), seed=0, fields=fields, **SQUAD)
+    assert [e.id for e in splits.train] == ["q0", "q1", "q2", "q3", "qa.jsonl:5"]  # not the document id
+    assert "qid" not in splits.train[0]
+
+
+def test_same_ids_in_train_dev_and_test_files_are_fine(tmp_path):
+    paths = {name: write_jsonl(tmp_path / f"{name}.jsonl", qa_rows(3)) for name in ("train", "dev", "test")}
+    splits = load_splits(data=None, seed=0, **{k: str(v) for k, v in paths.items()}, **QA)
+    assert [e.id for e in splits.train] == [e.id for e in splits.dev] == [e.id for e in splits.test] == [
+        "q0",
+        "q1",
+        "q2",
+    ]
+    numbered = {
+        name: write_jsonl(tmp_path / f"{name}.jsonl", [{"question": "q?", "answer": "a"}] * 2)
+        for name in ("train", "dev", "test")
+    }
+    splits = load_splits(data=None, seed=0, **{k: str(v) for k, v in numbered.items()}, **QA)
+    assert [e.id for e in splits.dev] == ["dev.jsonl:1", "dev.jsonl:2"]
+
+
+def test_an_id_must_be_text():
+    records = [(1, {"id": {"doc": 3}, "question": "q?", "answer": "a"})]
+    with pytest.raises(SmeltError, match=r"^x\.jsonl:1: field 'id' is a dict \(keys: doc\), not text; "):
+        to_examples(records, source="x.jsonl", **QA)
+
+
 # ---------------------------------------------------------------------------- splits
 
 
@@ -332,6 +579,26 @@ def test_hub_rows_report_split_and_row_number(tmp_path, hf_cache):
     with pytest.raises(
         SmeltError, match=rf"{folder}\[train\]:1: missing field 'question' \(columns here: prompt"
     ):
+        load_splits(data=str(folder), train=None, dev=None, test=None, seed=0, **QA)
+
+
+def test_hub_folder_with_squad_answers(tmp_path, hf_cache):
+    folder = tmp_path / "squad_like"
+    folder.mkdir()
+    for name, n in [("train", 4), ("validation", 3), ("test", 2)]:
+        write_jsonl(folder / f"{name}.jsonl", squad_rows(n, name))
+    fields = parse_field_mapping(("answer=answers.text[0]",))
+    splits = load_splits(data=str(folder), train=None, dev=None, test=None, seed=0, fields=fields, **SQUAD)
+    assert [(e.id, e.answer) for e in splits.dev] == [(f"validation{i}", f"answer {i}") for i in range(3)]
+    assert (len(splits.train), len(splits.test)) == (4, 2)
+    assert "answers" not in splits.dev[0]
+
+
+def test_hub_split_with_duplicate_ids(tmp_path, hf_cache):
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"id": "doc", "question": f"q{i}?", "answer": "a"} for i in range(3)])
+    with pytest.raises(SmeltError, match=rf"^{folder}\[train\]:2: id 'doc' is also the id of line 1; "):
         load_splits(data=str(folder), train=None, dev=None, test=None, seed=0, **QA)
 
 

@@ -3,7 +3,8 @@
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.optimizers.sweep_storage import open_storage, redact, storage_kind
+from smelt.optimizers.sweep_storage import open_storage, storage_kind
+from smelt.redaction import redact
 
 
 @pytest.mark.parametrize("url, shown", [
