@@ -44,7 +44,20 @@ def _exit(status: int) -> None:
 
 
 class SmeltGroup(click.Group):
-    """Turns SmeltError into one line on stderr, and Ctrl-C into the command that continues the run."""
+    """Turns SmeltError and click's usage errors into one line on stderr, and Ctrl-C into the command that
+    continues the run."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `cli.py` alone: the help, as click would show it
+            click.echo(exc.ctx.get_help())
+            _exit(2)
+        except click.UsageError as exc:  # a wrong option or value: one line, and where the options are listed
+            command = exc.ctx.command_path if exc.ctx else "cli.py"
+            _fail(f"{exc.format_message()} (see `{command} --help`)")
+        except click.Abort:
+            _exit(130)
 
     def invoke(self, ctx):
         from smelt.errors import SmeltError

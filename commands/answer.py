@@ -5,6 +5,8 @@ from pathlib import Path
 
 from smelt.commands.common import configure_dspy, load_run
 from smelt.errors import SmeltError
+from smelt.programs.registry import get_task
+from smelt.runs import read_manifest
 
 
 def read_input_value(name: str, value: str) -> str:
@@ -34,20 +36,47 @@ def parse_inputs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return inputs
 
 
+def check_inputs(task, inputs: dict[str, str]) -> None:
+    """Every input of ``task`` given and not empty, and nothing else."""
+    fields = task.input_fields
+    unknown = [name for name in inputs if name not in fields]
+    missing = [name for name in fields if not str(inputs.get(name) or "").strip()]
+    if unknown:
+        raise SmeltError(f"--input {unknown[0]}: not an input of task {task.name}; its inputs: {', '.join(fields)}")
+    if missing:
+        raise SmeltError(f"--input {missing[0]}=... is missing or empty; task {task.name} takes "
+                         + " ".join(f"--input {name}=..." for name in fields))
+
+
+def _recorded_task(program_run: str, task: str | None):
+    """The task of a run that holds a program (a sweep's best trial for a sweep), read from its manifest without
+    loading anything; None where ``load_run`` has a better thing to say (an eval run, another task, no best trial)."""
+    run_dir = Path(program_run)
+    manifest = read_manifest(run_dir)
+    if manifest.get("command") == "sweep":
+        if not (run_dir / "best" / "manifest.json").is_file():
+            return None
+        manifest = read_manifest(run_dir / "best")
+    if manifest.get("command") == "eval" or not manifest.get("task"):
+        return None
+    try:
+        found = get_task(manifest.get("task_source") or manifest["task"])
+    except SmeltError:  # a task file that moved: load_run says so, after what it checks first
+        return None
+    if task is not None and get_task(task).name != found.name:
+        return None
+    return found
+
+
 def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None, lm: str | None = None,
            device: str = "auto", api_base: str | None = None) -> dict[str, str]:
     """The run's program on ``inputs`` (checked against its task's input fields): {output field: value}."""
     configure_dspy(threads=1)
+    recorded = _recorded_task(program_run, task)
+    if recorded is not None:  # a wrong input is named in a moment, before the model is loaded
+        check_inputs(recorded, inputs)
     loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base)
-    fields = loaded.task.input_fields
-    unknown = [name for name in inputs if name not in fields]
-    missing = [name for name in fields if not str(inputs.get(name) or "").strip()]
-    if unknown:
-        raise SmeltError(f"--input {unknown[0]}: not an input of task {loaded.task.name}; "
-                         f"its inputs: {', '.join(fields)}")
-    if missing:
-        raise SmeltError(f"--input {missing[0]}=... is missing or empty; task {loaded.task.name} takes "
-                         + " ".join(f"--input {name}=..." for name in fields))
+    check_inputs(loaded.task, inputs)
     from dspy.utils.exceptions import AdapterParseError
 
     try:

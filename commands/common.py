@@ -44,6 +44,8 @@ class RunOptions:
     def __post_init__(self):
         if self.latency_sample < 0:
             raise SmeltError("--latency-sample must be 0 or more")
+        if self.threads < 1:
+            raise SmeltError(f"--threads {self.threads}: use 1 or more (parallel requests; 1 runs them one by one)")
 
 
 def load_task_data(task: Task, options: DataOptions, seed: int):
@@ -82,8 +84,12 @@ def check_model_options(lm: str | None, judge: str | None, metric: str | None, d
 
 
 def configure_dspy(threads: int) -> None:
-    """Global DSPy settings for a command: failures are recorded per example, never fatal."""
+    """Global DSPy settings for a command: failures are recorded per example, never fatal; DSPy's per-answer
+    "LM response was truncated" warnings are counted (and reported once per evaluation), not printed."""
+    from smelt.lm.truncation import install_truncation_filter
+
     dspy.configure(max_errors=10**9, num_threads=threads)
+    install_truncation_filter()
 
 
 def peak_memory_mb() -> float:
@@ -134,6 +140,10 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
             raise SmeltError(f"{run_dir}: a sweep with no best trial yet; finish it with "
                              f"`python cli.py sweep {manifest.get('task')} --resume {run_dir}`")
         run_dir, manifest = best, read_manifest(best)
+    if manifest.get("command") == "eval":  # scores only; the program is in the run it scored
+        scored = manifest.get("program_run") or "the compile or distill run it scored"
+        raise SmeltError(f"{option} {run_dir}: an eval run, which holds scores but no program; pass the run it "
+                         f"scored ({scored}) or another compile, distill or sweep run")
     if task_name is not None:
         wanted = get_task(task_name).name  # an unknown task gets the list of forms TASK takes
         if manifest["task"] != wanted:

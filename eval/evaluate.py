@@ -1,12 +1,15 @@
 """The evaluation loop: run a program over examples on many threads, score each, write one line per example.
 
 Lines are appended as examples finish, so an interrupted evaluation keeps its work; run again with
-the same output file and it continues where it stopped.
+the same output file and it continues where it stopped (examples whose model or judge call failed are
+tried again). A failing call is a failed example, never a crash; but when the first examples all fail
+(the server is down, the spec is wrong) the evaluation stops with one error instead of failing every example.
 """
 
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +21,11 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from tqdm import tqdm
 
+from smelt.errors import SmeltError
 from smelt.eval.judge import Metric
+from smelt.lm.truncation import install_truncation_filter, truncation_count
+
+EARLY_STOP_AFTER = 8  # when this many first examples all fail on their model (or judge) call, stop the evaluation
 
 
 @dataclass
@@ -41,7 +48,10 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     """Run and score one example; a parse failure or an error is a recorded failure, never a crash.
 
     ``gold`` and ``prediction`` are the task's answer field; other output fields go under ``outputs``, and the
-    task's extra scores (e.g. citation precision) under ``scores``."""
+    task's extra scores (e.g. citation precision) under ``scores``. A metric call that raises (a judge behind a
+    rate limit or a dead server) scores 0 with ``error`` "judge: ..." and ``judge_error``; a judge reply that does
+    not parse scores 0 with ``judge_error`` too, but no ``error`` (asking again would get the same reply).
+    ``truncated`` is set when one of the program's answers stopped at max_tokens."""
     task = metric.task
     record = {
         "id": example.get("id"),
@@ -55,6 +65,7 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     }
     started = time.perf_counter()
     prediction = None
+    truncated_before = truncation_count()
     with lm.context(), dspy.track_usage() as tracker:
         try:
             prediction = program(**example.inputs())
@@ -64,6 +75,8 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
         except Exception as exc:  # noqa: BLE001 - one failing example must not end the run
             record["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     record["latency_s"] = round(time.perf_counter() - started, 4)
+    if truncation_count() > truncated_before:
+        record["truncated"] = True
     prompt, completion, calls = _usage_totals(tracker)
     record.update(prompt_tokens=prompt, completion_tokens=completion, lm_calls=calls)
     record["cached"] = prediction is not None and calls == 0
@@ -74,17 +87,31 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
             record["outputs"] = others
         if prediction.get("reasoning") is not None:
             record["reasoning"] = prediction.get("reasoning")
-        value, detail = metric.score(example, prediction)
-        record["score"] = round(float(value), 6)
-        if detail:
-            record["judge"] = detail
+        try:
+            value, detail = metric.score(example, prediction)
+        except Exception as exc:  # noqa: BLE001 - a failed judge call fails this example, not the run
+            record["error"] = f"{metric.name}: {type(exc).__name__}: {str(exc)[:300]}"
+            record["judge_error"] = True
+        else:
+            record["score"] = round(float(value), 6)
+            if detail:
+                record["judge"] = detail
+                if detail.get("judge_error"):
+                    record["judge_error"] = True
     if task.extra_scores:
         record["scores"] = task.extra_scores(example, prediction)
     return record
 
 
+def call_failed(record: dict) -> bool:
+    """The example's model or judge call raised (not an answer that did not parse): worth trying again."""
+    return bool(record.get("error")) and not record.get("parse_error")
+
+
 def _read_done(path: Path) -> dict[str, dict]:
-    """Records already written; a torn last line (from an interruption) is dropped and the file rewritten."""
+    """Records already written, and the file rewritten to hold just those: a torn last line (from an
+    interruption) is dropped, and so is a record whose model or judge call failed, to be tried again.
+    A parse failure stays done: the same prompt would get the same answer."""
     if not path.exists():
         return {}
     done, good_lines = {}, []
@@ -92,6 +119,8 @@ def _read_done(path: Path) -> dict[str, dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or "id" not in record or call_failed(record):
             continue
         done[str(record["id"])] = record
         good_lines.append(line)
@@ -112,47 +141,104 @@ def evaluate(
     desc: str = "eval",
     latency_sample: int = 0,
     progress: Callable[[int, float], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Score ``program`` on ``examples``; with ``out_path``, append each record as it finishes and resume.
 
     ``latency_sample`` > 0 then times that many examples one request at a time (``smelt.eval.latency``).
     ``progress(examples_scored, running_mean_score)`` is called after each example; an exception it raises
-    (a sweep pruning a hopeless trial) stops the evaluation: queued examples are dropped, not run."""
+    (a sweep pruning a hopeless trial) stops the evaluation: queued examples are dropped, not run.
+
+    When the first ``min(len(todo), EARLY_STOP_AFTER)`` examples all fail on their model call (or all on their
+    judge call), the rest are dropped and a SmeltError says so. On any exception (that one, Ctrl-C, a pruning
+    exception) this returns at once: examples in flight finish in the background and are not written.
+    ``log`` (default: stderr) gets one line when answers hit max_tokens."""
     done = _read_done(out_path) if out_path else {}
     todo = [ex for ex in examples if str(ex.get("id")) not in done]
+    install_truncation_filter()  # so each record knows whether its answer was cut (idempotent)
     lock = threading.Lock()
+    # Shared with the worker threads, under ``lock``: once ``closed``, no worker writes or counts anything.
+    state = {"closed": False, "first": [], "failure": None}
+    first_count = min(len(todo), EARLY_STOP_AFTER)
     started = time.perf_counter()
     out = open(out_path, "a", encoding="utf-8") if out_path else None  # noqa: SIM115 - closed below
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=desc, unit="ex", dynamic_ncols=True)
     scores = [r["score"] for r in done.values()]
+
+    def run(example: dspy.Example) -> dict:
+        # Each worker writes its own record, whole, under the lock: Ctrl-C (raised in the main thread) cannot
+        # cut a line, and a worker finishing after the evaluation stopped finds ``closed`` and writes nothing.
+        record = evaluate_example(program, example, metric, lm)
+        with lock:
+            if state["closed"]:
+                return record
+            done[str(record["id"])] = record
+            if out:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.flush()
+            if len(state["first"]) < first_count:
+                state["first"].append(record)
+                if len(state["first"]) == first_count:
+                    state["failure"] = _every_call_failed(state["first"], metric)
+                    state["closed"] = state["failure"] is not None
+        return record
+
     pool = ThreadPoolExecutor(max_workers=max(1, threads))
+    finished = False
     try:
-        futures = [pool.submit(evaluate_example, program, ex, metric, lm) for ex in todo]
+        futures = [pool.submit(run, ex) for ex in todo]
         for future in as_completed(futures):
             record = future.result()
-            with lock:
-                done[str(record["id"])] = record
-                scores.append(record["score"])
-                if out:
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    out.flush()
+            if state["failure"] is not None:
+                raise state["failure"]
+            scores.append(record["score"])
             bar.update(1)
             bar.set_postfix({metric.name: f"{statistics.fmean(scores):.3f}"})
             if progress:
                 progress(len(scores), statistics.fmean(scores))
+        finished = True
     finally:
-        # On an exception or Ctrl-C, examples not yet started are dropped; the ones in flight finish.
-        pool.shutdown(wait=True, cancel_futures=True)
+        with lock:
+            state["closed"] = True
+        # Finished: every example is done. On an exception or Ctrl-C, return now: examples not yet started are
+        # dropped, the ones in flight finish in the background and write nothing (``closed``).
+        pool.shutdown(wait=finished, cancel_futures=True)
         bar.close()
         if out:
             out.close()
     records = [done[str(ex.get("id"))] for ex in examples if str(ex.get("id")) in done]
     summary = summarize(records, metric.name, wall_s=time.perf_counter() - started) | {"threads": threads}
+    if summary["truncated"]:
+        (log or _stderr)(f"[smelt] {desc}: {summary['truncated']} of {len(records)} answers hit max_tokens")
     if latency_sample > 0:
         from smelt.eval.latency import single_request_latency
 
         summary |= single_request_latency(program, examples, lm, latency_sample)
     return EvalResult(records, summary)
+
+
+def _stderr(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def _every_call_failed(records: list[dict], metric: Metric) -> SmeltError | None:
+    """The error that stops an evaluation whose first examples all failed on a call: every model call, or every
+    judge call (the rest failing on their model call); None when any of them succeeded or only failed to parse."""
+    if any(not call_failed(r) for r in records):
+        return None
+    model_failures = [r for r in records if not r.get("judge_error")]
+    judge_failures = [r for r in records if r.get("judge_error")]
+    if len(model_failures) == len(records):
+        n, first = len(records), model_failures[0]["error"]
+        return SmeltError(f"every model call failed ({n} of {n} so far; the first: {first}); "
+                          "check the model spec, --api-base and that the server is up")
+    if judge_failures:  # the examples whose model call did succeed all failed on the judge
+        n, first = len(judge_failures), judge_failures[0]["error"].removeprefix(f"{metric.name}: ")
+        judge = getattr(getattr(getattr(metric, "judge", None), "spec", None), "raw", None)
+        named = f"the judge {judge}" if judge else "the judge"
+        return SmeltError(f"every call to {named} failed ({n} of {n} so far; the first: {first}); "
+                          "check --judge, --api-base and that the server is up")
+    return None
 
 
 def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = None) -> dict:
@@ -168,7 +254,9 @@ def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = N
         "examples": n,
         "score": mean([r["score"] for r in records]),
         "parse_failures": sum(r["parse_error"] for r in records),
-        "errors": sum(bool(r["error"]) and not r["parse_error"] for r in records),
+        "errors": sum(call_failed(r) and not r.get("judge_error") for r in records),
+        "judge_errors": sum(bool(r.get("judge_error")) for r in records),
+        "truncated": sum(bool(r.get("truncated")) for r in records),
         "cached_examples": n - len(fresh),
         "latency_s_per_example": mean([r["latency_s"] for r in fresh]),
         "prompt_tokens_per_example": mean([r["prompt_tokens"] for r in fresh]),

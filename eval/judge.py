@@ -70,12 +70,17 @@ class JudgeMetric(Metric):
             return 0.0, {"rating": 0, "rationale": "empty answer"}
         inputs = render_fields({name: example.get(name) for name in self.task.input_fields}, JUDGE_INPUT_CHARS)
         reference = render_fields({name: example.get(name) for name in fields})
+        # A reply that does not parse scores 0 and is flagged (judge_error); a call that fails (rate limit, timeout,
+        # server down, after DSPy's retries) raises: the evaluation loop records it on the example.
         try:
             with self.judge.context():
                 verdict = self._rate(task_inputs=inputs, reference=reference, output=output)
             rating = min(10, max(0, int(verdict.rating)))
-        except (AdapterParseError, TypeError, ValueError):
-            return 0.0, {"rating": None, "rationale": "the judge's output could not be parsed", "judge_error": True}
+        except (AdapterParseError, TypeError, ValueError) as exc:
+            detail = {"rating": None, "rationale": "the judge's output could not be parsed", "judge_error": True}
+            if isinstance(exc, AdapterParseError) and exc.lm_response is not None:
+                detail["reply"] = str(exc.lm_response)[:300]
+            return 0.0, detail
         return rating / 10, {"rating": rating, "rationale": verdict.rationale}
 
 

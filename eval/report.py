@@ -4,6 +4,8 @@ _ROWS = [
     ("score", "score ({metric})", "{:.3f}"),
     ("parse_failures", "parse failures", "{:d}"),
     ("errors", "errors", "{:d}"),
+    ("judge_errors", "judge failures", "{:d}"),
+    ("truncated", "answers cut at max_tokens", "{:d}"),
     ("single_request_latency_s", "latency, one request at a time (s)", "{:.2f}"),
     ("latency_s_per_example", "latency / example, {threads} in flight (s)", "{:.2f}"),
     ("prompt_tokens_per_example", "prompt tokens / example", "{:.0f}"),
@@ -13,6 +15,7 @@ _ROWS = [
     ("peak_memory_mb", "peak memory (MB)", "{:.0f}"),
     ("wall_s", "wall time (s)", "{:.1f}"),
 ]
+_ONLY_WHEN_NONZERO = {"judge_errors", "truncated"}  # rows most runs never need
 
 
 def _cell(summary: dict, key: str, fmt: str) -> str:
@@ -30,6 +33,8 @@ def comparison_rows(columns: dict[str, dict]) -> list[list[str]]:
     rows = [["", *columns]]
     for key, label, fmt in _ROWS:
         if all(summary.get(key) is None for summary in columns.values()):
+            continue
+        if key in _ONLY_WHEN_NONZERO and not any(summary.get(key) for summary in columns.values()):
             continue
         rows.append([label.format(metric=metric, threads=threads), *(_cell(s, key, fmt) for s in columns.values())])
         if key == "score":  # the task's extra scores (e.g. citation recall) right under the metric
@@ -57,5 +62,5 @@ def markdown_table(columns: dict[str, dict]) -> str:
 
 
 def failure_examples(records: list[dict], limit: int = 5) -> list[dict]:
-    """The first few failed examples (parse failures and errors), for the report."""
+    """The first few failed examples (parse failures and errors, a failed judge call among them), for the report."""
     return [r for r in records if r.get("parse_error") or r.get("error")][:limit]

@@ -8,6 +8,16 @@ import dspy
 
 from smelt.lm.specs import ModelSpec, parse_spec
 
+# Retries for LiteLLM models. DSPy 3.4 owns them (it calls LiteLLM and its native lm15 engine with
+# num_retries=0, see dspy/clients/execution.py): a rate limit (429), a timeout, a 5xx or a connection error is
+# retried up to API_RETRIES times, after the server's Retry-After seconds when it sends one (not capped), else
+# after 2**attempt seconds: 1, 2, 4, 8 (capped at 60, no jitter). Other errors (auth, bad request) are not retried.
+API_RETRIES = 4
+# Seconds to wait for a reply (the read timeout: a non-streamed answer counts in full) instead of the engines'
+# 600 s default. A timeout is retried too, so a hung server costs (API_RETRIES + 1) x this; 300 s still lets a
+# slow local server (ollama on a CPU, queueing --threads requests) finish a long answer.
+REQUEST_TIMEOUT_S = 300
+
 
 @dataclass
 class ResolvedLM:
@@ -61,19 +71,20 @@ def lm_for_spec(
         if adapter:
             raise SmeltError(f"{option} {spec}: a LoRA adapter can only be attached to an in-process (hf:) model")
         kwargs = {"api_base": api_base} if api_base else {}
-        lm = dspy.LM(parsed.target, temperature=temperature, max_tokens=max_tokens or 1024, cache=cache, **kwargs)
+        lm = dspy.LM(parsed.target, temperature=temperature, max_tokens=max_tokens or 1024, cache=cache,
+                     num_retries=API_RETRIES, timeout=REQUEST_TIMEOUT_S, **kwargs)
         return ResolvedLM(parsed, lm, dspy.ChatAdapter())
 
-    from smelt.lm.engine import DEFAULT_MAX_TOKENS, TransformersEngine
+    from smelt.lm.engine import DEFAULT_MAX_TOKENS
     from smelt.lm.loading import load_model
     from smelt.lm.prefill_adapter import PrefillChatAdapter
 
     loaded = load_model(parsed, device=device, adapter=adapter)
     # DSPy's response cache is keyed by the model name: the dtype and an adapter must change that name.
     name = f"{parsed.raw}@{loaded.dtype}" + (f"+lora-{_digest(adapter)}" if adapter else "")
-    engine = TransformersEngine(loaded.model, loaded.tokenizer, name=name, max_batch_size=max_batch_size)
-    engine.device = loaded.device
-    engine.dtype = loaded.dtype
+    # One engine per loaded model: a second lm_for_spec on it (--judge = --lm, teacher = student) shares the
+    # worker and its batches; only the dspy.LM (cache flag, name) and the adapter (instructions) differ.
+    engine = loaded.engine(name=name, max_batch_size=max_batch_size)
     lm = dspy.LM(
         f"smelt/{name}",
         engine=engine,

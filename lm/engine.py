@@ -6,6 +6,9 @@ runs them as one batch, so eight threads cost about one forward pass per token i
 On CPU the batch runs through smelt's own loops: a row-wise prompt pass that computes the shared
 prompt prefix once (``row_prefill``) and a decode loop that drops finished rows (``row_decoding``);
 elsewhere, and for caches those loops do not handle, through one left-padded ``generate`` call.
+
+A request whose prompt and ``max_tokens`` do not fit the model's context is refused on its own
+(``PromptTooLong``) before it is queued; the other requests run as usual.
 """
 
 import threading
@@ -13,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from dspy.clients.engines.base import validate_request
-from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
+from dspy.lm15 import ContextLengthError, InvalidRequestError, Message, Response, TextPart, Usage, response_to_events
 from transformers import StoppingCriteria
 
 from smelt.lm.rendering import encode_prompt, messages_from_request
@@ -21,6 +24,17 @@ from smelt.lm.row_decoding import decode_rows, token_picker
 from smelt.lm.row_prefill import prefill_rows
 
 DEFAULT_MAX_TOKENS = 256
+
+
+class PromptTooLong(ContextLengthError, ValueError):
+    """A prompt plus its new tokens exceed the model's context. DSPy shows it as its ContextWindowExceededError
+    (``[model] <this line>``), which it neither retries nor re-asks in another format."""
+
+    def __init__(self, message: str):
+        InvalidRequestError.__init__(self, message)  # ContextLengthError would append a multi-line how-to
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,8 @@ class TransformersEngine:
         # the time of one row, so it keeps that path.
         on_cpu = next(model.parameters()).device.type == "cpu"
         self.row_batching = on_cpu if row_batching is None else row_batching
-        self.batch_sizes: list[int] = []  # one entry per generate call, for benchmarks and tests
+        self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
+        self.batch_sizes: list[int] = []  # one entry per generate call since the last close(), for benchmarks/tests
         self._pending: list[_Job] = []
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -93,6 +108,7 @@ class TransformersEngine:
         validate_request(request)
         job = _Job(encode_prompt(self.tokenizer, messages_from_request(request)),
                    GenerationSettings.from_config(request.config))
+        self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
         self._submit(job)
         job.done.wait()
         if job.error is not None:
@@ -109,15 +125,31 @@ class TransformersEngine:
     def stream(self, request):
         return response_to_events(self.complete(request))
 
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a prompt that, with its new tokens, does not fit the model's context."""
+        limit = self.context_length
+        if limit is not None and prompt_tokens + max_new_tokens > limit:
+            raise PromptTooLong(
+                f"prompt of {prompt_tokens:,} tokens + {max_new_tokens:,} new tokens exceeds {self.name}'s context "
+                f"of {limit:,} tokens; shorten the input (e.g. a smaller -o context_chars)"
+            )
+
     def close(self) -> None:
+        """Stop the worker once the queued requests are answered, and start ``batch_sizes`` afresh.
+
+        The engine stays usable: it is shared by every ``lm_for_spec`` on its model, and the next request
+        starts a new worker, so one user closing it does not break another."""
         with self._wakeup:
             self._closed = True
+            self.batch_sizes = []
             self._wakeup.notify_all()
 
     # --- batching ----------------------------------------------------------------------
     def _submit(self, job: _Job) -> None:
         with self._wakeup:
-            if self._worker is None or not self._worker.is_alive():
+            # The worker clears _worker under this lock when it stops, so a job is never left to one that is
+            # stopping (is_alive() stays true for a moment after it has decided to stop).
+            if self._worker is None:
                 self._closed = False
                 self._worker = threading.Thread(target=self._serve, name=f"smelt-engine-{self.name}", daemon=True)
                 self._worker.start()
@@ -130,6 +162,7 @@ class TransformersEngine:
                 while not self._pending and not self._closed:
                     self._wakeup.wait()
                 if self._closed and not self._pending:
+                    self._worker = None
                     return
             # Give threads that are about to submit a moment to join this batch.
             time.sleep(self.gather_seconds)
@@ -238,6 +271,20 @@ class TransformersEngine:
             text = text[:stop_at]
         finished = hit_end or stop_at >= 0 or len(tokens) < settings.max_new_tokens
         return Generation(text, prompt_tokens, len(tokens), "stop" if finished else "length")
+
+
+def context_length(model, tokenizer) -> int | None:
+    """Tokens the model attends to: its config's max_position_embeddings, or the tokenizer's model_max_length
+    when that is smaller (tokenizers without a limit report a huge placeholder, ignored here)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    limit = getattr(config, "max_position_embeddings", None)
+    limit = limit if isinstance(limit, int) and limit > 0 else None
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 10**8 and (limit is None or tokenizer_limit < limit):
+        limit = tokenizer_limit
+    return limit
 
 
 def find_stop(text: str, stops: tuple[str, ...]) -> int:

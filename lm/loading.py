@@ -1,11 +1,12 @@
 """Loading in-process models: the embedded model, hub checkpoints, local folders, LoRA adapters."""
 
 import json
+import logging
 import os
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,31 @@ class LoadedModel:
     source: str  # the folder or hub id the weights came from
     dtype: str = "float32"
     adapter: str | None = None
+    _engine: Any = field(default=None, repr=False, compare=False)
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def engine(self, *, name: str, max_batch_size: int = 16):
+        """The one engine serving this model in this process, made on first use.
+
+        Every ``lm_for_spec`` on this model (the teacher and the student, --lm and --judge) gets this engine,
+        so their concurrent requests share its worker thread and batches instead of running the module at
+        once on two threads. ``name`` is the first caller's; a later caller may raise ``max_batch_size``.
+        """
+        from smelt.lm.engine import TransformersEngine
+
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = TransformersEngine(self.model, self.tokenizer, name=name, max_batch_size=max_batch_size)
+                self._engine.device = self.device
+                self._engine.dtype = self.dtype
+            else:
+                self._engine.max_batch_size = max(self._engine.max_batch_size, max_batch_size)
+            return self._engine
+
+    def close_engine(self) -> None:
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.close()
 
 
 _loaded: dict[tuple, LoadedModel] = {}
@@ -31,16 +57,20 @@ _load_lock = threading.Lock()
 
 
 def load_model(spec: ModelSpec, *, device: str = "auto", adapter: str | Path | None = None,
-               dtype=None) -> LoadedModel:
+               dtype=None, private: bool = False) -> LoadedModel:
     """Load (once per process) the model a spec names, on the resolved device, with an optional adapter.
 
-    ``dtype`` (a torch dtype) defaults to the device's inference dtype (``devices.default_dtype``)."""
+    ``dtype`` (a torch dtype) defaults to the device's inference dtype (``devices.default_dtype``).
+    ``private=True`` loads a fresh copy that is not cached or shared (for training, which changes the
+    module in place): it costs the memory of a second copy while the shared one is loaded too."""
     if not spec.in_process:
         raise ValueError(f"{spec.raw} is served by LiteLLM, not loaded in-process")
     device = resolve_device(device)
     if adapter:
         adapter_folder(adapter)  # a bad adapter path fails before the base model is read
     dtype = dtype or default_dtype(device)
+    if private:
+        return _load_uncached(spec, device, dtype, adapter)
     key = (spec.kind, spec.target, device, dtype, str(Path(adapter).resolve()) if adapter else None)
     with _load_lock:
         if key not in _loaded:
@@ -87,18 +117,77 @@ def _resolve_hf_source(spec: ModelSpec) -> str:
 def _from_hub(cls, hub_id: str, **kwargs):
     """Prefer the local hub cache; reach the hub only when the model is not cached yet."""
     try:
-        return cls.from_pretrained(hub_id, local_files_only=True, **kwargs)
+        with _logs_held_back():
+            return cls.from_pretrained(hub_id, local_files_only=True, **kwargs)
     except OSError:
         pass
+    unreachable = _hub_unreachable(hub_id)
+    if unreachable:
+        raise SmeltError(_not_downloadable(hub_id, unreachable))
     try:
-        return cls.from_pretrained(hub_id, **kwargs)
+        with _logs_held_back():
+            return cls.from_pretrained(hub_id, **kwargs)
     except OSError as exc:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise SmeltError(
-            f"model {hub_id!r} is not in the local Hugging Face cache and could not be downloaded ({reason}); "
-            f"download it on a connected machine with `hf download {hub_id}` "
-            "(run `hf auth login` first for gated models such as Llama), or pass a local folder as hf:PATH"
-        ) from exc
+        raise SmeltError(_not_downloadable(hub_id, reason)) from exc
+
+
+def _not_downloadable(hub_id: str, reason: str) -> str:
+    return (
+        f"model {hub_id!r} is not in the local Hugging Face cache and could not be downloaded ({reason}); "
+        f"download it on a connected machine with `hf download {hub_id}` "
+        "(run `hf auth login` first for gated models such as Llama), or pass a local folder as hf:PATH"
+    )
+
+
+def _hub_unreachable(hub_id: str) -> str | None:
+    """Why the hub cannot be reached at all (no connection), or None to go ahead and download.
+
+    One request that fails in a moment: on a failed connection, huggingface_hub retries each file it
+    looks for five times over 23 s. Any HTTP answer (even an error) lets the download try as before."""
+    import httpx
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return None  # from_pretrained fails at once, with huggingface_hub's own reason
+    try:
+        get_session().head(f"{constants.ENDPOINT}/api/models/{hub_id}", timeout=10)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        return f"cannot reach {constants.ENDPOINT}: {exc or type(exc).__name__}"
+    except Exception:  # noqa: BLE001 - anything else is for the download itself to report
+        return None
+    return None
+
+
+_HUB_LOGGERS = ("huggingface_hub", "transformers")
+
+
+@contextmanager
+def _logs_held_back():
+    """Hold back what huggingface_hub and transformers log or warn meanwhile: replayed if the block succeeds,
+    dropped if it raises. Offline, the hub logs each failed request and retry; smelt says it in one line."""
+    records: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    hold = Hold()
+    saved = []
+    for name in _HUB_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers, logger.propagate))
+        logger.handlers, logger.propagate = [hold], False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def adapter_folder(adapter: str | Path) -> Path:
@@ -168,9 +257,14 @@ def _lora_modules(names) -> set[str]:
 
 
 def unload_models() -> None:
-    """Forget every model loaded in this process (after training changed one, the next load is fresh)."""
+    """Forget every model loaded in this process and close their engines (the next load is fresh).
+
+    A ``ResolvedLM`` still held keeps working: its engine restarts its worker on the next request."""
     with _load_lock:
+        dropped = list(_loaded.values())
         _loaded.clear()
+    for loaded in dropped:
+        loaded.close_engine()
 
 
 def parameter_megabytes(model) -> float:

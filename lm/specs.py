@@ -4,9 +4,14 @@
 - ``hf:<hub id or folder>``   any transformers causal LM, run in-process
 - an alias (``llama-3.2-3b``) an instruct checkpoint on the hub, run in-process
 - ``provider/model``          anything LiteLLM serves: openai/..., ollama_chat/..., hosted_vllm/...
+                              (the first segment must be a LiteLLM provider)
+
+A path that is none of these (``/nonexistent``, ``./typo``) fails here, not at the first model call.
 """
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from smelt.errors import SmeltError
@@ -58,9 +63,47 @@ def parse_spec(spec: str, option: str = "--lm") -> ModelSpec:
     if raw.lower() in ALIASES:
         return ModelSpec(raw, "hf", ALIASES[raw.lower()])
     if "/" in raw:
-        return ModelSpec(raw, "litellm", raw)
+        provider = raw.split("/", 1)[0]
+        if _is_litellm_provider(provider):
+            return ModelSpec(raw, "litellm", raw)
+        if _looks_like_path(raw):
+            raise SmeltError(_not_a_model_path(raw, option))
+        hub_hint = f", or hf:{raw} to run a hub model in-process" if raw.count("/") == 1 else ""
+        raise SmeltError(
+            f"{option} {raw}: {provider!r} is not a LiteLLM provider; use e.g. openai/..., ollama_chat/..., "
+            f"hosted_vllm/... (the full list: https://docs.litellm.ai/docs/providers){hub_hint}"
+        )
+    if _looks_like_path(raw):
+        raise SmeltError(_not_a_model_path(raw, option))
     known = ", ".join([EMBEDDED_SPEC, *ALIASES])
     raise SmeltError(
         f"{option} {raw!r}: unknown model; known names: {known}; "
         "or hf:<hub id or folder> for any transformers model, or provider/model for LiteLLM (openai/gpt-4o-mini)"
     )
+
+
+def _is_litellm_provider(name: str) -> bool:
+    import litellm  # only for provider/model specs: importing it takes a few seconds
+
+    return name in litellm.provider_list
+
+
+def _looks_like_path(raw: str) -> bool:
+    """A filesystem path rather than a model name: /abs, ./rel, ~/home, or a path whose first folder exists."""
+    if raw.startswith(("/", ".", "~")):
+        return True
+    first = raw.split("/", 1)[0]
+    return ("/" in raw and Path(first).is_dir()) or Path(os.path.expanduser(raw)).exists()
+
+
+_PASS_INSTEAD = ("pass a run directory (runs/<task>/<run>), hf:<folder>, an alias (see cli.py models) "
+                 "or provider/model (openai/gpt-4o-mini)")
+
+
+def _not_a_model_path(raw: str, option: str) -> str:
+    path = Path(os.path.expanduser(raw))
+    if path.is_dir() and (path / "config.json").is_file():
+        return f"{option} {raw}: a model folder; pass it as hf:{raw} to run it in-process"
+    if path.exists():
+        return f"{option} {raw}: not a run directory (no manifest.json there) and not a model spec; {_PASS_INSTEAD}"
+    return f"{option} {raw}: no such run directory or model folder, and not a model spec; {_PASS_INSTEAD}"

@@ -93,13 +93,19 @@ def require_qlora(device: str) -> None:
 
 
 def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str = "auto") -> LoadedModel:
-    """The student to train: the shared in-process model, or with --qlora a fresh copy with 4-bit weights."""
+    """The student to train: its own fresh copy of the weights (with --qlora, 4-bit ones).
+
+    Training holds this copy beside any copy ``load_model`` serves: peft adds LoRA layers to the module in
+    place, and an engine still serving the same model (the teacher, when teacher and student are one model)
+    must not run with half-trained adapters. That costs the memory of a second copy while both are loaded;
+    ``unload_models()`` before training frees the served one when nothing serves it any more.
+    """
     device = resolve_device(device)
     if not config.qlora:
         import torch
 
         # fp32 weights on a CPU: inference may run in bf16 there, but training keeps full precision.
-        return load_model(spec, device=device, dtype=torch.float32 if device == "cpu" else None)
+        return load_model(spec, device=device, dtype=torch.float32 if device == "cpu" else None, private=True)
     require_qlora(device)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig

@@ -72,3 +72,53 @@ def test_the_judge_sees_every_input_the_reference_and_the_output():
     assert "document: The library closes on the second Monday." in prompt
     assert "question: When is it closed?" in prompt
     assert "the second Monday" in prompt and "second Monday" in prompt
+
+
+class DownJudge:
+    """A judge whose every call fails as a dead server's would (DSPy retries nothing: num_retries=0)."""
+
+    class Engine:
+        def complete(self, request):
+            raise ConnectionError("connection refused")
+
+        def stream(self, request):
+            raise ConnectionError("connection refused")
+
+    def __init__(self):
+        self.lm = dspy.LM("smelt/down-judge", engine=self.Engine(), cache=False, num_retries=0)
+        self.spec = type("Spec", (), {"raw": "openai/down-judge"})()
+
+    def context(self):
+        return dspy.context(lm=self.lm, adapter=dspy.ChatAdapter())
+
+
+def test_a_failed_judge_call_raises_rather_than_scoring_as_unparseable():
+    metric = JudgeMetric("judge", TASK, judge=DownJudge())
+    with pytest.raises(Exception, match="connection refused") as caught:
+        metric.score(EXAMPLE, dspy.Prediction(answer="Monday"))
+    assert not isinstance(caught.value, (TypeError, ValueError))
+
+
+def test_a_failed_judge_call_is_recorded_on_the_example():
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from smelt.eval.evaluate import evaluate_example
+
+    program = lambda **inputs: dspy.Prediction(answer="Monday")  # noqa: E731
+    record = evaluate_example(program, EXAMPLE, JudgeMetric("judge", TASK, judge=DownJudge()),
+                              SimpleNamespace(context=nullcontext))
+    assert record["prediction"] == "Monday" and record["score"] == 0.0 and record["judge_error"] is True
+    assert record["error"].startswith("judge: ") and "connection refused" in record["error"]
+    assert record["parse_error"] is False
+
+
+def test_an_unparseable_verdict_keeps_the_judges_reply():
+    class Garbage(FakeJudge):
+        def context(self):
+            return dspy.context(lm=self.lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False))
+
+    judge = Garbage([])
+    judge.lm = DummyLM([{"rationale": "hmm"}])  # no rating field at all
+    value, detail = JudgeMetric("judge", TASK, judge=judge).score(EXAMPLE, dspy.Prediction(answer="Monday"))
+    assert value == 0.0 and detail["judge_error"] is True and "hmm" in detail["reply"]

@@ -20,6 +20,8 @@ def tiny_llama_adapter(folder, *, hidden_size=32, head_dim=None, layers=2, safet
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from smelt.lm.loading import peft_quietly
+
     config = LlamaConfig(
         vocab_size=64,
         hidden_size=hidden_size,
@@ -29,7 +31,8 @@ def tiny_llama_adapter(folder, *, hidden_size=32, head_dim=None, layers=2, safet
         num_key_value_heads=1,
         head_dim=head_dim or hidden_size // 4,
     )
-    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with peft_quietly():
+        model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     model.save_pretrained(folder, safe_serialization=safetensors)
     return folder
 
@@ -58,6 +61,53 @@ def test_hub_model_not_cached_and_offline(tmp_path, monkeypatch):
     message = one_line(caught)
     assert "'smelt-test/not-a-model' is not in the local Hugging Face cache" in message
     assert "`hf download smelt-test/not-a-model`" in message
+
+
+HUB_LOAD = """
+import sys
+from smelt.errors import SmeltError
+from smelt.lm.loading import load_model
+from smelt.lm.specs import parse_spec
+try:
+    load_model(parse_spec("hf:nobody/not-a-model"), device="cpu")
+except SmeltError as exc:  # as cli.py reports it: the one line on stderr
+    print(exc, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_hub_unreachable_says_one_line_and_nothing_else(tmp_path):
+    """No hub cache and no hub: smelt's line is all of stderr (huggingface_hub logs every failed request)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf-home"))
+    done = subprocess.run([sys.executable, "-c", HUB_LOAD], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (
+        "model 'nobody/not-a-model' is not in the local Hugging Face cache and could not be downloaded "
+        "(cannot reach http://127.0.0.1:9: [Errno 111] Connection refused); download it on a connected machine "
+        "with `hf download nobody/not-a-model` (run `hf auth login` first for gated models such as Llama), "
+        "or pass a local folder as hf:PATH\n"
+    )
+
+
+def test_hub_logs_are_held_back_on_failure_and_replayed_on_success(caplog):
+    import logging
+
+    from smelt.lm.loading import _logs_held_back
+
+    hub_logger = logging.getLogger("huggingface_hub.utils._http")
+    with pytest.raises(OSError), _logs_held_back():
+        hub_logger.warning("'Connection refused' thrown while requesting HEAD")
+        raise OSError("no connection")
+    assert caplog.messages == []
+    with _logs_held_back():
+        hub_logger.warning("kept for a load that worked")
+    assert caplog.messages == ["kept for a load that worked"]
 
 
 def test_adapter_for_another_base_model(embedded_model, tmp_path):

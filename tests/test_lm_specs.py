@@ -47,10 +47,113 @@ def test_every_alias_names_a_hub_checkpoint():
         assert hub_id.count("/") == 1
 
 
-@pytest.mark.parametrize("raw", ["openai/gpt-4o-mini", "ollama_chat/llama3.2", "hosted_vllm/Qwen/Qwen2.5-7B-Instruct"])
+@pytest.mark.parametrize(
+    "raw",
+    ["openai/gpt-4o-mini", "ollama_chat/llama3.2", "ollama_chat/qwen2.5:7b", "hosted_vllm/Qwen/Qwen2.5-7B-Instruct"],
+)
 def test_provider_model_goes_to_litellm(raw):
     spec = parse_spec(raw)
     assert (spec.kind, spec.target, spec.in_process) == ("litellm", raw, False)
+
+
+def test_a_provider_model_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "openai").mkdir()
+    assert parse_spec("openai/gpt-4o-mini").kind == "litellm"
+
+
+PASS_INSTEAD = ("pass a run directory (runs/<task>/<run>), hf:<folder>, an alias (see cli.py models) "
+                "or provider/model (openai/gpt-4o-mini)")
+
+
+@pytest.mark.parametrize("raw", ["/nonexistent", "./runs/doc_qa/none", "~/no-such-smelt-run", "../nope"])
+def test_a_missing_path_is_neither_a_run_nor_a_model(raw, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SmeltError) as caught:
+        parse_spec(raw, option="--teacher")
+    assert str(caught.value) == (
+        f"--teacher {raw}: no such run directory or model folder, and not a model spec; {PASS_INSTEAD}"
+    )
+
+
+def test_a_path_under_an_existing_folder_is_not_a_litellm_model(tmp_path, monkeypatch):
+    # runs/<task>/<run> with a typo in the run: "runs" is a folder here, not a LiteLLM provider.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "doc_qa").mkdir(parents=True)
+    with pytest.raises(SmeltError) as caught:
+        parse_spec("runs/doc_qa/typo", option="--teacher")
+    assert str(caught.value).startswith("--teacher runs/doc_qa/typo: no such run directory or model folder")
+
+
+def test_an_existing_folder_that_is_no_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "config.json").write_text("{}")
+    with pytest.raises(SmeltError) as caught:
+        parse_spec("notes", option="--teacher")
+    assert str(caught.value) == (
+        f"--teacher notes: not a run directory (no manifest.json there) and not a model spec; {PASS_INSTEAD}"
+    )
+    with pytest.raises(SmeltError) as caught:
+        parse_spec("./student", option="--lm")
+    assert str(caught.value) == "--lm ./student: a model folder; pass it as hf:./student to run it in-process"
+
+
+def test_an_unknown_provider_is_refused_at_once():
+    with pytest.raises(SmeltError) as caught:
+        parse_spec("foo/bar")
+    assert str(caught.value) == (
+        "--lm foo/bar: 'foo' is not a LiteLLM provider; use e.g. openai/..., ollama_chat/..., hosted_vllm/... "
+        "(the full list: https://docs.litellm.ai/docs/providers), or hf:foo/bar to run a hub model in-process"
+    )
+    with pytest.raises(SmeltError) as caught:
+        parse_spec("Qwen/Qwen2.5-0.5B-Instruct", option="--student")
+    assert "or hf:Qwen/Qwen2.5-0.5B-Instruct to run a hub model in-process" in str(caught.value)
+    with pytest.raises(SmeltError) as caught:
+        parse_spec("foo/bar/baz")
+    assert str(caught.value).endswith("(the full list: https://docs.litellm.ai/docs/providers)")
+
+
+def test_litellm_models_get_explicit_retries_and_timeout():
+    from smelt.lm import lm_for_spec
+    from smelt.lm.build import API_RETRIES, REQUEST_TIMEOUT_S
+
+    resolved = lm_for_spec("hosted_vllm/Qwen/Qwen2.5-7B-Instruct", api_base="http://127.0.0.1:9/v1")
+    assert resolved.lm.num_retries == API_RETRIES == 4
+    assert resolved.lm.kwargs["timeout"] == REQUEST_TIMEOUT_S
+    assert resolved.lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
+
+
+def test_a_dead_server_is_retried_with_backoff_then_fails(monkeypatch):
+    """DSPy owns the retries: a refused connection is retried API_RETRIES times after 1, 2, 4, 8 s."""
+    from types import SimpleNamespace
+
+    import dspy.clients.execution as execution
+    from dspy.utils.exceptions import LMTransportError
+
+    from smelt.lm import lm_for_spec
+
+    slept = []
+    monkeypatch.setattr(execution, "time", SimpleNamespace(sleep=slept.append))  # the retry loop's sleep only
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    resolved = lm_for_spec("openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1", cache=False)
+    with pytest.raises(LMTransportError, match="Connection refused"):
+        resolved.lm("hello")
+    assert slept == [1, 2, 4, 8]
+
+
+def test_importing_litellm_stays_offline():
+    """smelt sets LITELLM_LOCAL_MODEL_COST_MAP: litellm must not fetch its cost map (no warning, no retry sleeps)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    done = subprocess.run([sys.executable, "-c", "import smelt, dspy, litellm; litellm.provider_list"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
 
 
 def test_unknown_alias_lists_known_names():

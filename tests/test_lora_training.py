@@ -66,6 +66,36 @@ def student(embedded_model):
     return loaded
 
 
+def test_training_never_changes_the_served_model(embedded_model, student):
+    """The student is a private copy: LoRA layers peft adds to it in place never reach the model being served."""
+    from peft import LoraConfig, get_peft_model
+
+    from smelt.lm.loading import load_model, peft_quietly
+
+    served = load_model(parse_spec("gemma-3-270m"), device="cpu", dtype=torch.float32)
+    assert served is embedded_model and student.model is not served.model
+    prompt = torch.tensor([served.tokenizer("The capital of France is")["input_ids"]])
+
+    def greedy() -> list[int]:
+        with torch.inference_mode():
+            return served.model.generate(prompt, max_new_tokens=8, do_sample=False,
+                                         pad_token_id=served.tokenizer.pad_token_id)[0].tolist()
+
+    before = greedy()
+    # init_lora_weights=False: random A and B, so the adapted student really computes something else.
+    with peft_quietly():
+        peft_model = get_peft_model(student.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                              init_lora_weights=False))
+    try:
+        assert any(".lora_" in name for name, _ in student.model.named_parameters())
+        assert not any("lora" in name.lower() for name, _ in served.model.named_modules())
+        assert greedy() == before
+        with torch.inference_mode():
+            assert not torch.allclose(peft_model(prompt).logits, served.model(prompt).logits)
+    finally:
+        peft_model.unload()  # the other tests train the bare student
+
+
 @pytest.fixture(scope="module")
 def examples(student) -> list[SftExample]:
     return [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in _rows()]
@@ -210,12 +240,14 @@ def test_same_seed_same_adapter_and_resume_after_an_interruption(student, exampl
 def test_estimate_matches_peft_and_refuses_what_cannot_fit(student):
     from peft import get_peft_model
 
+    from smelt.lm.loading import peft_quietly
     from smelt.optimizers.lora_model import peft_lora_config
 
     model = student.model
     for config in (TINY, replace(TINY, target_modules="all-linear", r=16)):
         estimate = estimate_resources(model, config, "cpu")
-        peft_model = get_peft_model(model, peft_lora_config(config))
+        with peft_quietly():
+            peft_model = get_peft_model(model, peft_lora_config(config))
         try:
             trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         finally:
