@@ -30,7 +30,8 @@ def _lora_default(name: str) -> str:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())  # a library's own newlines
+    click.echo(f"error: {one_line}", err=True)
     _exit(2)
 
 

@@ -111,10 +111,15 @@ def build_manifest(*, command: str, task, options: dict, seed: int, models: dict
     }
 
 
-def read_manifest(run_dir: str | Path) -> dict:
+def read_manifest(run_dir: str | Path, option: str | None = None) -> dict:
+    """A run's manifest; ``option`` (--resume, --program, ...) is named when the folder is not a run."""
     path = Path(run_dir) / "manifest.json"
+    named = f"{option} {run_dir}" if option else str(run_dir)
+    if not Path(run_dir).is_dir():
+        raise SmeltError(f"{named}: no such directory; pass a run directory, e.g. runs/<task>/<stamp>-compile "
+                         "(each command prints the one it wrote)")
     if not path.is_file():
-        raise SmeltError(f"{run_dir}: not a smelt run directory (no manifest.json); pass runs/<task>/<run>")
+        raise SmeltError(f"{named}: not a smelt run directory (no manifest.json); pass runs/<task>/<run>")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -144,7 +149,7 @@ def open_run_dir(task: str, command: str, *, resume: str | None = None, root: st
         run_dir = new_run_dir(task, command, runs_root(root))
     else:
         run_dir = Path(resume)
-        manifest = read_manifest(run_dir)
+        manifest = read_manifest(run_dir, "--resume")
         if manifest.get("command") != command or manifest.get("task") != task:
             raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
                              f"{manifest.get('task')}, not a {command} run of {task}")

@@ -52,7 +52,7 @@ def _recorded_task(program_run: str, task: str | None):
     """The task of a run that holds a program (a sweep's best trial for a sweep), read from its manifest without
     loading anything; None where ``load_run`` has a better thing to say (an eval run, another task, no best trial)."""
     run_dir = Path(program_run)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, "--program")
     if manifest.get("command") == "sweep":
         if not (run_dir / "best" / "manifest.json").is_file():
             return None

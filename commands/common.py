@@ -133,7 +133,7 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
     from smelt.lm import lm_for_spec
 
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, option)
     if manifest.get("command") == "sweep":  # a sweep stands for its best trial
         best = run_dir / "best"
         if not (best / "manifest.json").is_file():

@@ -87,7 +87,7 @@ def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
             parse_spec(teacher, "--teacher")  # a path that is not there is named as such, not taken for a model
             raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
                              f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
-        manifest = read_manifest(teacher)
+        manifest = read_manifest(teacher, "--teacher")
         task = manifest.get("task_source") or manifest["task"]
     return replace(options, teacher=teacher, task=task)
 
@@ -209,6 +209,7 @@ def run_distill(options: DistillOptions, log=print):
     if not splits.test:
         raise SmeltError("the test split is empty: distill compares teacher and student on test")
     columns = {}
+    teacher_source = teacher.source
     teacher_test = score(teacher.program, teacher.lm, splits.test, "teacher.test", "teacher test")
     columns["teacher"] = teacher_test.summary | {"model_memory_mb": _model_mb(teacher.lm, parameter_megabytes)}
     student_lm = lm_for_spec(options.student, option="--student", device=options.device, cache=options.cache)
@@ -221,6 +222,10 @@ def run_distill(options: DistillOptions, log=print):
         training = json.loads(training_file.read_text())
         log(f"[smelt] reusing the trained adapter in {run_dir / 'adapter'}")
     else:
+        # Training holds its own copy of the student (a served model is never changed): let the served teacher
+        # and bare student go first, or a GPU holds the student's weights twice.
+        teacher_source, teacher, student_lm = teacher.source, None, None
+        unload_models()
         training = train_adapter(student_spec, config, device, rows, run_dir, resume=bool(options.resume), log=log)
         write_json(training_file, training)
     unload_models()  # the next load of the student is fresh: base weights + the saved adapter
@@ -243,7 +248,7 @@ def run_distill(options: DistillOptions, log=print):
         log(f"[smelt] merged weights for serving: {merged_dir}")
 
     summary = {
-        "task": task.name, "command": "distill", "student": options.student, "teacher": teacher.source,
+        "task": task.name, "command": "distill", "student": options.student, "teacher": teacher_source,
         "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "training": training,
         "test": columns, "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb(),
     }

@@ -26,7 +26,7 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
     top_k", "data.max_dev": "--max-dev"}``; without it (a library call) every option that differs from its
     default counts as given. A given option that contradicts the recorded value is an error naming both."""
     run_dir = Path(fresh.resume)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, "--resume")
     if manifest.get("command") != command:
         raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run, not a {command} run; resume "
                          f"it with `python cli.py {manifest.get('command')} --resume {run_dir}`")
@@ -59,7 +59,7 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
 
 def recorded_task(run_dir: str | Path) -> str:
     """The TASK a run was started with (its source: a shipped name, a file, a module), for a resume without TASK."""
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, "--resume")
     return manifest.get("task_source") or manifest["task"]
 
 

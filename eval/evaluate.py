@@ -230,8 +230,7 @@ def _every_call_failed(records: list[dict], metric: Metric) -> SmeltError | None
     judge_failures = [r for r in records if r.get("judge_error")]
     if len(model_failures) == len(records):
         n, first = len(records), model_failures[0]["error"]
-        return SmeltError(f"every model call failed ({n} of {n} so far; the first: {first}); "
-                          "check the model spec, --api-base and that the server is up")
+        return SmeltError(f"every model call failed ({n} of {n} so far; the first: {first})" + _advice(first))
     if judge_failures:  # the examples whose model call did succeed all failed on the judge
         n, first = len(judge_failures), judge_failures[0]["error"].removeprefix(f"{metric.name}: ")
         judge = getattr(getattr(getattr(metric, "judge", None), "spec", None), "raw", None)
@@ -239,6 +238,13 @@ def _every_call_failed(records: list[dict], metric: Metric) -> SmeltError | None
         return SmeltError(f"every call to {named} failed ({n} of {n} so far; the first: {first}); "
                           "check --judge, --api-base and that the server is up")
     return None
+
+
+def _advice(error: str) -> str:
+    """What to check after a failed model call; a prompt past the context carries its own advice."""
+    if "ContextWindowExceeded" in error or "context of" in error:
+        return ""
+    return "; check the model spec, --api-base, the API key and that the server is up"
 
 
 def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = None) -> dict:

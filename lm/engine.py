@@ -131,7 +131,7 @@ class TransformersEngine:
         if limit is not None and prompt_tokens + max_new_tokens > limit:
             raise PromptTooLong(
                 f"prompt of {prompt_tokens:,} tokens + {max_new_tokens:,} new tokens exceeds {self.name}'s context "
-                f"of {limit:,} tokens; shorten the input (e.g. a smaller -o context_chars)"
+                f"of {limit:,} tokens; shorten the inputs, or use a model with a longer context"
             )
 
     def close(self) -> None:

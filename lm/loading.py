@@ -86,7 +86,8 @@ def _load_uncached(spec: ModelSpec, device: str, dtype, adapter: str | Path | No
 
     def from_pretrained(cls, **kwargs):
         if local_only:
-            return cls.from_pretrained(source, **kwargs)
+            with _no_progress_bar():
+                return cls.from_pretrained(source, **kwargs)
         return _from_hub(cls, source, **kwargs)
 
     tokenizer = from_pretrained(AutoTokenizer)
@@ -99,6 +100,21 @@ def _load_uncached(spec: ModelSpec, device: str, dtype, adapter: str | Path | No
         model = attach_adapter(model, adapter, base_source=source)
     return LoadedModel(model, tokenizer, spec, device, source, dtype=str(dtype).removeprefix("torch."),
                        adapter=str(adapter) if adapter else None)
+
+
+@contextmanager
+def _no_progress_bar():
+    """Reading a local folder takes seconds: no "Loading weights" bar between smelt's own lines (a download from
+    the hub keeps its bars)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _resolve_hf_source(spec: ModelSpec) -> str:

@@ -14,7 +14,8 @@ def embedded_model():
 
 @pytest.fixture
 def embedded_lm(embedded_model):
-    """A fresh ``ResolvedLM`` (own engine, empty ``batch_sizes``) on the session's model, DSPy cache off."""
+    """A ``ResolvedLM`` on the session's model, DSPy cache off. Its engine is the model's one shared engine; closing
+    it afterwards empties ``batch_sizes`` for the next test (the engine stays usable)."""
     from smelt.lm import lm_for_spec
 
     resolved = lm_for_spec("gemma-3-270m", device="cpu", max_tokens=16, cache=False)

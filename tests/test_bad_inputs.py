@@ -115,7 +115,10 @@ def run_mistake(world: dict, work: Path, args: list[str], fragments: list[str], 
         problems.append("a traceback")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error: ")]
-    if len(lines) != 1 or len(errors) != 1:
+    if allow_new_run:  # a run that started shows its progress first; its error is then the one, last line
+        if len(errors) != 1 or lines[-1] != errors[0]:
+            problems.append(f"{len(errors)} lines start with `error: `; expected exactly one, the last")
+    elif len(lines) != 1 or len(errors) != 1:
         problems.append(f"{len(lines)} lines on stderr, {len(errors)} starting with `error: `; expected exactly one")
     message = errors[0] if errors else ""
     problems += [f"{fragment!r} not in the error line" for fragment in fragments if fragment not in message]
@@ -331,7 +334,7 @@ FAST = [
     ("option-wrong-type", ["compile", "doc_qa", "-o", "top_k=three"], ["-o top_k=three", "expected int"]),
     # --- resume
     ("resume-missing-dir", ["compile", "doc_qa", "--resume", "runs/doc_qa/20990101-000000-compile"],
-     ["runs/doc_qa/20990101-000000-compile", "manifest.json"]),
+     ["--resume runs/doc_qa/20990101-000000-compile", "no such directory"]),
     ("resume-finished-run", ["compile", "--resume", "{done}"], ["{done}", "already finished", "without --resume"]),
     ("resume-other-task", ["compile", "rag_qa", "--resume", "{undone}"],
      ["{undone}", "task doc_qa, not rag_qa", "leave TASK out"]),
@@ -342,7 +345,8 @@ FAST = [
     # --- eval
     ("eval-without-program", ["eval", "doc_qa"], ["--program"]),
     ("eval-of-eval-run", ["eval", "--program", "{evalrun}"], ["{evalrun}", "an eval run", "{done}"]),
-    ("eval-missing-program", ["eval", "--program", "runs/doc_qa/nosuch"], ["runs/doc_qa/nosuch", "manifest.json"]),
+    ("eval-missing-program", ["eval", "--program", "runs/doc_qa/nosuch"],
+     ["--program runs/doc_qa/nosuch", "no such directory"]),
     ("eval-other-task", ["eval", "rag_qa", "--program", "{done}"], ["{done}", "task doc_qa, not rag_qa"]),
     ("eval-unfinished-run", ["eval", "--program", "{undone}"], ["{undone}", "no program.json", "--resume"]),
     ("eval-bad-split", ["eval", "--program", "{done}", "--split", "validation"], ["--split", "'validation'", "dev"]),

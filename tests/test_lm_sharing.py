@@ -142,7 +142,7 @@ def test_a_prompt_too_long_for_the_context_fails_alone(embedded_lm, monkeypatch)
     assert isinstance(answered, list) and isinstance(answered[0], str)
     assert engine.batch_sizes[before:] == [1]  # the long prompt never reached the model; DSPy did not retry it
     line = (f"prompt of {len(long_ids):,} tokens + 4 new tokens exceeds gemma-3-270m@{engine.dtype}'s context of "
-            f"{limit:,} tokens; shorten the input (e.g. a smaller -o context_chars)")
+            f"{limit:,} tokens; shorten the inputs, or use a model with a longer context")
     assert isinstance(refused, dspy.utils.exceptions.ContextWindowExceededError)
     assert str(refused) == f"[{lm.model}] {line}"
 
