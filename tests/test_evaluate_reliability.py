@@ -95,7 +95,7 @@ def test_every_model_call_failing_stops_after_eight(tmp_path):
     with pytest.raises(SmeltError) as caught:
         evaluate(program, examples(40), metric=AnswerMetric("f1", TASK), lm=LM, threads=2, out_path=out)
     assert str(caught.value) == ("every model call failed (8 of 8 so far; the first: ConnectionError: connection "
-                                 "refused); check the model spec, --api-base and that the server is up")
+                                 "refused); check the model spec, --api-base, the API key and that the server is up")
     assert len(lines(out)) == 8  # what finished stays; nothing after the eighth is written
     time.sleep(0.1)  # calls in flight at the stop finish in the background
     assert len(program.calls) < 20 and len(lines(out)) == 8  # the queued rest was cancelled
