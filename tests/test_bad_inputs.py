@@ -290,6 +290,7 @@ FAST = [
     ("metric-judge-without-judge", ["compile", "doc_qa", "--metric", "judge"], ["--metric judge", "--judge"]),
     ("unknown-optimizer", ["compile", "doc_qa", "--optimizer", "adam"],
      ["--optimizer", "'adam'", "bootstrap", "--help"]),
+    ("unknown-metric", ["compile", "doc_qa", "--metric", "bleu"], ["--metric", "'bleu'", "f1"]),
     ("unknown-option", ["compile", "doc_qa", "--nosuch"], ["--nosuch", "--help"]),
     ("threads-not-a-number", ["compile", "doc_qa", "--threads", "many"], ["--threads", "'many'", "integer"]),
     ("device-tpu", ["compile", "doc_qa", "--device", "tpu"], ["--device 'tpu'", "cpu", "cuda"]),
