@@ -16,3 +16,16 @@ class JudgeOutput(dspy.Signature):
     output: str = dspy.InputField(desc="the output to rate")
     rationale: str = dspy.OutputField(desc="one or two sentences: what matches the reference and what does not")
     rating: int = dspy.OutputField(desc="an integer from 0 to 10")
+
+
+class JudgeCriterion(dspy.Signature):
+    """Rate the output on one criterion only, from 0 to 10, against the reference output for these inputs.
+
+    10: fully meets the criterion. 0: fails it entirely. Judge nothing but the criterion named."""
+
+    criterion: str = dspy.InputField(desc="the criterion, as name: what it asks")
+    task_inputs: str = dspy.InputField(desc="the inputs the output was written for, one per line as name: value")
+    reference: str = dspy.InputField(desc="the correct output")
+    output: str = dspy.InputField(desc="the output to rate")
+    rationale: str = dspy.OutputField(desc="one sentence on this criterion")
+    rating: int = dspy.OutputField(desc="an integer from 0 to 10")
