@@ -85,11 +85,28 @@ METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); accuracy: 
                "0-10 seeing the inputs. Default: judge when --judge is given, else the task's metric")
 
 
+def _check_metric_name(ctx, param, value):
+    """--metric's form, checked before anything loads (whether a judge is needed is the command's to check)."""
+    from smelt.eval.judge import metric_name
+
+    return value and metric_name(value, has_judge=True)
+
+
 def run_options(metric_help: str = METRIC_HELP):
     """The options every scoring command shares (smelt.commands.common.RunOptions), data options last."""
     options = [
-        click.option("--metric", type=click.Choice(["f1", "em", "accuracy", "judge"]), help=metric_help),
-        click.option("--judge", help="model spec of the judge for --metric judge. " + LM_HELP),
+        click.option("--metric", metavar="NAME[+grounded]", callback=_check_metric_name,
+                     help=f"f1, em, accuracy, fact or judge, each also as NAME+grounded. {metric_help}. fact: F1, "
+                          "but 0 when the answer lacks a number, date, amount, time, phone, e-mail or URL of the "
+                          "reference; NAME+grounded (f1+grounded, fact+grounded, judge+grounded...): NAME's score, "
+                          "but 0 when the answer states such a fact that its source does not"),
+        click.option("--judge", multiple=True,
+                     help="model spec of the judge for --metric judge; repeat it for a jury (their mean rating, and "
+                          "the examples where they disagree by 4 or more in the report). " + LM_HELP),
+        click.option("--criteria", type=click.Path(),
+                     help="a rubric file (YAML, TOML or JSON: `name: what it asks` per item, e.g. accuracy, "
+                          "language, conciseness, no invention): the judge rates each item 0-10, the score is "
+                          "their mean"),
         click.option("--seed", default=0, show_default=True,
                      help="seed for data splits, optimizers, sampling and LoRA training"),
         click.option("--threads", default=8, show_default=True,
@@ -131,8 +148,9 @@ def _run_fields(kwargs) -> dict:
         test=kwargs.pop("test_file"), fields=kwargs.pop("fields"), max_train=kwargs.pop("max_train"),
         max_dev=kwargs.pop("max_dev"), max_test=kwargs.pop("max_test"),
     )
-    shared = {name: kwargs.pop(name) for name in ("metric", "judge", "seed", "threads", "device", "api_base",
+    shared = {name: kwargs.pop(name) for name in ("metric", "criteria", "seed", "threads", "device", "api_base",
                                                   "runs_root", "latency_sample")}
+    shared["judge"] = ",".join(kwargs.pop("judge")) or None  # several specs: a jury
     return {**shared, "data": data, "cache": not kwargs.pop("no_cache")}
 
 
@@ -386,6 +404,22 @@ def run_command(task, program, input_pairs, document, question, lm, device, api_
     outputs = answer(program, parse_inputs(pairs), task=task, lm=lm, device=device, api_base=api_base)
     for name, value in outputs.items():
         click.echo(value if len(outputs) == 1 else f"{name}: {value}")
+
+
+@cli.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(), metavar="RUN_DIR...")
+@click.option("--out", default="report.html", show_default=True, type=click.Path(),
+              help="where to write the page (a folder: report.html inside it)")
+def report_command(run_dirs, out):
+    """Write one self-contained report.html comparing finished runs, and print its path.
+
+    Each RUN_DIR (compile, distill, eval or sweep) brings the program it produced, read from its records on test
+    (else dev) and compared on the example ids all of them scored: the table, scores by language, a radar, example
+    answers side by side and each program's instructions and demos. Nothing is run again. One RUN_DIR gives the
+    page of its own report.html."""
+    from smelt.commands.report import write_comparison
+
+    click.echo(write_comparison(run_dirs, out))
 
 
 @cli.command()

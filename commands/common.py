@@ -31,7 +31,8 @@ class RunOptions:
     """What every scoring command takes: metric and judge, seed, threads, device, data, where runs go, caching."""
 
     metric: str | None = None  # None: the task's default metric (or the run's, for eval)
-    judge: str | None = None
+    judge: str | None = None  # a model spec; several, comma-separated, form a jury
+    criteria: str | None = None  # a rubric file: the judge rates each item (--criteria)
     seed: int = 0
     threads: int = 8
     device: str = "auto"
@@ -77,10 +78,42 @@ def check_model_options(lm: str | None, judge: str | None, metric: str | None, d
 
     if lm:
         parse_spec(lm, "--lm")
-    if judge:
-        parse_spec(judge, "--judge")
+    from smelt.eval.jury import judge_specs
+
+    for spec in judge_specs(judge):
+        parse_spec(spec, "--judge")
     metric_name(metric, judge is not None, task)
     resolve_device(device)
+
+
+def load_judge(options: RunOptions, spec: str | None = None):
+    """The judge models of --judge (or ``spec``): one ResolvedLM, a list of them for a jury, or None."""
+    from smelt.eval.jury import judge_specs
+    from smelt.lm import lm_for_spec
+
+    judges = [lm_for_spec(one, option="--judge", device=options.device, api_base=options.api_base,
+                          cache=options.cache) for one in judge_specs(spec or options.judge)]
+    return None if not judges else judges[0] if len(judges) == 1 else judges
+
+
+def describe_judge(judge) -> dict:
+    """What a manifest records of the judge: its model, or a jury's models (``spec`` joins their specs)."""
+    if isinstance(judge, list):
+        return {"spec": ",".join(j.spec.raw for j in judge), "jury": [j.describe() for j in judge]}
+    return judge.describe()
+
+
+def scoring_metric(options: RunOptions, task, judge, name: str | None = None):
+    """--metric (or ``name``), --judge and --criteria into the task's metric."""
+    from smelt.eval.judge import resolve_metric
+    from smelt.eval.jury import load_criteria
+
+    criteria = load_criteria(options.criteria) if options.criteria else None
+    metric = resolve_metric(name or options.metric, task, judge, **({"criteria": criteria} if criteria else {}))
+    if criteria and not hasattr(metric, "criteria") and not hasattr(getattr(metric, "base", None), "criteria"):
+        raise SmeltError(f"--criteria {options.criteria}: rubric items are rated by a judge; add --judge SPEC (and "
+                         f"--metric judge), the metric now is {metric.name}")
+    return metric
 
 
 def configure_dspy(threads: int) -> None:

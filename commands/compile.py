@@ -13,13 +13,17 @@ from smelt.commands.common import (
     RunOptions,
     check_model_options,
     configure_dspy,
+    describe_judge,
+    load_judge,
     load_task_data,
     peak_memory_mb,
     save_program,
+    scoring_metric,
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
-from smelt.eval.judge import resolve_metric
+from smelt.eval.html_report import write_html_report
+from smelt.eval.jury import disagreement_lines
 from smelt.eval.report import failure_examples, markdown_table, text_table
 from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings, compile_program
 from smelt.programs.registry import get_task
@@ -63,14 +67,13 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     from smelt.lm import lm_for_spec
 
     lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
-    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
-                        cache=options.cache) if options.judge else None
-    metric = resolve_metric(options.metric, task, judge)
+    judge = load_judge(options)
+    metric = scoring_metric(options, task, judge)
 
     run_dir = open_run_dir(task.name, "compile", resume=options.resume, root=options.runs_root)
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.exists():
-        models = {"program": lm.describe(), **({"judge": judge.describe()} if judge else {})}
+        models = {"program": lm.describe(), **({"judge": describe_judge(judge)} if judge else {})}
         write_json(manifest_path, build_manifest(
             command="compile", task=task, options=asdict(options), seed=options.seed, models=models,
             data_sources=splits.sources, program_options=program_options,
@@ -87,7 +90,8 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
         result = evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
                           out_path=run_dir / "eval" / f"{name}.jsonl", desc=f"{label} {split}",
                           latency_sample=options.latency_sample if split == "test" else 0)
-        return result.summary | {"failures": failure_examples(result.records)}
+        return result.summary | {"failures": failure_examples(result.records),
+                                 "disagreements": disagreement_lines(result.records, f"{label} {split}")}
 
     summaries = {"baseline": {}, "compiled": {}}
     for split in ("dev", "test"):
@@ -123,6 +127,7 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     write_json(run_dir / "summary.json", summary)
     table = text_table(columns)
     write_text(run_dir / "report.md", _report(summary, columns, summaries, run_dir))
+    write_html_report(run_dir, log=log)
     return CompileOutcome(run_dir, summary, table)
 
 
@@ -156,7 +161,8 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
 
 
 def _strip_failures(by_split: dict) -> dict:
-    return {split: {k: v for k, v in s.items() if k != "failures"} for split, s in by_split.items() if s}
+    return {split: {k: v for k, v in s.items() if k not in ("failures", "disagreements")}
+            for split, s in by_split.items() if s}
 
 
 def _report(summary: dict, columns: dict, summaries: dict, run_dir: Path) -> str:
@@ -177,4 +183,6 @@ def _report(summary: dict, columns: dict, summaries: dict, run_dir: Path) -> str
             if s and s.get("failures"):
                 lines += ["", f"## Failed examples: {label} {split} (first {len(s['failures'])})", ""]
                 lines += [f"- `{f['id']}`: {f['error']}" for f in s["failures"]]
+            if s:
+                lines += s.get("disagreements") or []
     return "\n".join(lines) + "\n"

@@ -23,14 +23,17 @@ from smelt.commands.common import (
     RunOptions,
     check_model_options,
     configure_dspy,
+    describe_judge,
+    load_judge,
     load_run,
     load_task_data,
     peak_memory_mb,
     save_program,
+    scoring_metric,
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
-from smelt.eval.judge import resolve_metric
+from smelt.eval.html_report import write_html_report
 from smelt.eval.report import markdown_table, text_table
 from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
 from smelt.programs.registry import get_task
@@ -60,6 +63,7 @@ class Teacher:
     lm: object
     program_options: dict
     source: str
+    run_dir: Path | None = None  # a compile run (or a sweep's best trial): what it recorded on test is reused
 
 
 def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
@@ -99,7 +103,7 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
         loaded = load_run(options.teacher, task_name=task.name, option="--teacher", device=options.device,
                           api_base=options.api_base, cache=options.cache)
         options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
-        return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}")
+        return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}", loaded.run_dir)
     if Path(options.teacher).exists():
         raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "
                          "directory (runs/<task>/<run>) or a model spec")
@@ -175,9 +179,8 @@ def run_distill(options: DistillOptions, log=print):
     if not splits.train:
         raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
     teacher = _load_teacher(options, task)
-    judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
-                        cache=options.cache) if options.judge else None
-    metric = resolve_metric(options.metric, task, judge)
+    judge = load_judge(options)
+    metric = scoring_metric(options, task, judge)
     student_options = zero_shot_options(teacher.program_options)
     student_program = task.program(student_options)
 
@@ -187,7 +190,7 @@ def run_distill(options: DistillOptions, log=print):
             command="distill", task=task, options=asdict(options), seed=options.seed,
             models={"program": student_record(options.student, student_spec, options.student_instructions),
                     "teacher": {**teacher.lm.describe(), "source": teacher.source},
-                    **({"judge": judge.describe()} if judge else {})},
+                    **({"judge": describe_judge(judge)} if judge else {})},
             data_sources=splits.sources, program_options=student_options,
             extra={"metric": metric.name, "lora": config.to_dict(), "teacher_program_options": teacher.program_options},
         ))
@@ -211,9 +214,14 @@ def run_distill(options: DistillOptions, log=print):
     columns = {}
     teacher_source = teacher.source
     teacher_test = score(teacher.program, teacher.lm, splits.test, "teacher.test", "teacher test")
+    if teacher.run_dir is not None:  # answers DSPy had cached: tokens and latency as the teacher's run measured them
+        recorded = teacher.run_dir / "eval"
+        _with_recorded_usage(teacher_test, recorded / "test.jsonl", run_dir / "eval" / "teacher.test.jsonl", metric)
     columns["teacher"] = teacher_test.summary | {"model_memory_mb": _model_mb(teacher.lm, parameter_megabytes)}
     student_lm = lm_for_spec(options.student, option="--student", device=options.device, cache=options.cache)
     bare = score(student_program, student_lm, splits.test, "student.test", "student (no adapter) test")
+    if teacher.run_dir is not None and _same_model(teacher.lm, student_lm):  # its baseline was the bare student
+        _with_recorded_usage(bare, recorded / "baseline.test.jsonl", run_dir / "eval" / "student.test.jsonl", metric)
     columns["student (no adapter)"] = bare.summary | {"model_memory_mb": _model_mb(student_lm, parameter_megabytes)}
 
     # 5. Training.
@@ -254,8 +262,26 @@ def run_distill(options: DistillOptions, log=print):
     }
     write_json(run_dir / "summary.json", summary)
     write_text(run_dir / "report.md", _report(summary, columns))
+    write_html_report(run_dir, log=log)
     return run_dir, summary, text_table(columns)
 
+
+
+def _with_recorded_usage(result, recorded: Path, out_path: Path, metric) -> None:
+    """Fill cached records' tokens and latency from an earlier run's records (``eval.recorded_usage``) and sum
+    ``result`` up again, keeping its one-request latency."""
+    from smelt.eval.evaluate import summarize
+    from smelt.eval.recorded_usage import fill_cached_usage
+
+    if fill_cached_usage(result.records, recorded, out_path):
+        kept = {k: v for k, v in result.summary.items() if k.startswith("single_request") or k == "threads"}
+        result.summary = summarize(result.records, metric.name, wall_s=result.summary.get("wall_s")) | kept
+
+
+def _same_model(a, b) -> bool:
+    """Two resolved models that send the same prompts to the same weights (spec, dtype, adapter, prompt format)."""
+    return a.lm.model == b.lm.model and getattr(a.adapter, "instructions", True) == getattr(b.adapter, "instructions",
+                                                                                               True)
 
 
 def _model_mb(resolved, parameter_megabytes) -> float | None:
@@ -306,7 +332,8 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
         if options.synthetic:
             from smelt.optimizers.synthetic_examples import write_synthetic_examples
 
-            examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, judge or teacher.lm,
+            first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
+            examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, first_judge or teacher.lm,
                                                 count=options.synthetic, seed=options.seed, log=log)
             rows += [sft_row(task, student_program, example, outputs, "synthetic", options.student_instructions)
                      for example, outputs in examples]

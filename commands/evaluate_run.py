@@ -3,10 +3,22 @@
 import time
 from dataclasses import asdict, dataclass
 
-from smelt.commands.common import DataOptions, RunOptions, configure_dspy, load_run, load_task_data, peak_memory_mb
+from smelt.commands.common import (
+    DataOptions,
+    RunOptions,
+    configure_dspy,
+    describe_judge,
+    load_judge,
+    load_run,
+    load_task_data,
+    peak_memory_mb,
+    scoring_metric,
+)
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
-from smelt.eval.judge import resolve_metric
+from smelt.eval.html_report import write_html_report
+from smelt.eval.jury import disagreement_lines
+from smelt.eval.metrics import split_grounded
 from smelt.eval.report import markdown_table, text_table
 from smelt.runs import build_manifest, open_run_dir, write_json, write_text
 
@@ -33,13 +45,12 @@ def run_eval(options: EvalOptions, log=print):
     configure_dspy(options.threads)
     loaded = load_run(options.program, task_name=options.task, lm_spec=options.lm, device=options.device,
                       api_base=options.api_base, cache=options.cache)
-    from smelt.lm import lm_for_spec
 
     judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
     metric_name = options.metric or loaded.manifest.get("metric")
-    judge = lm_for_spec(judge_spec, option="--judge", device=options.device, api_base=options.api_base,
-                        cache=options.cache) if judge_spec and metric_name in (None, "judge") else None
-    metric = resolve_metric(metric_name, loaded.task, judge)
+    wants_judge = metric_name is None or split_grounded(metric_name)[0] == "judge"
+    judge = load_judge(options, judge_spec) if judge_spec and wants_judge else None
+    metric = scoring_metric(options, loaded.task, judge, metric_name)
     data = options.data
     if data.data and not (data.train or data.dev or data.test):
         # --data FILE alone: every line is evaluated.
@@ -56,7 +67,7 @@ def run_eval(options: EvalOptions, log=print):
     if not (run_dir / "manifest.json").exists():
         write_json(run_dir / "manifest.json", build_manifest(
             command="eval", task=loaded.task, options=asdict(options), seed=options.seed,
-            models={"program": loaded.lm.describe(), **({"judge": judge.describe()} if judge else {})},
+            models={"program": loaded.lm.describe(), **({"judge": describe_judge(judge)} if judge else {})},
             data_sources={split: splits.sources.get(split, "")},
             program_options=loaded.manifest.get("program_options"),
             extra={"program_run": str(loaded.run_dir), "metric": metric.name, "split": split},
@@ -70,5 +81,8 @@ def run_eval(options: EvalOptions, log=print):
                "peak_memory_mb": peak_memory_mb()}
     write_json(run_dir / "summary.json", summary)
     columns = {f"{loaded.run_dir.name} {split}": result.summary}
-    write_text(run_dir / "report.md", f"# eval {loaded.run_dir} on {split}\n\n{markdown_table(columns)}\n")
+    report = [f"# eval {loaded.run_dir} on {split}", "", markdown_table(columns),
+              *disagreement_lines(result.records, split)]
+    write_text(run_dir / "report.md", "\n".join(report) + "\n")
+    write_html_report(run_dir, log=log)
     return run_dir, summary, text_table(columns)

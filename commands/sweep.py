@@ -240,6 +240,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     from optuna.trial import TrialState
 
     from smelt.eval.evaluate import evaluate
+    from smelt.eval.html_report import write_html_report
     from smelt.eval.report import text_table
     from smelt.eval.sweep_report import pruning_savings, write_plots, write_report
 
@@ -291,6 +292,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     }
     write_json(run_dir / "summary.json", summary)
     write_report(run_dir, summary, trials, columns, pruned=pruned)
+    write_html_report(run_dir, log=log)
     return SweepOutcome(run_dir, summary, text_table({k: v for k, v in columns.items() if v}))
 
 

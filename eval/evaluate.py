@@ -22,7 +22,9 @@ from dspy.utils.exceptions import AdapterParseError
 from tqdm import tqdm
 
 from smelt.errors import SmeltError
+from smelt.eval.facts import invented_in_answer
 from smelt.eval.judge import Metric
+from smelt.eval.language import LANGUAGES, inputs_language
 from smelt.lm.truncation import install_truncation_filter, truncation_count
 
 EARLY_STOP_AFTER = 8  # when this many first examples all fail on their model (or judge) call, stop the evaluation
@@ -51,17 +53,24 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     task's extra scores (e.g. citation precision) under ``scores``. A metric call that raises (a judge behind a
     rate limit or a dead server) scores 0 with ``error`` "judge: ..." and ``judge_error``; a judge reply that does
     not parse scores 0 with ``judge_error`` too, but no ``error`` (asking again would get the same reply).
-    ``truncated`` is set when one of the program's answers stopped at max_tokens."""
+    ``truncated`` is set when one of the program's answers stopped at max_tokens.
+
+    ``language`` is the inputs' language ("ja" or "en", smelt.eval.language); ``invented`` the facts of the answer
+    its source does not hold, as written (smelt.eval.facts; [] when none or no answer, None when the task gives
+    no source to check against)."""
     task = metric.task
+    inputs = {key: example[key] for key in example.inputs().keys()}
     record = {
         "id": example.get("id"),
-        "inputs": {key: example[key] for key in example.inputs().keys()},
+        "inputs": inputs,
+        "language": inputs_language(inputs.values()),
         "gold": example.get(task.answer_field),
         "prediction": None,
         "metric": metric.name,
         "score": 0.0,
         "parse_error": False,
         "error": None,
+        "invented": [],
     }
     started = time.perf_counter()
     prediction = None
@@ -88,13 +97,18 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
         if prediction.get("reasoning") is not None:
             record["reasoning"] = prediction.get("reasoning")
         try:
+            record["invented"] = invented_in_answer(task, example, prediction)
+        except Exception as exc:  # noqa: BLE001 - a task's source_text that fails must not end the run
+            record["invented"] = None
+            record["grounding_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        try:
             value, detail = metric.score(example, prediction)
         except Exception as exc:  # noqa: BLE001 - a failed judge call fails this example, not the run
             record["error"] = f"{metric.name}: {type(exc).__name__}: {str(exc)[:300]}"
             record["judge_error"] = True
         else:
             record["score"] = round(float(value), 6)
-            if detail:
+            if detail and "invented" not in detail:  # +grounded's verdict on an invented fact is in "invented"
                 record["judge"] = detail
                 if detail.get("judge_error"):
                     record["judge_error"] = True
@@ -247,27 +261,60 @@ def _advice(error: str) -> str:
     return "; check the model spec, --api-base, the API key and that the server is up"
 
 
+def _mean(values) -> float | None:
+    values = list(values)
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def _extra_scores(records: list[dict]) -> dict:
+    """The mean of each of the task's extra scores (e.g. citation precision) over the records that have it."""
+    names = dict.fromkeys(name for r in records for name in r.get("scores") or {})
+    return {name: _mean(r["scores"][name] for r in records if (r.get("scores") or {}).get(name) is not None)
+            for name in names}
+
+
+def invented_rate(records: list[dict]) -> float | None:
+    """The share of answered examples whose answer holds at least one invented fact (among those checked)."""
+    answered = [r for r in records if r.get("prediction") is not None and str(r["prediction"]).strip()]
+    return _mean(float(bool(r["invented"])) for r in answered if isinstance(r.get("invented"), list))
+
+
+def by_language(records: list[dict]) -> dict:
+    """{"ja": {"examples", "score", the extra scores' means..., "invented_rate"}, "en": {...}}: the languages present
+    (records written before languages were recorded count in none)."""
+    result = {}
+    for code in LANGUAGES:
+        group = [r for r in records if r.get("language") == code]
+        if group:
+            result[code] = {"examples": len(group), "score": _mean(r["score"] for r in group),
+                            **_extra_scores(group), "invented_rate": invented_rate(group)}
+    return result
+
+
 def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = None) -> dict:
-    """Headline numbers of an evaluation: score, failures, latency, tokens, calls."""
+    """Headline numbers of an evaluation: score (overall and by language), invented facts, failures, latency,
+    tokens, calls."""
     n = len(records)
-    fresh = [r for r in records if not r.get("cached")]
-    mean = lambda values: round(statistics.fmean(values), 4) if values else None  # noqa: E731
-    extra_names = dict.fromkeys(name for r in records for name in r.get("scores") or {})
-    extra = {name: mean([r["scores"][name] for r in records if (r.get("scores") or {}).get(name) is not None])
-             for name in extra_names}
+    # Tokens and latency come from answers the model computed: here, or in the earlier run a cached answer's
+    # usage was taken from (``usage_from``, eval.recorded_usage).
+    measured = [r for r in records if not r.get("cached") or r.get("usage_from")]
+    extra = _extra_scores(records)
+    languages = by_language(records)
     return {
         "metric": metric_name,
         "examples": n,
-        "score": mean([r["score"] for r in records]),
+        "score": _mean([r["score"] for r in records]),
+        **({"by_language": languages} if languages else {}),
+        "invented_rate": invented_rate(records),
         "parse_failures": sum(r["parse_error"] for r in records),
         "errors": sum(call_failed(r) and not r.get("judge_error") for r in records),
         "judge_errors": sum(bool(r.get("judge_error")) for r in records),
         "truncated": sum(bool(r.get("truncated")) for r in records),
-        "cached_examples": n - len(fresh),
-        "latency_s_per_example": mean([r["latency_s"] for r in fresh]),
-        "prompt_tokens_per_example": mean([r["prompt_tokens"] for r in fresh]),
-        "completion_tokens_per_example": mean([r["completion_tokens"] for r in fresh]),
-        "lm_calls": sum(r["lm_calls"] for r in records),
+        "cached_examples": sum(bool(r.get("cached")) for r in records),
+        "latency_s_per_example": _mean([r["latency_s"] for r in measured]),
+        "prompt_tokens_per_example": _mean([r["prompt_tokens"] for r in measured]),
+        "completion_tokens_per_example": _mean([r["completion_tokens"] for r in measured]),
+        "lm_calls": sum(r["lm_calls"] for r in records if not r.get("usage_from")),
         "wall_s": round(wall_s, 2) if wall_s is not None else None,
         **({"scores": extra} if extra else {}),
     }

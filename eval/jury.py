@@ -43,6 +43,11 @@ def rate_criteria(judge, criteria: dict[str, str], **inputs) -> Verdict:
     return Verdict(round(statistics.fmean(given)) if given else None, rationale, criteria=ratings)
 
 
+def judge_specs(text: str | None) -> list[str]:
+    """The model specs of --judge: one, or several comma-separated (a jury)."""
+    return [spec.strip() for spec in (text or "").split(",") if spec.strip()]
+
+
 def bracketed_rating(text: str) -> int | None:
     """The last ``[[n]]`` (or ``[[n/10]]``) rating in a reply, as Flow Benchmark Tools' judges write it."""
     found = _BRACKETED.findall(text or "")
@@ -101,6 +106,20 @@ def disagreements(records: list[dict], limit: int = 10) -> list[dict]:
     """Records whose judges disagree by DISAGREEMENT points or more, the widest first."""
     split = [r for r in records if ((r.get("judge") or {}).get("spread") or 0) >= DISAGREEMENT]
     return sorted(split, key=lambda r: -r["judge"]["spread"])[:limit]
+
+
+def disagreement_lines(records: list[dict], where: str = "") -> list[str]:
+    """Markdown lines listing the examples where the jury disagrees (none: no lines); ``where`` names the column."""
+    split = disagreements(records)
+    if not split:
+        return []
+    lines = ["", f"## Judges disagree by {DISAGREEMENT} or more{': ' + where if where else ''} "
+                 f"({len(split)} examples, the widest first)", ""]
+    for r in split:
+        ratings = ", ".join(f"{name} {rating}" for name, rating in r["judge"]["ratings"].items())
+        lines.append(f"- `{r['id']}` ({ratings}): answer {str(r.get('prediction'))[:120]!r}, "
+                     f"reference {str(r.get('gold'))[:120]!r}")
+    return lines
 
 
 def load_criteria(path: str) -> dict[str, str]:

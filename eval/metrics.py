@@ -1,5 +1,6 @@
-"""Deterministic answer metrics: SQuAD-style F1 and exact match (characters for Japanese, as in JSQuAD), and
-label accuracy."""
+"""Deterministic answer metrics: SQuAD-style F1 and exact match (characters for Japanese, as in JSQuAD), label
+accuracy, and `fact` (F1 when the answer holds every number, date, amount... of the reference, else 0; see
+`smelt.eval.facts`). Any metric name + "+grounded" scores 0 an answer stating a fact its source does not."""
 
 import re
 from collections import Counter
@@ -54,4 +55,19 @@ def accuracy(prediction: str, reference: str, labels: tuple[str, ...] | None = N
     return float(_label_key(prediction) == _label_key(reference))
 
 
-METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy}
+def fact(prediction: str, reference: str) -> float:
+    """F1 when every fact of the reference (numbers, amounts, dates, times, phones, e-mails, URLs) is among the
+    answer's, else 0; plain F1 for a reference without facts (`smelt.eval.facts.fact_score`)."""
+    from smelt.eval.facts import fact_score  # facts imports f1 from here
+
+    return fact_score(prediction, reference)
+
+
+METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy, "fact": fact}
+
+GROUNDED = "+grounded"  # f1+grounded, judge+grounded, ...: an answer with an invented fact scores 0
+
+
+def split_grounded(name: str) -> tuple[str, bool]:
+    """'f1+grounded' -> ('f1', True); 'f1' -> ('f1', False)."""
+    return (name.removesuffix(GROUNDED), True) if name.endswith(GROUNDED) else (name, False)

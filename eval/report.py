@@ -1,7 +1,14 @@
-"""Side-by-side tables of evaluation summaries, for the terminal and for report.md."""
+"""Side-by-side tables of evaluation summaries, for the terminal and for report.md.
+
+Under the score: the score of each language present (``by_language``: "score, Japanese", "score, English"),
+then the task's extra scores; then the share of answers with an invented fact (``invented_rate``).
+"""
+
+from smelt.eval.language import LANGUAGES
 
 _ROWS = [
     ("score", "score ({metric})", "{:.3f}"),
+    ("invented_rate", "answers with invented facts", "{:.3f}"),
     ("parse_failures", "parse failures", "{:d}"),
     ("errors", "errors", "{:d}"),
     ("judge_errors", "judge failures", "{:d}"),
@@ -37,10 +44,22 @@ def comparison_rows(columns: dict[str, dict]) -> list[list[str]]:
         if key in _ONLY_WHEN_NONZERO and not any(summary.get(key) for summary in columns.values()):
             continue
         rows.append([label.format(metric=metric, threads=threads), *(_cell(s, key, fmt) for s in columns.values())])
-        if key == "score":  # the task's extra scores (e.g. citation recall) right under the metric
+        if key == "score":  # per language, then the task's extra scores (e.g. citation recall), under the metric
+            rows += _language_rows(columns)
             for name in dict.fromkeys(n for s in columns.values() for n in s.get("scores") or {}):
                 cells = [(s.get("scores") or {}).get(name) for s in columns.values()]
                 rows.append([name.replace("_", " "), *("-" if v is None else f"{v:.3f}" for v in cells)])
+    return rows
+
+
+def _language_rows(columns: dict[str, dict]) -> list[list[str]]:
+    """'score, Japanese' and 'score, English' rows, for the languages any column has."""
+    rows = []
+    for code, language in LANGUAGES.items():
+        groups = [(s.get("by_language") or {}).get(code) for s in columns.values()]
+        if any(groups):
+            rows.append([f"score, {language}", *("-" if not g or g.get("score") is None
+                                                   else f"{g['score']:.3f} (n={g['examples']})" for g in groups)])
     return rows
 
 

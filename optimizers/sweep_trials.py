@@ -10,14 +10,21 @@ Test is never touched here: ``commands.sweep`` scores the best and the default c
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 
-from smelt.commands.common import configure_dspy, load_task_data, peak_memory_mb, save_program
+from smelt.commands.common import (
+    configure_dspy,
+    describe_judge,
+    load_judge,
+    load_task_data,
+    peak_memory_mb,
+    save_program,
+    scoring_metric,
+)
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import EvalResult, evaluate
-from smelt.eval.judge import resolve_metric
 from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, write_json
@@ -55,15 +62,11 @@ class CompileStage:
 
     @cached_property
     def judge(self):
-        from smelt.lm import lm_for_spec
-
-        o = self.options
-        return lm_for_spec(o.judge, option="--judge", device=o.device, api_base=o.api_base,
-                           cache=self.cache) if o.judge else None
+        return load_judge(replace(self.options, cache=self.cache))
 
     @cached_property
     def metric(self):
-        return resolve_metric(self.options.metric, self.task, self.judge)
+        return scoring_metric(self.options, self.task, self.judge)
 
     def warm_up(self) -> None:
         """Load the models now, so that a model that cannot load stops the worker with its own error."""
@@ -83,7 +86,7 @@ class CompileStage:
         started = time.perf_counter()
         knobs, program_options = self._split_params(params)
         (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-        models = {"program": self.lm.describe(), **({"judge": self.judge.describe()} if self.judge else {})}
+        models = {"program": self.lm.describe(), **({"judge": describe_judge(self.judge)} if self.judge else {})}
         write_json(run_dir / "manifest.json", build_manifest(
             command="compile", task=self.task, options={"sweep_params": params}, seed=self.options.seed,
             models=models, data_sources=self.splits.sources, program_options=program_options,
@@ -123,7 +126,7 @@ class DistillStage:
 
     def __init__(self, options, *, cache: bool, log=print):
         from smelt.commands.distill import DistillOptions, resolve_teacher
-        from smelt.lm import lm_for_spec, parse_spec
+        from smelt.lm import parse_spec
         from smelt.lm.devices import resolve_device
 
         self.options, self.log, self.cache = options, log, cache
@@ -145,9 +148,8 @@ class DistillStage:
         self.splits = load_task_data(self.task, options.data, options.seed)
         if not self.splits.train:
             raise SmeltError("the train split is empty: the teacher needs train inputs to answer")
-        self.judge = lm_for_spec(options.judge, option="--judge", device=options.device, api_base=options.api_base,
-                                 cache=cache) if options.judge else None
-        self.metric = resolve_metric(options.metric, self.task, self.judge)
+        self.judge = load_judge(replace(options, cache=cache))
+        self.metric = scoring_metric(options, self.task, self.judge)
         self.teacher_source = self.distill.teacher
         self.rows: list[dict] | None = None
 

@@ -3,8 +3,9 @@
 BM25 (Japanese-aware, as doc_qa's passages) retrieves the top_k chunks of the collection; the predictor
 answers from them, writing the ids of the documents it used in brackets after the answer ("9:00 a.m.
 [r03]"): one output field, which a small model follows far more reliably than a second marked field. The
-program splits that into ``answer`` and ``citations`` and reports what it retrieved, so evaluation can score
-citation precision/recall and retrieval recall@k beside answer F1.
+program splits that into ``answer`` and ``citations`` and reports what it retrieved (``retrieved``: the documents'
+ids; ``passages``: their text), so evaluation can score citation precision/recall and retrieval recall@k beside
+answer F1, and check the answer's facts against the passages (grounding).
 """
 
 from dataclasses import dataclass
@@ -101,7 +102,8 @@ class RagQA(dspy.Module):
         passages, retrieved = self.retrieve(question)
         cited_answer = self.answer(passages=passages, question=question).cited_answer
         answer, cited = split_citations(cited_answer, collection_ids(self.collection_path))
-        return dspy.Prediction(answer=answer, citations=", ".join(cited) or NO_CITATION, retrieved=retrieved)
+        return dspy.Prediction(answer=answer, citations=", ".join(cited) or NO_CITATION, retrieved=retrieved,
+                               passages=passages)
 
 
 def _as_demo(program: RagQA, example: dspy.Example) -> dspy.Example:
@@ -123,6 +125,14 @@ def _scores(example: dspy.Example, prediction: dspy.Prediction | None) -> dict[s
     return {"citation_precision": citation_precision(cited, reference),
             "citation_recall": citation_recall(cited, reference),
             "retrieval_recall_at_k": recall_at_k(list(prediction.get("retrieved") or []), reference)}
+
+
+def _source(example: dspy.Example, prediction: dspy.Prediction | None) -> str | None:
+    """What an answer may draw its facts from: the passages the program retrieved, and the question."""
+    passages = prediction.get("passages") if prediction is not None else None
+    if passages is None:  # a prediction from elsewhere (a recorded one, a teacher's): nothing to check against
+        return None
+    return f"{passages}\n{example.get('question') or ''}"
 
 
 def load_shipped(data_dir: Path = SHIPPED):
@@ -166,5 +176,6 @@ task = Task(
     metric="f1",
     prepare_demo=_as_demo,
     extra_scores=_scores,
+    source_text=_source,
     sweep_space={"predictor": ["predict", "cot"], "top_k": {"low": 2, "high": 5}, "chunk_chars": [200, 300, 450]},
 )

@@ -48,6 +48,9 @@ class Task:
     # compile's defaults for this task where the user gives none: optimizer, max_demos, max_labeled_demos.
     compile_defaults: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # how to find the task again (a shipped name, path.py:attr, module:attr or a task file)
+    # The text an answer must not add facts to (grounding, smelt.eval.facts): (example, prediction) -> text, or None
+    # for no check. None here: the text of all the task's inputs (`source_of`). rag_qa: the passages it retrieved.
+    source_text: Callable[[dspy.Example, dspy.Prediction | None], str | None] | None = None
 
     def __post_init__(self):
         if not dataclasses.is_dataclass(self.options):
@@ -80,6 +83,12 @@ class Task:
     @property
     def default_metric(self) -> str:
         return self.metric or ("accuracy" if self.answer_labels else "f1")
+
+    def source_of(self, example: dspy.Example, prediction: dspy.Prediction | None = None) -> str | None:
+        """The source an answer is checked against for invented facts: ``source_text``'s, else the inputs."""
+        if self.source_text is not None:
+            return self.source_text(example, prediction)
+        return "\n".join(str(example.get(name)) for name in self.input_fields if example.get(name) is not None)
 
     def default_options(self) -> dict:
         return dataclasses.asdict(self.options())

@@ -4,7 +4,8 @@
     description = "Route a citizen's inquiry to the department that handles it."
     signature = "inquiry -> department"           # a DSPy string signature
     instructions = "Pick the one department ..."
-    metric = "accuracy"                           # f1, em, accuracy or judge (default: accuracy with labels, else f1)
+    metric = "accuracy"                           # f1, em, accuracy, fact or judge, each also NAME+grounded
+                                                  # (default: accuracy with labels, else f1)
     predictor = "predict"                         # or "cot"
     max_tokens = 16
 
@@ -33,6 +34,8 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.eval.judge import METRIC_NAMES
+from smelt.eval.metrics import GROUNDED, split_grounded
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
 from smelt.programs.task import Task
@@ -42,7 +45,6 @@ TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predi
 COMPILE_KEYS = {"optimizer": str, "max_demos": int, "max_labeled_demos": int}
 FIELD_KEYS = ("desc", "prefix", "labels")
 DATA_KEYS = ("train", "dev", "test", "file")
-METRICS = ("f1", "em", "accuracy", "judge")
 
 
 def load_task_file(path_text: str) -> Task:
@@ -64,9 +66,9 @@ def load_task_file(path_text: str) -> Task:
                                                   desc=_with_labels(signature, labels))
     name = _string(spec, "name", bad, path.stem)
     metric = spec.get("metric")
-    if metric is not None and metric not in METRICS:
-        raise bad("metric", f"{metric!r} is not one of {', '.join(METRICS)}")
-    if metric == "accuracy" and not labels:
+    if metric is not None and (not isinstance(metric, str) or split_grounded(metric)[0] not in METRIC_NAMES):
+        raise bad("metric", f"{metric!r} is not one of {', '.join(METRIC_NAMES)} (or NAME{GROUNDED})")
+    if metric is not None and split_grounded(metric)[0] == "accuracy" and not labels:
         raise bad("metric", "accuracy needs the allowed answers: give fields.<first output>.labels")
     predictor = _string(spec, "predictor", bad, "predict")
     if predictor not in PREDICTORS:

@@ -111,4 +111,4 @@ def test_accuracy_metric_reads_labels_from_a_literal_answer_field():
 
 
 def test_registry():
-    assert set(METRICS) == {"f1", "em", "accuracy"}
+    assert set(METRICS) == {"f1", "em", "accuracy", "fact"}

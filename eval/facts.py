@@ -1,0 +1,459 @@
+"""Checkable facts in a text (numbers, amounts, dates, times, phone numbers, e-mail addresses, URLs), the
+`fact` metric, and grounding: the facts of an answer that its source does not hold.
+
+Extraction (deterministic, offline; Japanese and English). The text is NFKC-normalised first (full-width
+digits and signs become half-width), then read by patterns in a fixed order, each claiming its span so a
+later pattern cannot read it again (the 2026 of a date is not also a number):
+
+    kind    canonical value     as written
+    url     host/path           https://www.city.example.jp/pool/, www.city.example.jp/pool, city.example.jp
+    email   local@host          Bosai@Example.jp (lower-cased)
+    date    2026-08-31          2026-08-31, 2026/8/31, 2026年8月31日, 令和8年8月31日 (平成, 昭和, 大正; 元年 = year 1),
+                                August 31, 2026, 31 August 2026, 8/31/2026 (month first)
+            --08-31             8月31日, August 31, 31 August, 8/31(月) (a bare 1/3 is two numbers)
+            2026-08 / 2026      2026年8月, 令和7年2月, August 2026 / 2026年, 令和8年度
+    time    09:00               9:00, 9時, 午前9時, 9 a.m., 9 o'clock; 17:30, 午後5時半, 5:30 p.m.; 正午, noon
+    phone   0312345678          03-1234-5678, (03) 1234-5678, +81-3-1234-5678, 0120-555-318 (digits only)
+    amount  JPY 30000           3万円, 30,000円, 30000 yen, ¥30,000; USD 5 ($5, 5 dollars), EUR, GBP
+    number  30000               30,000, 3万, 1億2000万, 3 million, 37.5 (thousands separators dropped)
+
+An hour written without a.m./p.m./午前/午後 (9:00, 9時) reads as either 9:00 or 21:00. Numbers written in
+kanji (三万) are not read; English number words (one ... twelve, first ... twelfth) are no facts of their
+own, and neither are digits glued to Latin letters (r03, DVD3点), but both count as the number when another
+text's fact is looked up (gold "2 weeks" is found in "two weeks", an answer's 3点 in a source's DVD3点).
+
+One fact is *found* among the facts of another text when that text holds the same value, where:
+- a number is found in any fact carrying it: a bare number, an amount, a date's year, month or day, a time's
+  hour, a phone number's digits;
+- an amount is found in the same amount (3万円 in 30,000 yen) or in its number carried by anything but an
+  amount (30,000円 in "30,000" or in a table's "30,000"; not in $30,000);
+- a date is found in a date with the same month and day (when it names them) and, where both name a year,
+  the same year; a year the other date leaves out must appear elsewhere in that text (as a year or a
+  number), except when scoring an answer: an answer may leave out the reference's year;
+- a time is found in a time with a common reading (9:00 in 午前9時; 9:00 p.m. is not 9 a.m.);
+- a URL is found in the same URL or a longer one under it (city.example.jp in city.example.jp/pool);
+- an e-mail address and a phone number: the same.
+
+The `fact` score of an answer against its reference (`fact_score`): the answer's F1 (`smelt.eval.metrics.f1`,
+characters for Japanese, words otherwise) when every fact of the reference is found among the answer's
+facts, else 0. A reference without facts scores plain F1. So gold 令和8年8月31日 against the answer
+令和8年6月1日 scores 0, where character F1 gives 0.8: F1 rewards the shared characters of a wrong date, the
+fact score does not. The answer's extra facts cost nothing beyond what F1 charges; grounding (below)
+judges those.
+
+Grounding (`invented`): the facts of an answer that are not found in its source text (the task's inputs,
+or what a retrieval program retrieved), as written in the answer: a date, number, URL, e-mail, phone,
+amount or time the model made up. It checks that each fact is stated in the source, not that it follows
+from it: a sum of two fees the source lists separately is flagged too (11 of the 216 shipped reference
+answers of doc_qa and rag_qa are such sums, all of them multi-step or multi-document questions).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from smelt.eval.metrics import f1
+
+KINDS = ("url", "email", "date", "time", "phone", "amount", "number")
+
+
+@dataclass(frozen=True)
+class Fact:
+    kind: str  # one of KINDS
+    value: str  # the canonical form (see the module docstring)
+    raw: str  # as written in the text
+    readings: tuple[str, ...] = ()  # a time: every HH:MM it can mean (9:00 -> 09:00, 21:00)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+# --- patterns ---------------------------------------------------------------------------------------------
+
+_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_JA_MULT = r"[億万千]"
+_EN_MULT = r"(?:thousand|million|billion)\b"
+# 3万5千, 1億2000万, 30,000, 3 million
+_CNUM = rf"{_NUM}(?:\s?{_JA_MULT}(?:\s?{_NUM}\s?{_JA_MULT})*(?:\s?{_NUM})?|\s{_EN_MULT})?"
+_MULTIPLIERS = {"億": 10**8, "万": 10**4, "千": 10**3, "thousand": 10**3, "million": 10**6, "billion": 10**9}
+_NUM_PART = re.compile(rf"({_NUM})\s?({_JA_MULT}|{_EN_MULT})?", re.I)
+
+_CURRENCY_WORDS = {"円": "JPY", "yen": "JPY", "jpy": "JPY", "¥": "JPY", "$": "USD", "us$": "USD", "ドル": "USD",
+                   "dollar": "USD", "dollars": "USD", "usd": "USD", "€": "EUR", "ユーロ": "EUR", "euro": "EUR",
+                   "euros": "EUR", "eur": "EUR", "£": "GBP", "pound": "GBP", "pounds": "GBP", "gbp": "GBP"}
+_PREFIX_CURRENCY = r"(US\$|\$|¥|€|£)"
+_SUFFIX_CURRENCY = r"(円|ドル|ユーロ|yen|jpy|dollars?|usd|euros?|eur|pounds?|gbp)(?![a-z])"
+
+_MONTHS = {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "oct": 10,
+           "nov": 11, "dec": 12}
+_MONTH = (r"(January|February|March|April|May|June|July|August|September|October|November|December|"
+          r"Jan\.?|Feb\.?|Mar\.?|Apr\.?|Jun\.?|Jul\.?|Aug\.?|Sept?\.?|Oct\.?|Nov\.?|Dec\.?)(?![a-z])")
+_ERAS = {"令和": 2018, "平成": 1988, "昭和": 1925, "大正": 1911}  # era year 1 = base + 1
+_NUMBER_WORDS = {word: n for n, words in enumerate([
+    ("zero",), ("one", "first"), ("two", "second"), ("three", "third"), ("four", "fourth"), ("five", "fifth"),
+    ("six", "sixth"), ("seven", "seventh"), ("eight", "eighth"), ("nine", "ninth"), ("ten", "tenth"),
+    ("eleven", "eleventh"), ("twelve", "twelfth")]) for word in words}
+_LOOSE_NUMBER = re.compile(_NUM)
+_NUMBER_WORD_RE = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+
+_WEEKDAYS = r"[月火水木金土日]|mon|tue|wed|thu|fri|sat|sun"
+_TLDS = r"(?:jp|com|org|net|gov|edu|io|info|uk|us|de|fr|cn|kr|tw|au|ca)"
+_URL_END = r"[A-Za-z0-9\-._~:/?#@!$&*+,;=%]*"  # ASCII URL characters, brackets and quotes left out
+_TRAILING = ".,;:!?)]}'\""
+
+
+def _ymd(year, month, day) -> str | None:
+    """The canonical date, or None when month or day is out of range."""
+    if month is not None and not 1 <= month <= 12:
+        return None
+    if day is not None and not 1 <= day <= 31:
+        return None
+    if year is None:
+        return f"--{month:02d}-{day:02d}" if day is not None else None
+    if month is None:
+        return f"{year:04d}"
+    return f"{year:04d}-{month:02d}" + (f"-{day:02d}" if day is not None else "")
+
+
+def _int(text):
+    return int(text) if text else None
+
+
+def _era_date(m):
+    era, year, month, day = m.group(1), m.group(2), _int(m.group(3)), _int(m.group(4))
+    year = _ERAS[era] + (1 if year == "元" else int(year))
+    return _date(m, _ymd(year, month, day))
+
+
+def _ja_date(m):
+    return _date(m, _ymd(int(m.group(1)), _int(m.group(2)), _int(m.group(3))))
+
+
+def _ja_month_day(m):
+    return _date(m, _ymd(None, int(m.group(1)), int(m.group(2))))
+
+
+def _iso_date(m):  # 2026-08-31, 2026/8/31, 2026.8.31
+    return _date(m, _ymd(int(m.group(1)), int(m.group(3)), int(m.group(4))))
+
+
+def _month_number(name: str) -> int:
+    return _MONTHS[name.lower().rstrip(".")[:3]]
+
+
+def _en_month_day(m):  # August 31, 2026 / August 31
+    return _date(m, _ymd(_int(m.group(3)), _month_number(m.group(1)), int(m.group(2))))
+
+
+def _en_day_month(m):  # 31 August 2026 / 31 August
+    return _date(m, _ymd(_int(m.group(3)), _month_number(m.group(2)), int(m.group(1))))
+
+
+def _en_month_year(m):  # August 2026
+    return _date(m, _ymd(int(m.group(2)), _month_number(m.group(1)), None))
+
+
+def _slash_date(m):  # 8/31/2026, 8/31
+    return _date(m, _ymd(_int(m.group(3)), int(m.group(1)), int(m.group(2))))
+
+
+def _date(m, value):
+    return None if value is None else ("date", value)
+
+
+def _time_value(hour: int, minute: int, marker: str | None) -> tuple[str, tuple[str, ...]] | None:
+    if not (0 <= hour <= 24 and 0 <= minute <= 59):
+        return None
+    marker = (marker or "").lower()
+    if marker in ("午前", "a"):
+        if hour > 12:
+            return None
+        hours = [0 if hour == 12 else hour]
+    elif marker in ("午後", "p"):
+        if hour > 12:
+            return None
+        hours = [hour if hour == 12 else hour + 12]
+    else:
+        hours = [hour, hour + 12] if 1 <= hour <= 11 else [hour]
+    readings = tuple(f"{h:02d}:{minute:02d}" for h in hours)
+    return readings[0], readings
+
+
+def _colon_time(m):
+    return _time(_time_value(int(m.group(2)), int(m.group(3)), m.group(1) or m.group(4)))
+
+
+def _ja_time(m):
+    minute = 30 if m.group(4) else _int(m.group(3)) or 0
+    return _time(_time_value(int(m.group(2)), minute, m.group(1)))
+
+
+def _ampm_time(m):
+    return _time(_time_value(int(m.group(1)), 0, m.group(2)))
+
+
+def _oclock_time(m):
+    return _time(_time_value(int(m.group(1)), 0, None))
+
+
+def _noon(m):
+    return _time(("12:00", ("12:00",)))
+
+
+def _time(value):
+    return None if value is None else ("time", value[0], value[1])
+
+
+def _phone(m):
+    text = m.group(0)
+    digits = re.sub(r"\D", "", text)
+    country = re.match(r"\+(\d{1,3})", text)
+    if country:
+        rest = digits[len(country.group(1)):].lstrip("0")
+        digits = "0" + rest if country.group(1) == "81" else "+" + digits
+    count = len(digits.lstrip("+"))
+    return ("phone", digits) if 9 <= count <= 13 else None
+
+
+def _number_value(text: str) -> str | None:
+    total = Decimal(0)
+    for number, multiplier in _NUM_PART.findall(text):
+        try:
+            value = Decimal(number.replace(",", ""))
+        except InvalidOperation:
+            return None
+        total += value * _MULTIPLIERS.get(multiplier.lower(), 1)
+    return _decimal_text(total)
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _amount_prefix(m):
+    value = _number_value(m.group(2))
+    return None if value is None else ("amount", f"{_CURRENCY_WORDS[m.group(1).lower()]} {value}")
+
+
+def _amount_suffix(m):
+    value = _number_value(m.group(1))
+    return None if value is None else ("amount", f"{_CURRENCY_WORDS[m.group(2).lower()]} {value}")
+
+
+def _number(m):
+    value = _number_value(m.group(0))
+    return None if value is None else ("number", value)
+
+
+def _url(m):
+    text = m.group(0).rstrip(_TRAILING)
+    value = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text, flags=re.I)
+    host, slash, path = value.partition("/")
+    host = host.lower().removeprefix("www.")
+    path = path.rstrip("/")
+    return ("url", host + (("/" + path) if path else "")), len(text)
+
+
+def _email(m):
+    text = m.group(0).rstrip(_TRAILING)
+    return ("email", text.lower()), len(text)
+
+
+_NOT_AFTER_WORD = r"(?<![A-Za-z0-9_])"
+_PATTERNS = [  # (pattern, reader): in this order, each claiming its span
+    (rf"(?<![A-Za-z0-9])(?:https?://|www\.){_URL_END}", _url),
+    (r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", _email),
+    (rf"(?<![A-Za-z0-9@.-])(?:[a-z0-9][a-z0-9-]*\.)+{_TLDS}(?![A-Za-z0-9-])(?:/{_URL_END})?", _url),
+    (r"(令和|平成|昭和|大正)\s*(元|\d{1,2})\s*年(?:度)?(?:\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?)?", _era_date),
+    (r"(?<!\d)(\d{4})\s*年(?:度)?(?:\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?)?", _ja_date),
+    (r"(?<![\d.])(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?![\d.])", _iso_date),
+    (rf"(?<![A-Za-z]){_MONTH}\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?!\d)(?:,?\s+(\d{{4}})(?!\d))?", _en_month_day),
+    (rf"(?<![\d.,])(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\.?(?:,?\s+(\d{{4}})(?!\d))?", _en_day_month),
+    (rf"(?<![A-Za-z]){_MONTH}\.?,?\s+(\d{{4}})(?!\d)", _en_month_year),
+    (r"(?<!\d)(\d{1,2})\s*月\s*(\d{1,2})\s*日", _ja_month_day),
+    (r"(?:(午前|午後)\s*)?(?<![\d:.])(\d{1,2}):([0-5]\d)(?![\d:])(?:\s*([ap])\.?\s?m\b\.?)?", _colon_time),
+    (r"(?:(午前|午後)\s*)?(?<!\d)(\d{1,2})\s*時(?![間点])(?:\s*(\d{1,2})\s*分|(半))?", _ja_time),
+    (rf"{_NOT_AFTER_WORD}(\d{{1,2}})\s*([ap])\.?\s?m\b\.?", _ampm_time),
+    (rf"{_NOT_AFTER_WORD}(\d{{1,2}})\s*o'clock", _oclock_time),
+    (r"正午|(?<![A-Za-z])noon(?![A-Za-z])", _noon),
+    (r"(?<![A-Za-z0-9+.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)\s?|\d{1,5}[\s.-])\d{1,4}[\s.-]\d{3,4}(?![\d])", _phone),
+    (r"(?<![\d,.])0\d{9,10}(?![\d,])", _phone),
+    (r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{4})(?![\d/])", _slash_date),
+    (rf"(?<![\d/])(\d{{1,2}})/(\d{{1,2}})()(?=\s?\((?:{_WEEKDAYS})\b)", _slash_date),  # 8/31(月)
+    (rf"{_PREFIX_CURRENCY}\s?({_CNUM})", _amount_prefix),
+    (rf"{_NOT_AFTER_WORD}({_CNUM})\s?{_SUFFIX_CURRENCY}", _amount_suffix),
+    (rf"{_NOT_AFTER_WORD}(?<!\d[.,]){_CNUM}", _number),
+]
+
+
+
+_COMPILED = [(re.compile(pattern, re.I), reader) for pattern, reader in _PATTERNS]
+_MASK = "\x00"
+
+
+def _normalized(text: str) -> tuple[str, list[int]]:
+    """NFKC character by character, with each normalised character's index in the original text."""
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        norm = unicodedata.normalize("NFKC", ch)
+        out.append(norm)
+        index.extend([i] * len(norm))
+    return "".join(out), index
+
+
+def extract_facts(text: str | None) -> list[Fact]:
+    """The facts of a text, in the order they appear (see the module docstring)."""
+    if not text:
+        return []
+    original = str(text)
+    work, index = _normalized(original)
+    found: list[tuple[int, Fact]] = []
+    for pattern, reader in _COMPILED:
+        for m in pattern.finditer(work):
+            if _MASK in m.group(0):
+                continue
+            result = reader(m)
+            if result is None:
+                continue
+            length = m.end() - m.start()
+            if isinstance(result[-1], int) and isinstance(result[0], tuple):  # (fact, length) for trimmed spans
+                result, length = result
+            start, end = m.start(), m.start() + length
+            if end <= start:
+                continue
+            raw = original[index[start]: index[end - 1] + 1].strip()
+            kind, value = result[0], result[1]
+            readings = result[2] if len(result) > 2 else ()
+            found.append((start, Fact(kind, value, raw, readings)))
+            work = work[:start] + _MASK * (end - start) + work[end:]
+    return [fact for _, fact in sorted(found, key=lambda pair: pair[0])]
+
+
+# --- looking facts up ----------------------------------------------------------------------------------------
+
+
+def _date_parts(value: str) -> tuple[int | None, int | None, int | None]:
+    if value.startswith("--"):
+        month, day = value[2:].split("-")
+        return None, int(month), int(day)
+    parts = [int(p) for p in value.split("-")]
+    return parts[0], parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None
+
+
+@dataclass
+class FactSet:
+    """The facts of one text, indexed for `find`."""
+
+    facts: list[Fact]
+    numbers: set[str] = field(default_factory=set)  # every number a fact (or a number word) carries
+    plain_numbers: set[str] = field(default_factory=set)  # the same, amounts left out
+    years: set[int] = field(default_factory=set)  # years of dates, and numbers that could be years
+
+    @classmethod
+    def of(cls, text: str | None) -> FactSet:
+        result = cls(extract_facts(text))
+        for fact in result.facts:
+            numbers = _numbers_of(fact)
+            result.numbers |= numbers
+            if fact.kind != "amount":
+                result.plain_numbers |= numbers
+            if fact.kind == "date" and _date_parts(fact.value)[0] is not None:
+                result.years.add(_date_parts(fact.value)[0])
+        normalized = unicodedata.normalize("NFKC", text or "")
+        words = {str(_NUMBER_WORDS[word.lower()]) for word in _NUMBER_WORD_RE.findall(normalized)}
+        # Digits no pattern reads as a fact (DVD3点, r03) still count when a number is looked up.
+        loose = {_decimal_text(Decimal(n.replace(",", ""))) for n in _LOOSE_NUMBER.findall(normalized)}
+        result.numbers |= words | loose
+        result.plain_numbers |= words
+        result.years |= {int(n) for n in result.numbers if n.isdigit() and 1000 <= int(n) <= 2999}
+        return result
+
+    def find(self, fact: Fact, *, year_may_be_missing: bool = False) -> bool:
+        """Whether this text holds ``fact`` (see the module docstring). ``year_may_be_missing``: a date here
+        without a year matches ``fact``'s dated one even when the year appears nowhere here."""
+        same_kind = [f for f in self.facts if f.kind == fact.kind]
+        if fact.kind == "number":
+            return fact.value in self.numbers
+        if fact.kind == "amount":  # the same amount, or its number not as an amount in another currency
+            return any(f.value == fact.value for f in same_kind) or fact.value.split(" ")[1] in self.plain_numbers
+        if fact.kind == "date":
+            return (any(_date_found(fact.value, f.value, self.years, year_may_be_missing) for f in same_kind)
+                    or (fact.value.isdigit() and fact.value in self.numbers))
+        if fact.kind == "time":
+            return any(set(fact.readings) & set(f.readings) for f in same_kind)
+        if fact.kind == "url":
+            return any(f.value == fact.value or f.value.startswith(fact.value + "/") for f in same_kind)
+        if fact.kind == "phone":
+            return any(f.value == fact.value for f in same_kind)
+        return any(f.value == fact.value for f in same_kind)
+
+
+def _numbers_of(fact: Fact) -> set[str]:
+    if fact.kind == "number":
+        return {fact.value}
+    if fact.kind == "amount":
+        return {fact.value.split(" ")[-1]}
+    if fact.kind == "date":
+        return {str(part) for part in _date_parts(fact.value) if part is not None}
+    if fact.kind == "time":
+        numbers = set()
+        for reading in fact.readings:
+            hour, minute = (int(p) for p in reading.split(":"))
+            numbers |= {str(hour), str(hour % 12 or 12)} | ({str(minute)} if minute else set())
+        return numbers
+    if fact.kind == "phone":
+        return {fact.value, fact.value.lstrip("0+")}
+    return set()
+
+
+def _date_found(wanted: str, have: str, years: set[int], year_may_be_missing: bool) -> bool:
+    y1, m1, d1 = _date_parts(wanted)
+    y2, m2, d2 = _date_parts(have)
+    if (m1 is not None and m1 != m2) or (d1 is not None and d1 != d2):
+        return False
+    if y1 is None:
+        return True
+    if y2 is not None:
+        return y1 == y2
+    return year_may_be_missing or y1 in years
+
+
+# --- the metric and grounding --------------------------------------------------------------------------------
+
+
+def missing_facts(answer: str, reference: str) -> list[Fact]:
+    """The reference's facts the answer does not hold (the answer may leave out a date's year)."""
+    have = FactSet.of(answer)
+    return [fact for fact in extract_facts(reference) if not have.find(fact, year_may_be_missing=True)]
+
+
+def fact_score(prediction: str, reference: str) -> float:
+    """F1 of the answer when it holds every fact of the reference, else 0 (see the module docstring)."""
+    if missing_facts(prediction, reference):
+        return 0.0
+    return f1(prediction, reference)
+
+
+def invented(answer: str | None, source: str | None) -> list[str]:
+    """The facts of ``answer`` that ``source`` does not hold, as written in the answer (each once)."""
+    facts = extract_facts(answer)
+    if not facts:
+        return []
+    have = FactSet.of(source)
+    return list(dict.fromkeys(fact.raw for fact in facts if not have.find(fact)))
+
+
+def invented_in_answer(task, example, prediction) -> list[str] | None:
+    """The invented facts of a prediction's answer (the task's answer field) against its source
+    (``task.source_of``); [] without a prediction, None when the task gives no source to check against."""
+    if prediction is None:
+        return []
+    source = task.source_of(example, prediction)
+    if source is None:
+        return None
+    answer = prediction.get(task.answer_field)
+    return invented(None if answer is None else str(answer), source)
