@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,7 +201,7 @@ def evaluate(
     finished = False
     try:
         futures = [pool.submit(run, ex) for ex in todo]
-        for future in as_completed(futures):
+        for future in completed_promptly(futures):
             record = future.result()
             if state["failure"] is not None:
                 raise state["failure"]
@@ -229,6 +229,16 @@ def evaluate(
 
         summary |= single_request_latency(program, examples, lm, latency_sample)
     return EvalResult(records, summary)
+
+
+def completed_promptly(futures, poll_s: float = 0.5):
+    """``as_completed``, waking every ``poll_s``: Linux may deliver Ctrl-C's signal to any thread (a worker, a
+    torch thread), and the main thread runs Python's handler only when it wakes, which in a plain wait is when
+    the next example finishes: a minute with a slow model."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
+        yield from done
 
 
 def _stderr(message: str) -> None:

@@ -110,7 +110,8 @@ class TransformersEngine:
                    GenerationSettings.from_config(request.config))
         self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
         self._submit(job)
-        job.done.wait()
+        while not job.done.wait(0.5):  # wake now and then: a Ctrl-C delivered to another thread is handled here
+            pass
         if job.error is not None:
             raise job.error
         result = job.result
