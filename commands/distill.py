@@ -34,6 +34,7 @@ from smelt.commands.common import (
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.html_report import write_html_report
+from smelt.eval.jury import disagreement_lines
 from smelt.eval.report import markdown_table, text_table
 from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
 from smelt.programs.registry import get_task
@@ -261,7 +262,10 @@ def run_distill(options: DistillOptions, log=print):
         "test": columns, "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb(),
     }
     write_json(run_dir / "summary.json", summary)
-    write_text(run_dir / "report.md", _report(summary, columns))
+    disagreeing = [line for label, result in (("teacher", teacher_test), ("student (no adapter)", bare),
+                                              ("distilled student", distilled))
+                   for line in disagreement_lines(result.records, f"{label} test")]
+    write_text(run_dir / "report.md", _report(summary, columns) + "".join(f"{line}\n" for line in disagreeing))
     write_html_report(run_dir, log=log)
     return run_dir, summary, text_table(columns)
 
