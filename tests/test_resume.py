@@ -140,7 +140,10 @@ def _eval(program_run, runs_root, *extra, wait=True):
                "--threads", "2", "--latency-sample", "0", "--no-cache", "--runs-root", str(runs_root), *extra]
     if wait:
         return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # A test run started in the background (`cmd &`) ignores SIGINT, and children inherit that: give the eval
+    # Ctrl-C back, as a terminal would.
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _scores(run_dir: Path) -> dict:
