@@ -233,7 +233,7 @@ def run_distill(options: DistillOptions, log=print):
     else:
         # Training holds its own copy of the student (a served model is never changed): let the served teacher
         # and bare student go first, or a GPU holds the student's weights twice.
-        teacher_source, teacher, student_lm = teacher.source, None, None
+        teacher = student_lm = None
         unload_models()
         training = train_adapter(student_spec, config, device, rows, run_dir, resume=bool(options.resume), log=log)
         write_json(training_file, training)

@@ -15,8 +15,8 @@ from smelt.runs import read_manifest
 # Options a resumed run takes from the new command line: parallelism, DSPy's response cache (fp32 answers are
 # the same either way), where runs go, and the server URL (recorded without its password, so given again).
 RESUMABLE_CHANGES = ("threads", "cache", "runs_root", "api_base", "resume")
-# Options the dataclass holds as overrides only, and the manifest key that records their full, resolved value.
-_RESOLVED = {"program_options": "program_options", "lora": "lora"}
+# Options the dataclass holds as overrides only; the manifest records their full, resolved value under the same key.
+_RESOLVED = ("program_options", "lora")
 
 
 def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *, changeable=RESUMABLE_CHANGES):
@@ -87,7 +87,7 @@ def _recorded_value(recorded, manifest: dict, path: str):
     head, _, rest = path.partition(".")
     overrides = getattr(recorded, head, None)
     if head in _RESOLVED and rest and isinstance(overrides, dict) and rest not in overrides:
-        return (manifest.get(_RESOLVED[head]) or {}).get(rest)
+        return (manifest.get(head) or {}).get(rest)
     return _get(recorded, path)
 
 
