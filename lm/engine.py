@@ -1,11 +1,14 @@
 """The in-process transformers engine behind ``dspy.LM(model, engine=...)``.
 
-DSPy calls ``complete`` from many threads at once (Evaluate, optimizers). Each call becomes a
-job on a queue; one worker thread takes every waiting job with the same generation settings and
-runs them as one batch, so eight threads cost about one forward pass per token instead of eight.
-On CPU the batch runs through smelt's own loops: a row-wise prompt pass that computes the shared
-prompt prefix once (``row_prefill``) and a decode loop that drops finished rows (``row_decoding``);
-elsewhere, and for caches those loops do not handle, through one left-padded ``generate`` call.
+DSPy calls ``complete`` from many threads at once (Evaluate, optimizers). Each call becomes a job
+on a queue served by one worker thread, which runs continuous batching (``running_batch``): every
+step decodes one token for all running requests, a request that arrived meanwhile joins at the next
+step, and a finished one returns at once. A request's prompt pass (``row_prefill``) starts from the
+longest prefix whose key/value states the engine already holds (``prefix_cache``): a compiled
+program's system message and demos are computed once, not once per request.
+
+Models whose cache is not made of plain full or sliding-window layers run instead in batches of
+requests with equal settings, through one left-padded ``generate`` call per batch.
 
 A request whose prompt and ``max_tokens`` do not fit the model's context is refused on its own
 (``PromptTooLong``) before it is queued; the other requests run as usual.
@@ -19,9 +22,10 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, InvalidRequestError, Message, Response, TextPart, Usage, response_to_events
 from transformers import StoppingCriteria
 
+from smelt.lm.prefix_cache import PrefixCache, prefix_cache_budget
 from smelt.lm.rendering import encode_prompt, messages_from_request
-from smelt.lm.row_decoding import decode_rows, token_picker
-from smelt.lm.row_prefill import prefill_rows
+from smelt.lm.row_prefill import prefill_row, supports_row_prefill
+from smelt.lm.running_batch import Row, RunningBatch
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -84,20 +88,22 @@ class TransformersEngine:
         name: str,
         max_batch_size: int = 16,
         gather_seconds: float = 0.02,
-        row_batching: bool | None = None,
+        continuous: bool | None = None,
+        prefix_cache_bytes: int | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.max_batch_size = max_batch_size
         self.gather_seconds = gather_seconds
-        # On CPU: the prompt pass row by row with the shared prefix computed once (row_prefill.py), and a decode
-        # loop that drops finished rows (row_decoding.py). A GPU runs the padded batch through generate in about
-        # the time of one row, so it keeps that path.
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        self.row_batching = on_cpu if row_batching is None else row_batching
+        # Continuous batching and the prefix cache need a cache of plain full or sliding-window layers.
+        self.continuous = supports_row_prefill(model) if continuous is None else continuous
+        self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
-        self.batch_sizes: list[int] = []  # one entry per generate call since the last close(), for benchmarks/tests
+        # Requests taken from the queue at once (one entry per admission, or per generate call when not
+        # continuous) since the last close(), for benchmarks and tests.
+        self.batch_sizes: list[int] = []
+        self.peak_rows = 0  # the most requests decoding together since the last close()
         self._pending: list[_Job] = []
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -110,11 +116,7 @@ class TransformersEngine:
                    GenerationSettings.from_config(request.config))
         self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
         self._submit(job)
-        while not job.done.wait(0.5):  # wake now and then: a Ctrl-C delivered to another thread is handled here
-            pass
-        if job.error is not None:
-            raise job.error
-        result = job.result
+        result = self._wait(job)
         return Response(
             id=None,
             model=self.name,
@@ -143,75 +145,144 @@ class TransformersEngine:
         with self._wakeup:
             self._closed = True
             self.batch_sizes = []
+            self.peak_rows = 0
             self._wakeup.notify_all()
 
     # --- batching ----------------------------------------------------------------------
     def _submit(self, job: _Job) -> None:
         with self._wakeup:
-            # The worker clears _worker under this lock when it stops, so a job is never left to one that is
-            # stopping (is_alive() stays true for a moment after it has decided to stop).
-            if self._worker is None:
-                self._closed = False
-                self._worker = threading.Thread(target=self._serve, name=f"smelt-engine-{self.name}", daemon=True)
-                self._worker.start()
             self._pending.append(job)
+            self._start_worker()
             self._wakeup.notify()
 
+    def _start_worker(self) -> None:
+        """Start the worker if none runs (called holding ``_wakeup``). The worker clears ``_worker`` under that
+        lock when it stops, so a job is never left to one that is stopping."""
+        if self._worker is None:
+            self._closed = False
+            self._worker = threading.Thread(target=self._serve, name=f"smelt-engine-{self.name}", daemon=True)
+            self._worker.start()
+
+    @staticmethod
+    def _wait(job: _Job) -> Generation:
+        while not job.done.wait(0.5):  # wake now and then: a Ctrl-C delivered to another thread is handled here
+            pass
+        if job.error is not None:
+            raise job.error
+        return job.result
+
     def _serve(self) -> None:
+        running = RunningBatch(self.model)
         while True:
             with self._wakeup:
-                while not self._pending and not self._closed:
+                while not self._pending and not running.rows and not self._closed:
                     self._wakeup.wait()
-                if self._closed and not self._pending:
+                if self._closed and not self._pending and not running.rows:
                     self._worker = None
                     return
-            # Give threads that are about to submit a moment to join this batch.
-            time.sleep(self.gather_seconds)
-            with self._wakeup:
-                settings = self._pending[0].settings
-                batch = [job for job in self._pending if job.settings == settings][: self.max_batch_size]
-                for job in batch:
-                    self._pending.remove(job)
+            if not running.rows:
+                time.sleep(self.gather_seconds)  # give threads that are about to submit a moment to arrive together
+            if self.continuous:
+                self._admit(running)
+                self._step(running)
+            else:
+                self._run_padded_batch()
+
+    def _take(self, limit: int, settings: GenerationSettings | None = None) -> list[_Job]:
+        """Up to ``limit`` queued jobs, oldest first (only those with these settings, if given)."""
+        with self._wakeup:
+            jobs = [job for job in self._pending if settings is None or job.settings == settings][:limit]
+            for job in jobs:
+                self._pending.remove(job)
+        if jobs:
+            self.batch_sizes.append(len(jobs))
+        return jobs
+
+    def _admit(self, running: RunningBatch) -> None:
+        """Run the prompt pass of the jobs waiting (as many as the batch has room for) and add them to it."""
+        import torch
+
+        for job in self._take(self.max_batch_size - len(running.rows)):
             try:
-                results = self.generate_batch([job.prompt_ids for job in batch], settings)
-                for job, result in zip(batch, results, strict=True):
-                    job.result = result
-            except BaseException as exc:  # hand the failure to every waiting caller
-                for job in batch:
-                    job.error = exc
-            finally:
-                for job in batch:
+                if len(job.prompt_ids) < 2:  # nothing to prefill: a one-token prompt goes through generate
+                    [job.result] = self._generate([job.prompt_ids], job.settings)
                     job.done.set()
+                    continue
+                with torch.inference_mode():
+                    cache = prefill_row(self.model, job.prompt_ids, self.prefix_cache)
+                    running.admit(self._row(job), cache, job.prompt_ids[-1])
+            except BaseException as exc:  # this request fails alone
+                job.error = exc
+                job.done.set()
+        self.prefix_cache.evict()
+        self.peak_rows = max(self.peak_rows, len(running.rows))
+
+    def _step(self, running: RunningBatch) -> None:
+        """One token for every running job; finished jobs get their answer."""
+        import torch
+
+        if not running.rows:
+            return
+        try:
+            with torch.inference_mode():
+                finished = running.step()
+        except BaseException as exc:  # hand the failure to every running job
+            for row in running.rows:
+                row.owner.error = exc
+                row.owner.done.set()
+            running.clear()
+            return
+        for row in finished:
+            job = row.owner
+            job.result = self._decode(row.generated, len(job.prompt_ids), job.settings)
+            job.done.set()
+
+    def _row(self, job: _Job) -> Row:
+        import torch
+
+        settings = job.settings
+        generator = None
+        if settings.temperature > 0 and settings.seed is not None:
+            generator = torch.Generator(device=self.model.device).manual_seed(settings.seed)
+        return Row(job, settings.max_new_tokens, self._finished_test(settings), settings.temperature,
+                   settings.top_p, generator)
+
+    def _run_padded_batch(self) -> None:
+        """Without continuous batching: the oldest job and those queued with the same settings, as one batch."""
+        with self._wakeup:
+            if not self._pending:
+                return
+            settings = self._pending[0].settings
+        batch = self._take(self.max_batch_size, settings)
+        try:
+            results = self._generate([job.prompt_ids for job in batch], settings)
+            for job, result in zip(batch, results, strict=True):
+                job.result = result
+        except BaseException as exc:  # hand the failure to every waiting caller
+            for job in batch:
+                job.error = exc
+        finally:
+            for job in batch:
+                job.done.set()
 
     # --- generation --------------------------------------------------------------------
     def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
-        """Generate for several prompts as one batch: row-wise on CPU, one left-padded ``generate`` elsewhere."""
+        """Generate for several prompts queued together, as DSPy's threads would send them; blocks until done."""
+        jobs = [_Job(list(ids), settings) for ids in prompts]
+        with self._wakeup:  # all at once, so they join the batch at the same step
+            for job in jobs:
+                self._pending.append(job)
+            self._start_worker()
+            self._wakeup.notify()
+        return [self._wait(job) for job in jobs]
+
+    def _generate(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
+        """One left-padded ``generate`` call for prompts with the same settings."""
         import torch
 
-        self.batch_sizes.append(len(prompts))
         with torch.inference_mode():
-            generated = self._generate_rows(prompts, settings) if self.row_batching else None
-            if generated is None:
-                generated = self._generate_padded(prompts, settings)
-        rows = zip(generated, prompts, strict=True)
-        return [self._decode(tokens, len(ids), settings) for tokens, ids in rows]
-
-    def _generate_rows(self, prompts: list[list[int]], settings: GenerationSettings) -> list[list[int]] | None:
-        """Shared-prefix row-wise prompt pass, then a decode loop that drops finished rows; None if unsupported."""
-        cache = prefill_rows(self.model, prompts)
-        if cache is None:
-            return None
-        device = next(self.model.parameters()).device
-        input_ids, attention_mask = self._left_padded(prompts)
-        return decode_rows(
-            self.model,
-            cache,
-            input_ids[:, -1].to(device),
-            attention_mask.to(device),
-            max_new_tokens=settings.max_new_tokens,
-            pick=token_picker(settings.temperature, settings.top_p, settings.seed, device),
-            finished=self._finished_test(settings),
-        )
+            generated = self._generate_padded(prompts, settings)
+        return [self._decode(tokens, len(ids), settings) for tokens, ids in zip(generated, prompts, strict=True)]
 
     def _generate_padded(self, prompts: list[list[int]], settings: GenerationSettings) -> list[list[int]]:
         """One transformers ``generate`` call over the left-padded batch."""

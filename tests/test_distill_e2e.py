@@ -33,13 +33,13 @@ def test_sft_prompt_tokens_are_exactly_what_the_student_sends(instructions):
     sft = tokenize_sft(student.engine.tokenizer, messages, completion)
 
     sent = []
-    original = student.engine.generate_batch
-    student.engine.generate_batch = lambda prompts, settings: sent.extend(prompts) or original(prompts, settings)
+    original = student.engine._submit  # every request reaches the engine's queue here
+    student.engine._submit = lambda job: sent.append(job.prompt_ids) or original(job)
     try:
         with student.context(), contextlib.suppress(AdapterParseError):  # the bare base model may answer nothing
             program(document=DOCUMENT, question="休館日はいつですか？")
     finally:
-        student.engine.generate_batch = original
+        student.engine._submit = original
     assert sent and sent[0] == sft.prompt_ids
     assert (messages[0]["role"] == "system") == instructions
     assert student.engine.tokenizer.decode(sft.completion_ids).startswith("毎月第2月曜日")

@@ -44,6 +44,31 @@ def test_adapter_attaches_and_generates(gemma_lora):
     assert tuned.describe()["adapter"] == str(gemma_lora)
 
 
+def test_prefix_cache_is_per_adapter_and_reuses_states_computed_with_it(gemma_lora):
+    # Cached key/value states depend on the adapter: each engine (model + adapter + dtype) has its own cache,
+    # and a prefix computed with the LoRA layers serves later prompts exactly as peft's own generate answers.
+    import torch
+
+    from smelt.lm import lm_for_spec
+    from smelt.lm.engine import GenerationSettings
+
+    base = lm_for_spec("gemma-3-270m", device="cpu", cache=False)
+    tuned = lm_for_spec("gemma-3-270m", device="cpu", adapter=gemma_lora, cache=False)
+    assert tuned.engine.prefix_cache is not base.engine.prefix_cache
+    notice = "Notice: the library opens at 9:00 and closes at 19:00; on Sundays it closes at 17:00.\n"
+    prompts = [tuned.engine.tokenizer(notice + q)["input_ids"] for q in ("Q: When does it open?\nA:",
+                                                                          "Q: When does it close?\nA:")]
+    settings = GenerationSettings(max_new_tokens=6)
+    base.engine.generate_batch(prompts, settings)  # the base model's states must not leak into the tuned engine
+    reused_before = tuned.engine.prefix_cache.stats.reused_tokens
+    answers = [tuned.engine.generate_batch([prompt], settings)[0].text for prompt in prompts]
+    assert tuned.engine.prefix_cache.stats.reused_tokens - reused_before >= len(notice) // 8  # the notice was reused
+    with torch.inference_mode():
+        for prompt, answer in zip(prompts, answers, strict=True):
+            reference = tuned.engine.model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False)
+            assert answer == tuned.engine.tokenizer.decode(reference[0, len(prompt) :], skip_special_tokens=True)
+
+
 def test_adapter_changes_the_dspy_model_name(gemma_lora):
     from smelt.lm import lm_for_spec
 

@@ -6,7 +6,6 @@ import dspy
 import pytest
 
 from smelt.lm.engine import GenerationSettings, find_stop
-from smelt.lm.row_prefill import common_prefix_length
 
 PROMPTS = [
     "The capital of France is",
@@ -19,12 +18,6 @@ COUNTING = "1, 2, 3, 4, 5, 6,"
 
 def ids(resolved, text: str) -> list[int]:
     return resolved.engine.tokenizer(text)["input_ids"]
-
-
-def test_common_prefix_length():
-    assert common_prefix_length([[2, 5, 6, 7], [2, 5, 6], [2, 5, 9, 9]]) == 2
-    assert common_prefix_length([[2, 5], [2, 5]]) == 2
-    assert common_prefix_length([[1], [2]]) == 0
 
 
 def test_embedded_model_loads_from_cache_and_generates(embedded_lm):
@@ -59,10 +52,10 @@ def sequential_reference(embedded_model):
     return prompts, [plain_generate(embedded_model, p, 8) for p in prompts]
 
 
-@pytest.mark.parametrize("row_batching", [True, False], ids=["row-wise", "padded-generate"])
-def test_batched_greedy_equals_sequential_greedy(embedded_lm, sequential_reference, row_batching, monkeypatch):
+@pytest.mark.parametrize("continuous", [True, False], ids=["continuous", "padded-generate"])
+def test_batched_greedy_equals_sequential_greedy(embedded_lm, sequential_reference, continuous, monkeypatch):
     engine = embedded_lm.engine
-    monkeypatch.setattr(engine, "row_batching", row_batching)  # the engine is shared: put it back afterwards
+    monkeypatch.setattr(engine, "continuous", continuous)  # the engine is shared: put it back afterwards
     prompts, sequential = sequential_reference
     assert len({len(p) for p in prompts}) == len(prompts)  # different lengths: rows are left-padded
     before = len(engine.batch_sizes)
@@ -81,15 +74,57 @@ def test_rows_that_stop_early_leave_the_others_unchanged(embedded_lm, sequential
     assert [g.text for g in generations] == expected
 
 
-def test_shared_prefix_longer_than_the_sliding_window(embedded_lm):
-    # DSPy prompts of one signature share their instructions: the engine computes that prefix once.
-    # Gemma 3 attends to 512 tokens in its sliding-window layers; these prompts are longer than that.
+def test_prefix_cache_serves_later_batches_past_the_sliding_window(embedded_lm):
+    # A compiled program's prompts share their instructions and demos: the engine computes that prefix once and
+    # reuses it in later batches. Gemma 3 attends to 512 tokens in its sliding-window layers; these prompts are
+    # longer, so the reused states must rebuild those layers as a plain prompt pass leaves them.
+    engine = embedded_lm.engine
+    engine.prefix_cache.clear()
     notice = " ".join(f"Item {i}: the office on floor {i % 7} opens at {8 + i % 5}:00." for i in range(40))
-    questions = ["When does item 12 open?", "Which floor is item 3 on?"]
+    questions = ["When does item 12 open?", "Which floor is item 3 on?", "What opens at 9:00?", "Where is item 30?"]
     prompts = [ids(embedded_lm, f"{notice}\nQuestion: {q}\nAnswer:") for q in questions]
-    assert min(len(p) for p in prompts) > 512
-    batched = [g.text for g in embedded_lm.engine.generate_batch(prompts, GenerationSettings(max_new_tokens=5))]
-    assert batched == [plain_generate(embedded_lm.engine, p, 5) for p in prompts]
+    shared = next(i for i in range(len(prompts[0])) if prompts[0][i] != prompts[1][i])
+    assert shared > 512
+    stats = engine.prefix_cache.stats
+    reused_before = stats.reused_tokens
+    first = [g.text for g in engine.generate_batch(prompts[:2], GenerationSettings(max_new_tokens=5))]
+    reused_in_first = stats.reused_tokens - reused_before
+    assert shared <= reused_in_first < shared + 8  # the second row reused the first row's prefix, in the same batch
+    later = [g.text for g in engine.generate_batch(prompts[2:], GenerationSettings(max_new_tokens=5))]
+    assert stats.reused_tokens - reused_before - reused_in_first >= 2 * shared  # a later batch starts from the cached prefix
+    assert first + later == [plain_generate(embedded_lm.engine, p, 5) for p in prompts]
+    again = engine.generate_batch(prompts[:1], GenerationSettings(max_new_tokens=5))  # the whole prompt is cached
+    assert again[0].text == first[0]
+
+
+def test_a_request_joins_the_running_batch_and_leaves_when_done(embedded_lm, sequential_reference):
+    # Continuous batching: a request sent while another decodes joins at the next step and returns as soon as
+    # it is finished, before the long one; both answers are what each would be alone.
+    import time
+
+    engine = embedded_lm.engine
+    long_prompt = ids(embedded_lm, COUNTING)
+    prompts, sequential = sequential_reference
+    answers: dict[str, str] = {}
+    finished: list[str] = []
+
+    def ask(name: str, prompt: list[int], tokens: int) -> None:
+        answers[name] = engine.generate_batch([prompt], GenerationSettings(max_new_tokens=tokens))[0].text
+        finished.append(name)
+
+    before = len(engine.batch_sizes)
+    long = threading.Thread(target=ask, args=("long", long_prompt, 40))
+    long.start()
+    while engine.peak_rows < 1:  # the long request is decoding
+        time.sleep(0.01)
+    short = threading.Thread(target=ask, args=("short", prompts[0], 8))
+    short.start()
+    short.join()
+    long.join()
+    assert finished == ["short", "long"]
+    assert engine.batch_sizes[before:] == [1, 1] and engine.peak_rows == 2  # two admissions, decoded together
+    assert answers["short"] == sequential[0]
+    assert answers["long"] == plain_generate(embedded_lm.engine, long_prompt, 40)
 
 
 def test_stop_strings_cut_the_text(embedded_lm):
@@ -151,6 +186,21 @@ def test_sampling_with_a_seed_is_reproducible(embedded_lm):
     first = engine.generate_batch([prompt], settings)[0].text
     second = engine.generate_batch([prompt], settings)[0].text
     assert first == second
+    # Each seeded request draws from its own generator: batched with others, it samples the same text.
+    others = [ids(embedded_lm, text) for text in PROMPTS[2:]]
+    unseeded = GenerationSettings(max_new_tokens=8, temperature=1.0)
+    jobs = [(prompt, settings), *((other, unseeded) for other in others)]
+    results = {}
+
+    def call(index: int) -> None:
+        results[index] = engine.generate_batch([jobs[index][0]], jobs[index][1])[0].text
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results[0] == first
 
 
 def test_dspy_cache_serves_a_repeated_call(embedded_model, tmp_path):
