@@ -21,7 +21,8 @@ def supports_row_prefill(model) -> bool:
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
     cache = DynamicCache(config=model.config)
-    return bool(cache.layers) and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers)
+    plain = (DynamicLayer, DynamicSlidingWindowLayer)
+    return bool(cache.layers) and all(type(layer) in plain for layer in cache.layers)
 
 
 def prefill_row(model, ids: list[int], prefix_cache: PrefixCache | None):
