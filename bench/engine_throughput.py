@@ -1,26 +1,31 @@
-"""Throughput of the batched in-process engine against a plain one-prompt-at-a-time generate loop.
+"""Throughput of smelt's in-process engine against a plain one-prompt-at-a-time generate loop.
 
-The same doc-QA prompts, half English and half Japanese, go through:
+The same prompts go through:
 
-- smelt: ``dspy.Predict("document, question -> answer")`` with the PrefillChatAdapter on the
-  batched engine, called from a pool of threads as dspy.Evaluate would, DSPy's cache off;
-- anchor: ``model.generate`` on the same prompt token ids, batch 1, in a plain loop.
+- anchor: ``model.generate`` on each prompt's token ids, batch 1, in a plain loop (no cache kept
+  between prompts), stopping at the adapter's stop strings;
+- smelt: the program called from a pool of threads as dspy.Evaluate calls it, DSPy's response cache
+  off, on the engine (continuous batching, prefix cache emptied first).
 
-Both decode greedily with the same max_new_tokens and stop strings, on the same loaded model,
-in the same process, after a warm-up; the anchor runs first. ``--docs short`` (default) uses
-the short notices below, the size of a retrieved passage; ``--docs doc_qa`` uses the shipped
-doc_qa questions with their whole documents (400-1200 characters), where the prompt pass
-dominates and batching has less to win.
+Both decode greedily with the same max_new_tokens and stop strings, on the same loaded model, in the
+same process, after a warm-up; the anchor runs first. The answers of both sides are compared: greedy
+fp32 answers should be identical, and every difference is counted.
 
-    python -m bench.engine_throughput [--docs short|doc_qa] [--device auto] [--n 16] [--threads 8]
-                                      [--max-tokens 32] [--torch-threads N]
+``--docs doc_qa`` (default) sends the prompts of the doc_qa program as ``compile doc_qa`` leaves it:
+the selected passages of each document, and two demos (the first two train examples, as
+LabeledFewShot attaches them; ``--program RUN/program.json`` loads a compiled program instead), so
+every prompt starts with the same system message and demos. The questions come from dev and test,
+English and Japanese alternating (``--split test``: the test split in file order). ``--docs short``
+asks a bare ``document, question -> answer`` predictor about short notices, without demos.
+
+    python -m bench.engine_throughput [--docs doc_qa|short] [--program FILE] [--split mixed|test]
+                                      [--device auto] [--n 16] [--threads 8] [--max-tokens 32]
 """
 
 import argparse
-import json
 import os
-import resource
-import sys
+import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,9 +39,7 @@ from smelt.lm import lm_for_spec
 from smelt.lm.engine import find_stop
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.rendering import encode_prompt
-
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "doc_qa"
-SIGNATURE = "document, question -> answer"
+from smelt.programs.registry import get_task
 
 SHORT = [
     ("The city library is open from 9:00 to 19:00 on weekdays and from 10:00 to 17:00 on weekends. "
@@ -74,27 +77,37 @@ SHORT = [
 ]
 
 
-def short_prompts(n: int) -> list[dict[str, str]]:
+def short_workload(n: int):
+    """A bare predictor and n short notices (inputs of that predictor)."""
     if n > len(SHORT):
-        sys.exit(f"--docs short has {len(SHORT)} prompts; ask for --n {len(SHORT)} or fewer")
-    return [{"document": document, "question": question} for document, question in SHORT[:n]]
+        raise SystemExit(f"--docs short has {len(SHORT)} prompts; ask for --n {len(SHORT)} or fewer")
+    predict = dspy.Predict("document, question -> answer")
+    inputs = [{"document": document, "question": question} for document, question in SHORT[:n]]
+    return predict, predict, inputs, inputs
 
 
-def doc_qa_prompts(n: int, data_dir: Path = DATA_DIR) -> list[dict[str, str]]:
-    """n shipped questions with their whole documents, alternating English and Japanese, in file order."""
-
-    def read(path: Path) -> list[dict]:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-    documents = {doc["id"]: doc for doc in read(data_dir / "documents.jsonl")}
-    questions = [q for split in ("dev", "test", "train") for q in read(data_dir / f"{split}.jsonl")]
-    by_language = {lang: [q for q in questions if q["language"] == lang] for lang in ("en", "ja")}
-    picked = [q for pair in zip(by_language["en"], by_language["ja"], strict=False) for q in pair][:n]
-    if len(picked) < n:
-        sys.exit(f"{data_dir}: only {len(picked)} English/Japanese question pairs for --n {n}")
-    return [{"document": documents[q["doc_id"]]["text"], "question": q["question"]} for q in picked]
-
-
+def doc_qa_workload(n: int, split: str, program_file: Path | None):
+    """The doc_qa program with its demos, its predictor, the program's inputs and the predictor's inputs."""
+    task = get_task("doc_qa")
+    data = task.shipped_data()
+    program = task.program()
+    if program_file is not None:
+        program.load(str(program_file))  # DSPy JSON, as `compile` saves it
+    else:
+        program.answer.demos = [task.as_demo(program, example) for example in data.train[:2]]
+    if split == "test":
+        examples = data.test
+    else:
+        pool = data.dev + data.test
+        by_language = {lang: [e for e in pool if e.language == lang] for lang in ("en", "ja")}
+        examples = [e for pair in zip(by_language["en"], by_language["ja"], strict=False) for e in pair]
+    if len(examples) < n:
+        raise SystemExit(f"--split {split} has {len(examples)} doc_qa questions; ask for --n {len(examples)} or fewer")
+    examples = examples[:n]
+    program_inputs = [{"document": e.document, "question": e.question} for e in examples]
+    predictor_inputs = [{"document": program.passages(e.document, e.question), "question": e.question}
+                        for e in examples]
+    return program, program.answer, program_inputs, predictor_inputs
 
 
 class _StopAfter(StoppingCriteria):
@@ -108,10 +121,15 @@ class _StopAfter(StoppingCriteria):
         return torch.tensor([find_stop(text, self.stops) >= 0], device=input_ids.device)
 
 
-def run_anchor(model, tokenizer, prompt_ids: list[list[int]], max_tokens: int, stops: list[str]) -> tuple[float, int]:
-    """Plain sequential generate, one prompt at a time; returns (seconds, generated tokens)."""
+def cut(text: str, stops: list[str]) -> str:
+    at = find_stop(text, tuple(stops))
+    return text[:at] if at >= 0 else text
+
+
+def run_anchor(model, tokenizer, prompt_ids: list[list[int]], max_tokens: int, stops: list[str]):
+    """Plain sequential generate, one prompt at a time; returns (seconds, generated tokens, answers)."""
     device = next(model.parameters()).device
-    generated = 0
+    generated, answers = 0, []
     started = time.perf_counter()
     with torch.inference_mode():
         for ids in prompt_ids:
@@ -126,19 +144,21 @@ def run_anchor(model, tokenizer, prompt_ids: list[list[int]], max_tokens: int, s
                 stopping_criteria=[_StopAfter(tokenizer, stops, len(ids))],
                 pad_token_id=tokenizer.pad_token_id,
             )
-            generated += output.shape[1] - len(ids)
+            new = output[0, len(ids) :].tolist()
+            generated += len(new)
+            answers.append(cut(tokenizer.decode(new, skip_special_tokens=True), stops))
     _sync(device)
-    return time.perf_counter() - started, generated
+    return time.perf_counter() - started, generated, answers
 
 
-def run_engine(resolved, inputs: list[dict[str, str]], threads: int) -> tuple[float, int, int]:
-    """DSPy Predict calls from a thread pool on the engine; returns (seconds, generated tokens, parse errors)."""
-    predict = dspy.Predict(SIGNATURE)
+def run_engine(resolved, program, inputs: list[dict[str, str]], threads: int):
+    """Program calls from a thread pool on the engine; returns (seconds, generated tokens, parse errors, answers
+    by prompt ids)."""
 
     def call(example: dict[str, str]) -> bool:
         with resolved.context():
             try:
-                predict(**example)
+                program(**example)
                 return True
             except dspy.utils.exceptions.AdapterParseError:
                 return False
@@ -148,8 +168,41 @@ def run_engine(resolved, inputs: list[dict[str, str]], threads: int) -> tuple[fl
     with ThreadPoolExecutor(max_workers=threads) as pool:
         parsed = list(pool.map(call, inputs))
     seconds = time.perf_counter() - started
-    generated = sum(entry["usage"]["completion_tokens"] for entry in resolved.lm.history[history_before:])
-    return seconds, generated, parsed.count(False)
+    entries = resolved.lm.history[history_before:]
+    generated = sum(entry["usage"]["completion_tokens"] for entry in entries)
+    tokenizer = resolved.engine.tokenizer
+    answers = {}
+    for entry in entries:
+        output = entry["outputs"][0]
+        text = output["text"] if isinstance(output, dict) else output
+        answers[tuple(encode_prompt(tokenizer, entry["messages"]))] = text  # text-only: plain role/content dicts
+    return seconds, generated, parsed.count(False), answers
+
+
+class PeakRSS:
+    """The process's peak resident memory while inside the block (sampled every 20 ms from /proc)."""
+
+    def __enter__(self):
+        self.peak, self._running = self._rss(), True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+
+    def _sample(self):
+        while self._running:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.02)
+
+    @staticmethod
+    def _rss() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
 
 def _sync(device) -> None:
@@ -159,53 +212,81 @@ def _sync(device) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", choices=("short", "doc_qa"), default="short", help="which documents to ask about")
+    parser.add_argument("--docs", choices=("doc_qa", "short"), default="doc_qa",
+                        help="doc_qa: the doc_qa program with two demos; short: a bare predictor on short notices")
+    parser.add_argument("--program", type=Path, default=None,
+                        help="a compiled doc_qa program.json (from a compile run) instead of the two labeled demos")
+    parser.add_argument("--split", choices=("mixed", "test"), default="mixed",
+                        help="doc_qa questions: dev+test alternating English/Japanese, or the test split in order")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--n", type=int, default=16, help="number of doc-QA prompts")
+    parser.add_argument("--n", type=int, default=16, help="number of prompts")
     parser.add_argument("--threads", type=int, default=8, help="DSPy caller threads on the engine")
-    parser.add_argument("--max-tokens", type=int, default=32, help="max new tokens per prompt, both sides")
+    parser.add_argument("--max-tokens", type=int, default=32,
+                        help="max new tokens per prompt, both sides, where the predictor sets none (doc_qa's sets 64)")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="folder with the doc_qa jsonl files")
     args = parser.parse_args(argv)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
 
-    inputs = short_prompts(args.n) if args.docs == "short" else doc_qa_prompts(args.n, args.data)
+    if args.docs == "short":
+        program, predictor, inputs, predictor_inputs = short_workload(args.n)
+    else:
+        program, predictor, inputs, predictor_inputs = doc_qa_workload(args.n, args.split, args.program)
     resolved = lm_for_spec("gemma-3-270m", device=args.device, max_tokens=args.max_tokens, cache=False)
     engine = resolved.engine
     model, tokenizer = engine.model, engine.tokenizer
     adapter = PrefillChatAdapter()
-    signature = dspy.Signature(SIGNATURE)
-    prompt_ids = [encode_prompt(tokenizer, adapter.format(signature, [], example)) for example in inputs]
+    signature = predictor.signature
+    prompt_ids = [encode_prompt(tokenizer, adapter.format(signature, predictor.demos, example))
+                  for example in predictor_inputs]
     stops = adapter.stop_strings(signature)
+    max_tokens = predictor.config.get("max_tokens") or args.max_tokens  # what the program's calls ask for
     lengths = sorted(len(ids) for ids in prompt_ids)
+    shared = min(next((i for i, (a, b) in enumerate(zip(prompt_ids[0], ids, strict=False)) if a != b), len(ids))
+                 for ids in prompt_ids[1:]) if len(prompt_ids) > 1 else 0
     on_gpu = engine.device.startswith("cuda")
 
     print(f"device: {engine.device} ({device_name(engine.device)}, {engine.dtype}), "
           f"torch threads: {torch.get_num_threads()}, load average before: {os.getloadavg()[0]:.2f}")
-    print(f"prompts: {len(inputs)} --docs {args.docs} (en/ja alternating), prompt tokens min/median/max "
-          f"{lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}, max new tokens {args.max_tokens}")
+    demos = f"{len(predictor.demos)} demos" + (f" from {args.program}" if args.program else "")
+    print(f"prompts: {len(inputs)} --docs {args.docs} ({demos}), prompt tokens min/median/max "
+          f"{lengths[0]}/{statistics.median(lengths):.0f}/{lengths[-1]}, shared by all: {shared}, "
+          f"max new tokens {max_tokens}")
 
     run_anchor(model, tokenizer, prompt_ids[:1], 4, stops)  # warm-up: first-call allocations
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    anchor_s, anchor_tokens = run_anchor(model, tokenizer, prompt_ids, args.max_tokens, stops)
+    with PeakRSS() as anchor_rss:
+        anchor_s, anchor_tokens, anchor_answers = run_anchor(model, tokenizer, prompt_ids, max_tokens, stops)
     anchor_gpu = torch.cuda.max_memory_allocated() if on_gpu else 0
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    calls_before = len(engine.batch_sizes)
-    engine_s, engine_tokens, parse_errors = run_engine(resolved, inputs, args.threads)
+    engine.prefix_cache.clear()
+    stats = engine.prefix_cache.stats
+    looked_up, reused = stats.prompt_tokens, stats.reused_tokens
+    admissions_before = len(engine.batch_sizes)
+    engine.peak_rows = 0
+    with PeakRSS() as engine_rss:
+        engine_s, engine_tokens, parse_errors, engine_answers = run_engine(resolved, program, inputs, args.threads)
     engine_gpu = torch.cuda.max_memory_allocated() if on_gpu else 0
-    batches = engine.batch_sizes[calls_before:]
+    admissions = engine.batch_sizes[admissions_before:]
+    hit_rate = (stats.reused_tokens - reused) / max(1, stats.prompt_tokens - looked_up)
 
     n = len(inputs)
     print(f"anchor  sequential generate, batch 1: {n / anchor_s:6.3f} examples/s  {anchor_tokens / anchor_s:6.1f} "
           f"generated tokens/s  ({anchor_s:.1f} s, {anchor_tokens} tokens)")
-    print(f"smelt   dspy.Predict x {args.threads} threads, batched engine: {n / engine_s:6.3f} examples/s  "
+    print(f"smelt   program x {args.threads} threads, engine: {n / engine_s:6.3f} examples/s  "
           f"{engine_tokens / engine_s:6.1f} generated tokens/s  ({engine_s:.1f} s, {engine_tokens} tokens, "
-          f"generate calls {batches}, parse errors {parse_errors}/{n})")
+          f"parse errors {parse_errors}/{n}, {len(admissions)} admissions, at most {engine.peak_rows} "
+          f"decoding together)")
+    print(f"prefix cache: {hit_rate:.1%} of prompt tokens reused, {engine.prefix_cache.nbytes / 2**20:.0f} MiB held "
+          f"at the end (budget {engine.prefix_cache.max_bytes / 2**20:.0f} MiB)")
+    differing = [i for i, ids in enumerate(prompt_ids) if engine_answers.get(tuple(ids)) != anchor_answers[i]]
+    print(f"answers identical to sequential generate: {n - len(differing)} of {n}"
+          + (f" (differing: prompts {differing})" if differing else ""))
     print(f"ratio (smelt / anchor examples/s): {anchor_s / engine_s:.2f}x")
-    memory = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (whole process)"
+    memory = (f"peak RSS (whole process): anchor {anchor_rss.peak / 2**20:.0f} MiB, "
+              f"smelt {engine_rss.peak / 2**20:.0f} MiB")
     if on_gpu:
         memory += f"; peak GPU allocated: anchor {anchor_gpu / 2**20:.0f} MiB, smelt {engine_gpu / 2**20:.0f} MiB"
     print(memory)

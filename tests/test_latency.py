@@ -47,3 +47,21 @@ def test_spread_sample_covers_the_list():
     assert spread_sample(list(range(36)), 8) == [0, 4, 9, 13, 18, 22, 27, 31]
     assert spread_sample([1, 2], 8) == [1, 2]
     assert spread_sample([], 3) == []
+
+
+def test_an_engine_starts_from_an_empty_prefix_cache_and_one_untimed_request():
+    # The evaluation just sent these examples: their prompts must not be served from the engine's prefix cache.
+    events = []
+    engine = SimpleNamespace(prefix_cache=SimpleNamespace(clear=lambda: events.append("clear")))
+    resolved = SimpleNamespace(lm=SimpleNamespace(cache=True), context=contextlib.nullcontext, engine=engine)
+
+    class Program:
+        def __call__(self, question):
+            events.append(question)
+            return dspy.Prediction(answer="a")
+
+    result = single_request_latency(Program(), EXAMPLES, resolved, count=2)
+    sample = [e.question for e in spread_sample(EXAMPLES, 2)]
+    assert sample == ["q0", "q2"]
+    assert events == ["clear", "q1", *sample]  # the warm-up is an example outside the sample
+    assert result["single_request_examples"] == 2
