@@ -36,7 +36,7 @@ from transformers import StoppingCriteria
 
 from bench.machine import device_name
 from smelt.lm import lm_for_spec
-from smelt.lm.engine import find_stop
+from smelt.lm.engine import GenerationSettings, find_stop
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.rendering import encode_prompt
 from smelt.programs.registry import get_task
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{lengths[0]}/{statistics.median(lengths):.0f}/{lengths[-1]}, shared by all: {shared}, "
           f"max new tokens {max_tokens}")
 
-    run_anchor(model, tokenizer, prompt_ids[:1], 4, stops)  # warm-up: first-call allocations
+    run_anchor(model, tokenizer, prompt_ids[:1], 4, stops)  # warm-ups: first-call allocations, the engine's int8 head
+    engine.generate_batch(prompt_ids[:1], GenerationSettings(max_new_tokens=4, stop=tuple(stops)))
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as anchor_rss:

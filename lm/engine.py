@@ -5,7 +5,9 @@ on a queue served by one worker thread, which runs continuous batching (``runnin
 step decodes one token for all running requests, a request that arrived meanwhile joins at the next
 step, and a finished one returns at once. A request's prompt pass (``row_prefill``) starts from the
 longest prefix whose key/value states the engine already holds (``prefix_cache``): a compiled
-program's system message and demos are computed once, not once per request.
+program's system message and demos are computed once, not once per request. On a CPU in fp32, a
+greedy step reads an int8 copy of the output projection and computes exactly only the few logits
+that could win (``greedy_head``): the same tokens at a fraction of the memory traffic.
 
 Models whose cache is not made of plain full or sliding-window layers run instead in batches of
 requests with equal settings, through one left-padded ``generate`` call per batch.
@@ -22,6 +24,8 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, InvalidRequestError, Message, Response, TextPart, Usage, response_to_events
 from transformers import StoppingCriteria
 
+from smelt.lm.greedy_head import GreedyHead
+from smelt.lm.model_parts import plain_output_projection
 from smelt.lm.prefix_cache import PrefixCache, prefix_cache_budget
 from smelt.lm.rendering import encode_prompt, messages_from_request
 from smelt.lm.row_prefill import prefill_row, supports_row_prefill
@@ -90,6 +94,7 @@ class TransformersEngine:
         gather_seconds: float = 0.02,
         continuous: bool | None = None,
         prefix_cache_bytes: int | None = None,
+        int8_screen: bool = True,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -98,6 +103,9 @@ class TransformersEngine:
         self.gather_seconds = gather_seconds
         # Continuous batching and the prefix cache need a cache of plain full or sliding-window layers.
         self.continuous = supports_row_prefill(model) if continuous is None else continuous
+        # Greedy steps pick their token through an int8 copy of the output projection (greedy_head; CPU, fp32).
+        self.int8_screen = int8_screen
+        self._greedy_head: GreedyHead | None = None
         self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
         # Requests taken from the queue at once (one entry per admission, or per generate call when not
@@ -172,7 +180,7 @@ class TransformersEngine:
         return job.result
 
     def _serve(self) -> None:
-        running = RunningBatch(self.model)
+        running = RunningBatch(self.model, self._screened_head() if self.continuous else None)
         while True:
             with self._wakeup:
                 while not self._pending and not running.rows and not self._closed:
@@ -187,6 +195,15 @@ class TransformersEngine:
                 self._step(running)
             else:
                 self._run_padded_batch()
+
+    def _screened_head(self) -> GreedyHead | None:
+        """The int8-screened output projection, built on first use (a second or two) and kept; None where it
+        does not apply (a GPU, bf16, a head that is not a plain matrix)."""
+        if self._greedy_head is None and self.int8_screen:
+            weight = plain_output_projection(self.model)
+            if GreedyHead.usable(weight):
+                self._greedy_head = GreedyHead(weight)
+        return self._greedy_head if self.int8_screen else None
 
     def _take(self, limit: int, settings: GenerationSettings | None = None) -> list[_Job]:
         """Up to ``limit`` queued jobs, oldest first (only those with these settings, if given)."""

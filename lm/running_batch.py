@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import decoder_of, plain_output_projection
 
 
@@ -36,9 +37,10 @@ class Row:
 
 
 class RunningBatch:
-    def __init__(self, model):
+    def __init__(self, model, greedy_head: GreedyHead | None = None):
         self.model = model
         self.decoder, self.head = decoder_of(model), plain_output_projection(model)
+        self.greedy_head = greedy_head if self.decoder is not None else None  # picks greedy tokens from hidden states
         self.clear()
 
     def clear(self) -> None:
@@ -83,12 +85,12 @@ class RunningBatch:
 
         inputs = dict(input_ids=self.tokens, attention_mask=self.mask, position_ids=self.positions,
                       past_key_values=self.cache, use_cache=True)
-        if self.decoder is not None and self.head is not None:
-            # weight @ hidden.T keeps the big matrix on the left, where CPU BLAS splits the work well (model_parts).
-            logits = (self.head @ self.decoder(**inputs).last_hidden_state[:, -1, :].T).T
+        if self.greedy_head is not None and self.greedy_head.handles(len(self.rows)) and all(
+            row.temperature <= 0 for row in self.rows
+        ):
+            chosen = self.greedy_head.argmax(self.decoder(**inputs).last_hidden_state[:, -1, :])
         else:
-            logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
-        chosen = self._pick(logits)
+            chosen = self._pick(self._logits(inputs))
         finished, keep = [], []
         for index, (row, token) in enumerate(zip(self.rows, chosen.tolist(), strict=True)):
             row.generated.append(token)
@@ -102,6 +104,13 @@ class RunningBatch:
         if finished:
             self._keep(keep)
         return finished
+
+    def _logits(self, inputs):
+        """The next-token logits of every row (rows x vocabulary)."""
+        if self.decoder is not None and self.head is not None:
+            # weight @ hidden.T keeps the big matrix on the left, where CPU BLAS splits the work well (model_parts).
+            return (self.head @ self.decoder(**inputs).last_hidden_state[:, -1, :].T).T
+        return self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
 
     def _pick(self, logits):
         """Greedy rows take the most likely token; sampling rows draw from their own generator."""
