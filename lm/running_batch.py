@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from smelt.lm.appending_cache import append_in_place
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import decoder_of, plain_output_projection
 
@@ -66,6 +67,7 @@ class RunningBatch:
         position = torch.tensor([[length]], device=device)
         token = torch.tensor([[last_token]], device=device)
         if not self.rows:
+            append_in_place(cache)  # the batch's cache from now on
             self.cache, self.mask, self.positions, self.tokens = cache, mask, position, token
         else:
             width = max(self.width, length)
