@@ -86,18 +86,10 @@ class PrefixCache:
         with self._lock:
             self.stats.prompt_tokens += len(ids)
             pieces: list[LayerStates] = []
-            matched, node = 0, self._root
-            while matched < len(ids):
-                child = node.children.get(ids[matched])
-                if child is None:
-                    break
-                shared = _shared_length(child.tokens, ids, matched)
-                child.last_used = next(self._clock)
-                pieces.append([(k[:, :, :shared], v[:, :, :shared]) for k, v in child.states])
+            matched = 0
+            for node, shared in self._path(ids):
+                pieces.append([(k[:, :, :shared], v[:, :, :shared]) for k, v in node.states])
                 matched += shared
-                if shared < len(child.tokens):
-                    break
-                node = child
             self.stats.reused_tokens += matched
             if not matched:
                 return 0, None
@@ -109,16 +101,9 @@ class PrefixCache:
         """Remember the states of ``ids`` (per layer, covering exactly those tokens); shared parts are stored once."""
         with self._lock:
             matched, node = 0, self._root
-            while matched < len(ids):
-                child = node.children.get(ids[matched])
-                if child is None:
-                    break
-                shared = _shared_length(child.tokens, ids, matched)
-                child.last_used = next(self._clock)
-                if shared < len(child.tokens):
-                    child = self._split(child, shared)
+            for child, shared in self._path(ids):
+                node = self._split(child, shared) if shared < len(child.tokens) else child
                 matched += shared
-                node = child
             if matched < len(ids):
                 # A copy, not a view: a view would keep the caller's whole tensor alive after eviction.
                 rest = [(k[:, :, matched:].clone(), v[:, :, matched:].clone()) for k, v in states]
@@ -141,6 +126,23 @@ class PrefixCache:
         with self._lock:
             self._root = _Node((), [], None)
             self._bytes = 0
+
+    def _path(self, ids: list[int]):
+        """The nodes along ``ids`` from the root, each with how many of its tokens ``ids`` shares (all of them but
+        perhaps in the last), marked as used. Call holding the lock."""
+        matched, node = 0, self._root
+        while matched < len(ids):
+            child = node.children.get(ids[matched])
+            if child is None:
+                return
+            shared = _shared_length(child.tokens, ids, matched)
+            whole = shared == len(child.tokens)  # read before the caller may split the node
+            child.last_used = next(self._clock)
+            yield child, shared
+            if not whole:
+                return
+            matched += shared
+            node = child
 
     def _split(self, node: _Node, at: int) -> _Node:
         """Cut ``node``'s run after ``at`` tokens; the new upper node, holding the first part, is returned."""
