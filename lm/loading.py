@@ -161,17 +161,16 @@ def _hub_unreachable(hub_id: str) -> str | None:
 
     One request that fails in a moment: on a failed connection, huggingface_hub retries each file it
     looks for five times over 23 s. Any HTTP answer (even an error) lets the download try as before."""
-    import httpx
     from huggingface_hub import constants, get_session
 
     if constants.HF_HUB_OFFLINE:
         return None  # from_pretrained fails at once, with huggingface_hub's own reason
     try:
         get_session().head(f"{constants.ENDPOINT}/api/models/{hub_id}", timeout=10)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        return f"cannot reach {constants.ENDPOINT}: {exc or type(exc).__name__}"
-    except Exception:  # noqa: BLE001 - anything else is for the download itself to report
-        return None
+    except Exception as exc:  # noqa: BLE001 - anything but a failed connection is for the download to report
+        # By name: the session may be an httpx or an httpx2 client (httpx 0.29), whose exception classes differ.
+        if any(cls.__name__ in ("ConnectError", "ConnectTimeout") for cls in type(exc).__mro__):
+            return f"cannot reach {constants.ENDPOINT}: {exc or type(exc).__name__}"
     return None
 
 
