@@ -33,3 +33,15 @@ def plain_output_projection(model):
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_RESCALERS):
         return None
     return head.weight
+
+
+def cache_keyword(module) -> str:
+    """The keyword under which ``module``'s forward takes the key/value cache: ``cache`` since transformers renamed
+    it (``past_key_values`` still works there, with a deprecation warning per process), ``past_key_values`` before."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"

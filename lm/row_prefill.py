@@ -10,7 +10,7 @@ The prompt's last token is left out: the decode loop (``running_batch``) feeds i
 come from the same step that produces every later token.
 """
 
-from smelt.lm.model_parts import decoder_of
+from smelt.lm.model_parts import cache_keyword, decoder_of
 from smelt.lm.prefix_cache import PrefixCache
 
 
@@ -64,13 +64,13 @@ def _extend(model, cache, ids: list[int], start: int, device) -> None:
     matrix of a small model with a big vocabulary."""
     import torch
 
-    inputs = dict(
-        input_ids=torch.tensor([ids], device=device),
-        position_ids=torch.arange(start, start + len(ids), device=device)[None],
-        past_key_values=cache,
-        use_cache=True,
-    )
     decoder = decoder_of(model)
+    inputs = {
+        "input_ids": torch.tensor([ids], device=device),
+        "position_ids": torch.arange(start, start + len(ids), device=device)[None],
+        cache_keyword(decoder if decoder is not None else model): cache,
+        "use_cache": True,
+    }
     if decoder is not None:
         decoder(**inputs)
     else:

@@ -21,7 +21,7 @@ from typing import Any
 
 from smelt.lm.appending_cache import append_in_place
 from smelt.lm.greedy_head import GreedyHead
-from smelt.lm.model_parts import decoder_of, plain_output_projection
+from smelt.lm.model_parts import cache_keyword, decoder_of, plain_output_projection
 
 
 @dataclass(eq=False)
@@ -42,6 +42,7 @@ class RunningBatch:
         self.model = model
         self.decoder, self.head = decoder_of(model), plain_output_projection(model)
         self.greedy_head = greedy_head if self.decoder is not None else None  # picks greedy tokens from hidden states
+        self.cache_keyword = cache_keyword(self.decoder if self.decoder is not None else model)
         self.clear()
 
     def clear(self) -> None:
@@ -85,8 +86,8 @@ class RunningBatch:
         """One new token for every row; the rows that finished are returned and have left the batch."""
         import torch
 
-        inputs = dict(input_ids=self.tokens, attention_mask=self.mask, position_ids=self.positions,
-                      past_key_values=self.cache, use_cache=True)
+        inputs = {"input_ids": self.tokens, "attention_mask": self.mask, "position_ids": self.positions,
+                  self.cache_keyword: self.cache, "use_cache": True}
         if self.greedy_head is not None and self.greedy_head.handles(len(self.rows)) and all(
             row.temperature <= 0 for row in self.rows
         ):
