@@ -5,11 +5,12 @@ The same prompts go through:
 - anchor: ``model.generate`` on each prompt's token ids, batch 1, in a plain loop (no cache kept
   between prompts), stopping at the adapter's stop strings;
 - smelt: the program called from a pool of threads as dspy.Evaluate calls it, DSPy's response cache
-  off, on the engine (continuous batching, prefix cache emptied first).
+  off, on the engine (continuous batching, prefix cache emptied first), twice: without, then with
+  prompt-lookup drafts (``lm/prompt_lookup.py``), each with its own count of decode steps.
 
 Both decode greedily with the same max_new_tokens and stop strings, on the same loaded model, in the
-same process, after a warm-up; the anchor runs first. The answers of both sides are compared: greedy
-fp32 answers should be identical, and every difference is counted.
+same process, after a warm-up; the anchor runs first. The answers of every engine pass are compared
+with the anchor's: greedy fp32 answers should be identical, and every difference is counted.
 
 ``--docs doc_qa`` (default) sends the prompts of the doc_qa program as ``compile doc_qa`` leaves it:
 the selected passages of each document, and two demos (the first two train examples, as
@@ -28,6 +29,7 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import dspy
@@ -179,6 +181,39 @@ def run_engine(resolved, program, inputs: list[dict[str, str]], threads: int):
     return seconds, generated, parsed.count(False), answers
 
 
+@dataclass
+class EnginePass:
+    seconds: float
+    tokens: int
+    parse_errors: int
+    answers: dict
+    steps: int
+    admissions: int
+    peak_rows: int
+    hit_rate: float
+    rss: int
+    gpu: int
+
+
+def engine_pass(resolved, program, inputs: list[dict[str, str]], threads: int, on_gpu: bool) -> EnginePass:
+    """One engine run from an empty prefix cache, with the engine's counters read around it."""
+    engine = resolved.engine
+    engine.prefix_cache.clear()
+    stats = engine.prefix_cache.stats
+    looked_up, reused = stats.prompt_tokens, stats.reused_tokens
+    admissions_before = len(engine.batch_sizes)
+    steps_before = engine.steps
+    engine.peak_rows = 0
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as rss:
+        seconds, tokens, parse_errors, answers = run_engine(resolved, program, inputs, threads)
+    return EnginePass(seconds, tokens, parse_errors, answers, engine.steps - steps_before,
+                      len(engine.batch_sizes) - admissions_before, engine.peak_rows,
+                      (stats.reused_tokens - reused) / max(1, stats.prompt_tokens - looked_up), rss.peak,
+                      torch.cuda.max_memory_allocated() if on_gpu else 0)
+
+
 class PeakRSS:
     """The process's peak resident memory while inside the block (sampled every 20 ms from /proc)."""
 
@@ -260,36 +295,31 @@ def main(argv: list[str] | None = None) -> None:
     with PeakRSS() as anchor_rss:
         anchor_s, anchor_tokens, anchor_answers = run_anchor(model, tokenizer, prompt_ids, max_tokens, stops)
     anchor_gpu = torch.cuda.max_memory_allocated() if on_gpu else 0
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-    engine.prefix_cache.clear()
-    stats = engine.prefix_cache.stats
-    looked_up, reused = stats.prompt_tokens, stats.reused_tokens
-    admissions_before = len(engine.batch_sizes)
-    engine.peak_rows = 0
-    with PeakRSS() as engine_rss:
-        engine_s, engine_tokens, parse_errors, engine_answers = run_engine(resolved, program, inputs, args.threads)
-    engine_gpu = torch.cuda.max_memory_allocated() if on_gpu else 0
-    admissions = engine.batch_sizes[admissions_before:]
-    hit_rate = (stats.reused_tokens - reused) / max(1, stats.prompt_tokens - looked_up)
-
     n = len(inputs)
     print(f"anchor  sequential generate, batch 1: {n / anchor_s:6.3f} examples/s  {anchor_tokens / anchor_s:6.1f} "
           f"generated tokens/s  ({anchor_s:.1f} s, {anchor_tokens} tokens)")
-    print(f"smelt   program x {args.threads} threads, engine: {n / engine_s:6.3f} examples/s  "
-          f"{engine_tokens / engine_s:6.1f} generated tokens/s  ({engine_s:.1f} s, {engine_tokens} tokens, "
-          f"parse errors {parse_errors}/{n}, {len(admissions)} admissions, at most {engine.peak_rows} "
-          f"decoding together)")
-    print(f"prefix cache: {hit_rate:.1%} of prompt tokens reused, {engine.prefix_cache.nbytes / 2**20:.0f} MiB held "
-          f"at the end (budget {engine.prefix_cache.max_bytes / 2**20:.0f} MiB)")
-    differing = [i for i, ids in enumerate(prompt_ids) if engine_answers.get(tuple(ids)) != anchor_answers[i]]
-    print(f"answers identical to sequential generate: {n - len(differing)} of {n}"
-          + (f" (differing: prompts {differing})" if differing else ""))
-    print(f"ratio (smelt / anchor examples/s): {anchor_s / engine_s:.2f}x")
+    runs = {}
+    for drafts in (False, True):  # the engine without, then with prompt-lookup drafts
+        engine.prompt_lookup = drafts
+        runs[drafts] = run = engine_pass(resolved, program, inputs, args.threads, on_gpu)
+        label = "with drafts" if drafts else "no drafts  "
+        print(f"smelt   {label}, program x {args.threads} threads: {n / run.seconds:6.3f} examples/s  "
+              f"{run.tokens / run.seconds:6.1f} generated tokens/s  ({run.seconds:.1f} s, {run.tokens} tokens, "
+              f"{run.steps} steps, parse errors {run.parse_errors}/{n}, {run.admissions} admissions, at most "
+              f"{run.peak_rows} decoding together)")
+        differing = [i for i, ids in enumerate(prompt_ids) if run.answers.get(tuple(ids)) != anchor_answers[i]]
+        print(f"        answers identical to sequential generate: {n - len(differing)} of {n}"
+              + (f" (differing: prompts {differing})" if differing else ""))
+    engine.prompt_lookup = True
+    best = runs[True]
+    print(f"prefix cache: {best.hit_rate:.1%} of prompt tokens reused, {engine.prefix_cache.nbytes / 2**20:.0f} MiB "
+          f"held at the end (budget {engine.prefix_cache.max_bytes / 2**20:.0f} MiB)")
+    print(f"ratio (smelt / anchor examples/s): {anchor_s / best.seconds:.2f}x; without drafts "
+          f"{anchor_s / runs[False].seconds:.2f}x; drafts / no drafts {runs[False].seconds / best.seconds:.2f}x")
     memory = (f"peak RSS (whole process): anchor {anchor_rss.peak / 2**20:.0f} MiB, "
-              f"smelt {engine_rss.peak / 2**20:.0f} MiB")
+              f"smelt {best.rss / 2**20:.0f} MiB")
     if on_gpu:
-        memory += f"; peak GPU allocated: anchor {anchor_gpu / 2**20:.0f} MiB, smelt {engine_gpu / 2**20:.0f} MiB"
+        memory += f"; peak GPU allocated: anchor {anchor_gpu / 2**20:.0f} MiB, smelt {best.gpu / 2**20:.0f} MiB"
     print(memory)
     print(f"load average after: {os.getloadavg()[0]:.2f} (other busy processes on this machine skew both sides)")
 

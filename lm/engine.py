@@ -95,6 +95,7 @@ class TransformersEngine:
         continuous: bool | None = None,
         prefix_cache_bytes: int | None = None,
         int8_screen: bool = True,
+        prompt_lookup: bool = True,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -105,6 +106,8 @@ class TransformersEngine:
         self.continuous = supports_row_prefill(model) if continuous is None else continuous
         # Greedy steps pick their token through an int8 copy of the output projection (greedy_head; CPU, fp32).
         self.int8_screen = int8_screen
+        # Greedy rows feed drafts of their next tokens, found in their own prompt and answer (prompt_lookup).
+        self.prompt_lookup = prompt_lookup
         self._greedy_head: GreedyHead | None = None
         self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
@@ -112,6 +115,7 @@ class TransformersEngine:
         # continuous) since the last close(), for benchmarks and tests.
         self.batch_sizes: list[int] = []
         self.peak_rows = 0  # the most requests decoding together since the last close()
+        self.steps = 0  # decode steps run (each feeds every running request its next token, and any draft)
         self._pending: list[_Job] = []
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -219,6 +223,7 @@ class TransformersEngine:
         """Run the prompt pass of the jobs waiting (as many as the batch has room for) and add them to it."""
         import torch
 
+        running.drafts = self.prompt_lookup  # for the rows admitted from now on
         for job in self._take(self.max_batch_size - len(running.rows)):
             try:
                 if len(job.prompt_ids) < 2:  # nothing to prefill: a one-token prompt goes through generate
@@ -227,7 +232,7 @@ class TransformersEngine:
                     continue
                 with torch.inference_mode():
                     cache = prefill_row(self.model, job.prompt_ids, self.prefix_cache)
-                    running.admit(self._row(job), cache, job.prompt_ids[-1])
+                    running.admit(self._row(job), cache, job.prompt_ids)
             except BaseException as exc:  # this request fails alone
                 job.error = exc
                 job.done.set()
@@ -243,6 +248,7 @@ class TransformersEngine:
         try:
             with torch.inference_mode():
                 finished = running.step()
+            self.steps += 1
         except BaseException as exc:  # hand the failure to every running job
             for row in running.rows:
                 row.owner.error = exc

@@ -14,7 +14,7 @@ candidate, and the candidates' exact fp32 logits decide, so the pick is the full
 (up to the last-bit rounding by which any two fp32 matrix products of different shapes differ).
 """
 
-_ROWS_MAX = 8  # beyond about 8 rows the int8 kernel is no faster than the fp32 matrix product (2-core CPU)
+_ROWS_MAX = 16  # beyond about 16 rows the int8 kernel is no faster than the fp32 matrix product (2-core CPU)
 _CHUNK = 16384  # rows quantized at a time, so that building the copy needs little extra memory
 
 

@@ -16,18 +16,21 @@ from smelt.lm.prefix_cache import PrefixCache
 
 def supports_row_prefill(model) -> bool:
     """Whether the model's cache is made of plain full or sliding-window ``DynamicCache`` layers (the layout the
-    prefix cache and the running batch handle); other caches (static, quantized, state-space) are not."""
+    prefix cache and the running batch handle; not static, quantized or state-space caches), and its attention
+    takes the running batch's masks (SDPA or eager; not flash or flex attention)."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+    if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        return False
     cache = DynamicCache(config=model.config)
     plain = (DynamicLayer, DynamicSlidingWindowLayer)
     return bool(cache.layers) and all(type(layer) in plain for layer in cache.layers)
 
 
 def prefill_row(model, ids: list[int], prefix_cache: PrefixCache | None):
-    """A batch-1 ``DynamicCache`` holding ``ids[:-1]`` (``ids`` has at least two tokens), sliding-window layers
-    cut to their window as a plain prompt pass leaves them."""
+    """A batch-1 ``DynamicCache`` holding ``ids[:-1]`` (``ids`` has at least two tokens) in every layer, sliding-window
+    layers included: the running batch applies their window with its attention masks."""
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
@@ -52,8 +55,6 @@ def prefill_row(model, ids: list[int], prefix_cache: PrefixCache | None):
     for layer in cache.layers:
         if layer.is_sliding:
             layer.record_past = False
-            layer.keys = layer.keys[:, :, -layer.sliding_window + 1 :]
-            layer.values = layer.values[:, :, -layer.sliding_window + 1 :]
     return cache
 
 

@@ -1,27 +1,34 @@
-"""Continuous batching: the requests decoding together, one token per step, joining and leaving at any step.
+"""Continuous batching: the requests decoding together, joining and leaving at any step.
 
 ``generate`` keeps a batch together until its last row ends: a finished row is computed at every
 step until then (with a 262k-token vocabulary the output projection alone is a large share of a CPU
 step), and a request that arrives meanwhile waits for the whole batch. DSPy answers end at very
 different lengths (a stop string after five tokens, or max_tokens), and DSPy's threads send their
 next request as soon as one returns. Here a request joins the running batch at the next step, its
-prompt pass done by ``row_prefill``, and leaves at the step it finishes; the batch's cache,
-attention mask and positions grow and shrink with it (the same idea as continuous batching in vLLM,
-TGI and transformers' ``generate_batch``).
+prompt pass done by ``row_prefill``, and leaves at the step it finishes; the batch's cache grows and
+shrinks with it (the same idea as continuous batching in vLLM, TGI and transformers' ``generate_batch``).
 
-Layout: every row's cache is right-aligned to the batch's width, as a left-padded prompt pass
-would leave it; the attention mask hides the padding and position ids are per row, so each row
-computes what it would alone. Sliding-window layers hold the last ``window - 1`` columns of that
-width, as transformers' own ``DynamicSlidingWindowLayer`` does.
+A greedy row also feeds a draft of its next tokens (``prompt_lookup``) and keeps those the model
+itself picks, so one step may add several tokens to it. Rows keep different numbers of a step's
+columns; the others stay in the cache as holes.
+
+Layout: every row's cache is right-aligned to the batch's width, as a left-padded prompt pass would
+leave it. ``positions`` records the position of the token in each column (-1: padding or a hole), and
+each step passes attention masks built from it: a token sees the columns at its position or before
+(and, in sliding-window layers, within the window), so each row computes what it would alone.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smelt.lm.appending_cache import append_in_place
+from smelt.lm.appending_cache import append_in_place, drop_last
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import cache_keyword, decoder_of, plain_output_projection
+from smelt.lm.prompt_lookup import PromptLookup
+
+DRAFT_TOKENS_MAX = 7  # drafted tokens a row feeds in one step, at most
+STEP_TOKENS_MAX = 16  # tokens a step feeds over all rows, drafts included: beyond it drafts cost more than they save
 
 
 @dataclass(eq=False)
@@ -35,41 +42,48 @@ class Row:
     top_p: float | None = None
     generator: Any = None  # a seeded torch.Generator of this row alone, so its samples do not depend on the batch
     generated: list[int] = field(default_factory=list)
+    lookup: PromptLookup | None = None  # its tokens so far, for drafts (greedy rows)
+    next_token: int = 0  # the token it feeds at the next step
+    next_position: int = 0  # that token's position
 
 
 class RunningBatch:
-    def __init__(self, model, greedy_head: GreedyHead | None = None):
+    def __init__(self, model, greedy_head: GreedyHead | None = None, *, drafts: bool = True):
+        import torch
+
         self.model = model
         self.decoder, self.head = decoder_of(model), plain_output_projection(model)
         self.greedy_head = greedy_head if self.decoder is not None else None  # picks greedy tokens from hidden states
         self.cache_keyword = cache_keyword(self.decoder if self.decoder is not None else model)
+        self.drafts = drafts
+        # Masks as the attention implementation takes them: booleans for SDPA, additive floats otherwise.
+        self.boolean_masks = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
+        self.mask_dtype = next(model.parameters()).dtype if not self.boolean_masks else torch.bool
         self.clear()
 
     def clear(self) -> None:
         self.rows: list[Row] = []
         self.cache = None
-        self.mask = None  # (rows, width + 1): the cache's columns, then the token fed at the next step
-        self.positions = None  # (rows, 1): the position of the token fed at the next step
-        self.tokens = None  # (rows, 1): the token fed at the next step
+        self.positions = None  # (rows, width): the position of each column's token, -1 where a row has none
 
     @property
     def width(self) -> int:
-        """Columns of the batch's cache (the longest row's tokens, padding included)."""
-        return 0 if self.mask is None else self.mask.shape[1] - 1
+        """Columns of the batch's cache (the longest row's tokens, padding and holes included)."""
+        return 0 if self.positions is None else self.positions.shape[1]
 
-    def admit(self, row: Row, cache, last_token: int) -> None:
-        """Add a row whose batch-1 ``cache`` holds its prompt but the last token, which it feeds at the next step."""
+    def admit(self, row: Row, cache, prompt: list[int]) -> None:
+        """Add a row whose batch-1 ``cache`` holds ``prompt`` but its last token, which it feeds at the next step."""
         import torch
         from torch.nn.functional import pad
 
-        length = cache.get_seq_length()
-        device = self.model.device
-        mask = torch.ones((1, length + 1), dtype=torch.long, device=device)
-        position = torch.tensor([[length]], device=device)
-        token = torch.tensor([[last_token]], device=device)
+        length = len(prompt) - 1
+        positions = torch.arange(length, device=self.model.device)[None]
+        row.next_token, row.next_position = prompt[-1], length
+        if self.drafts and row.temperature <= 0:
+            row.lookup = PromptLookup(prompt)
         if not self.rows:
             append_in_place(cache)  # the batch's cache from now on
-            self.cache, self.mask, self.positions, self.tokens = cache, mask, position, token
+            self.cache, self.positions = cache, positions
         else:
             width = max(self.width, length)
             _pad_left(self.cache, width)
@@ -77,90 +91,142 @@ class RunningBatch:
             for ours, theirs in zip(self.cache.layers, cache.layers, strict=True):
                 ours.keys = torch.cat([ours.keys, theirs.keys])
                 ours.values = torch.cat([ours.values, theirs.values])
-            self.mask = torch.cat([pad(self.mask, (width - self.width, 0)), pad(mask, (width - length, 0))])
-            self.positions = torch.cat([self.positions, position])
-            self.tokens = torch.cat([self.tokens, token])
+            self.positions = torch.cat([pad(self.positions, (width - self.width, 0), value=-1),
+                                        pad(positions, (width - length, 0), value=-1)])
         self.rows.append(row)
 
     def step(self) -> list[Row]:
-        """One new token for every row; the rows that finished are returned and have left the batch."""
+        """One step: each row gains a token, or more where its draft held; the rows that finished leave, returned."""
         import torch
 
-        inputs = {"input_ids": self.tokens, "attention_mask": self.mask, "position_ids": self.positions,
-                  self.cache_keyword: self.cache, "use_cache": True}
-        if self.greedy_head is not None and self.greedy_head.handles(len(self.rows)) and all(
-            row.temperature <= 0 for row in self.rows
-        ):
-            chosen = self.greedy_head.argmax(self.decoder(**inputs).last_hidden_state[:, -1, :])
-        else:
-            chosen = self._pick(self._logits(inputs))
-        finished, keep = [], []
-        for index, (row, token) in enumerate(zip(self.rows, chosen.tolist(), strict=True)):
-            row.generated.append(token)
-            if len(row.generated) >= row.max_new_tokens or row.finished(row.generated):
+        feeds = self._feeds()
+        fed = max(len(tokens) for tokens in feeds)
+        device = self.positions.device
+        ids = torch.tensor([tokens + [tokens[-1]] * (fed - len(tokens)) for tokens in feeds], device=device)
+        first = torch.tensor([row.next_position for row in self.rows], device=device)
+        query_positions = first[:, None] + torch.arange(fed, device=device)
+        valid = torch.arange(fed, device=device)[None] < torch.tensor([len(t) for t in feeds], device=device)[:, None]
+        self.positions = torch.cat([self.positions, torch.where(valid, query_positions, -1)], dim=1)
+        picks = self._picks(ids, query_positions, valid).tolist()
+
+        finished, keep, kept_columns = [], [], []
+        for index, (row, tokens) in enumerate(zip(self.rows, feeds, strict=True)):
+            accepted = []  # the model's picks: after each fed token that matched the previous pick
+            for position, pick in enumerate(picks[: len(tokens)]):
+                accepted.append(pick)
+                if position + 1 == len(tokens) or tokens[position + 1] != pick:
+                    break
+            del picks[: len(tokens)]
+            if self._append(row, accepted):
                 finished.append(row)
-            else:
-                keep.append(index)
-        self.tokens = chosen[:, None]
-        self.positions = self.positions + 1
-        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+                continue
+            keep.append(index)
+            kept_columns.append(len(accepted))  # the fed tokens whose states are now the row's
+            if len(accepted) < fed:
+                self.positions[index, self.width - fed + len(accepted) :] = -1
+            row.next_token, row.next_position = row.generated[-1], row.next_position + len(accepted)
+            if row.lookup is not None:
+                row.lookup.extend(accepted)
+        if not keep:
+            self.clear()
+            return finished
+        unused = fed - max(kept_columns)  # trailing columns that no remaining row keeps
+        if unused:
+            drop_last(self.cache, unused)
+            self.positions = self.positions[:, : self.width - unused]
         if finished:
             self._keep(keep)
         return finished
 
-    def _logits(self, inputs):
-        """The next-token logits of every row (rows x vocabulary)."""
-        if self.decoder is not None and self.head is not None:
-            # weight @ hidden.T keeps the big matrix on the left, where CPU BLAS splits the work well (model_parts).
-            return (self.head @ self.decoder(**inputs).last_hidden_state[:, -1, :].T).T
-        return self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+    def _feeds(self) -> list[list[int]]:
+        """Each row's next token, followed by its draft where it has one and the step has room."""
+        per_row = min(DRAFT_TOKENS_MAX, STEP_TOKENS_MAX // len(self.rows) - 1)
+        feeds = []
+        for row in self.rows:
+            room = min(per_row, row.max_new_tokens - len(row.generated) - 1)
+            draft = row.lookup.draft(room) if row.lookup is not None else []
+            feeds.append([row.next_token, *draft])
+        return feeds
 
-    def _pick(self, logits):
-        """Greedy rows take the most likely token; sampling rows draw from their own generator."""
+    def _append(self, row: Row, tokens: list[int]) -> bool:
+        """Give ``row`` its new tokens one by one; whether it finished (the tokens after its end are dropped)."""
+        for token in tokens:
+            row.generated.append(token)
+            if len(row.generated) >= row.max_new_tokens or row.finished(row.generated):
+                return True
+        return False
+
+    def _picks(self, ids, query_positions, valid):
+        """The model's pick after every valid fed token, in row order (a 1-d tensor)."""
+        inputs = {"input_ids": ids, "position_ids": query_positions, "attention_mask": self._masks(query_positions),
+                  self.cache_keyword: self.cache, "use_cache": True}
+        greedy = all(row.temperature <= 0 for row in self.rows)
+        if self.decoder is None or self.head is None:  # the whole model: its head may rescale the logits
+            return self._pick(self.model(**inputs, logits_to_keep=ids.shape[1]).logits[valid], valid)
+        hidden = self.decoder(**inputs).last_hidden_state[valid]
+        if greedy and self.greedy_head is not None and self.greedy_head.handles(len(hidden)):
+            return self.greedy_head.argmax(hidden)
+        # weight @ hidden.T keeps the big matrix on the left, where CPU BLAS splits the work well (model_parts).
+        return self._pick((self.head @ hidden.T).T, valid)
+
+    def _masks(self, query_positions):
+        """Attention masks (rows, 1, queries, columns): a token sees the columns at its position or before, and in
+        sliding-window layers only the last ``window`` positions. One mask, or one per layer type."""
+        import torch
+
+        columns = self.positions[:, None, None, :]
+        queries = query_positions[:, None, :, None]
+        full = (columns >= 0) & (columns <= queries)
+        windows = {layer.sliding_window for layer in self.cache.layers if layer.is_sliding}
+        sliding = full & (columns > queries - windows.pop()) if windows else full
+        if not self.boolean_masks:
+            full, sliding = (torch.zeros(m.shape, dtype=self.mask_dtype, device=m.device).masked_fill_(
+                ~m, torch.finfo(self.mask_dtype).min) for m in (full, sliding))
+        layer_types = getattr(self.model.config.get_text_config(), "layer_types", None)
+        if layer_types and len(set(layer_types)) > 1:
+            return {"full_attention": full, "sliding_attention": sliding}
+        return sliding if all(layer.is_sliding for layer in self.cache.layers) else full
+
+    def _pick(self, logits, valid):
+        """Greedy rows take the most likely token; sampling rows (one fed token each) draw from their own generator."""
         import torch
 
         chosen = logits.argmax(dim=-1)
+        offsets = valid.sum(dim=1).cumsum(0) - valid.sum(dim=1)
         for index, row in enumerate(self.rows):
             if row.temperature > 0:
-                probs = torch.softmax(logits[index].float() / row.temperature, dim=-1)
+                at = int(offsets[index])
+                probs = torch.softmax(logits[at].float() / row.temperature, dim=-1)
                 if row.top_p is not None and row.top_p < 1.0:
                     sorted_probs, order = probs.sort(descending=True)
                     sorted_probs[(sorted_probs.cumsum(0) - sorted_probs) > row.top_p] = 0.0  # the smallest top-p set
                     probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-                chosen[index] = torch.multinomial(probs, 1, generator=row.generator)[0]
+                chosen[at] = torch.multinomial(probs, 1, generator=row.generator)[0]
         return chosen
 
     def _keep(self, indices: list[int]) -> None:
-        """Keep only these rows, and drop the padding columns no row uses any more."""
+        """Keep only these rows, and drop the leading columns no row uses any more."""
         import torch
 
-        if not indices:
-            self.clear()
-            return
-        selected = torch.tensor(indices, device=self.mask.device)
+        selected = torch.tensor(indices, device=self.positions.device)
         self.cache.batch_select_indices(selected)
         self.rows = [self.rows[i] for i in indices]
-        self.mask, self.positions, self.tokens = self.mask[selected], self.positions[selected], self.tokens[selected]
-        used = self.mask[:, :-1].any(dim=0)
-        unused = int(used.int().argmax())  # leading columns that are padding in every row left
+        self.positions = self.positions[selected]
+        unused = int((self.positions >= 0).any(dim=0).int().argmax())  # leading columns empty in every row left
         if unused:
-            self.mask = self.mask[:, unused:]
+            self.positions = self.positions[:, unused:]
             for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
                 if layer.is_sliding:
                     layer.cumulative_length = self.width
-                    if layer.keys.shape[-2] > self.width:
-                        layer.keys, layer.values = layer.keys[:, :, -self.width :], layer.values[:, :, -self.width :]
-                else:
-                    layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
 
 
 def _pad_left(cache, width: int) -> None:
-    """Left-pad every layer of ``cache`` to ``width`` columns (a sliding-window layer to at most its window)."""
+    """Left-pad every layer of ``cache`` to ``width`` columns."""
     from torch.nn.functional import pad
 
     for layer in cache.layers:
-        target = min(width, layer.sliding_window - 1) if layer.is_sliding else width
-        missing = target - layer.keys.shape[-2]
+        missing = width - layer.keys.shape[-2]
         if missing > 0:
             layer.keys = pad(layer.keys, (0, 0, missing, 0))
             layer.values = pad(layer.values, (0, 0, missing, 0))

@@ -128,6 +128,50 @@ def test_a_request_joins_the_running_batch_and_leaves_when_done(embedded_lm, seq
     assert answers["long"] == plain_generate(embedded_lm.engine, long_prompt, 40)
 
 
+COPYING = [  # answers that copy their prompt, as document QA answers do: drafts hold for many tokens
+    "Copy the notice exactly.\nNotice: Burnable waste is collected every Monday and Thursday. Put out your bags by "
+    "8:30 a.m. at your designated collection point.\nCopy: Burnable waste is collected",
+    "次の文をそのまま書き写してください。\n文: 燃えるごみは毎週月曜日と木曜日に収集します。"
+    "収集日の午前8時30分までに出してください。\n写し: 燃えるごみは",
+]
+
+
+def test_drafted_tokens_leave_answers_unchanged_in_fewer_steps(embedded_lm, sequential_reference, monkeypatch):
+    # Prompt-lookup drafts: rows that copy their prompt gain several tokens per step, rows beside them keep theirs
+    # (their rejected drafts stay in the cache as holes the masks hide), and a seeded sampling row beside them
+    # draws what it draws alone.
+    engine = embedded_lm.engine
+    prompts, _ = sequential_reference
+    rows = [ids(embedded_lm, text) for text in COPYING] + prompts
+    expected = [plain_generate(engine, p, 24) for p in rows]
+    steps = {}
+    for drafts in (False, True):
+        monkeypatch.setattr(engine, "prompt_lookup", drafts)  # the engine is shared: put it back afterwards
+        texts = [g.text for g in engine.generate_batch(rows, GenerationSettings(max_new_tokens=24))]
+        assert texts == expected
+        before = engine.steps
+        copies = [g.text for g in engine.generate_batch(rows[:2], GenerationSettings(max_new_tokens=24))]
+        steps[drafts] = engine.steps - before
+        assert copies == expected[:2]
+    assert steps[False] == 24 and steps[True] <= 12  # two copying rows: a step feeds each up to 7 drafted tokens
+
+    sampling = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=7)
+    sampled_alone = engine.generate_batch([rows[2]], sampling)[0].text
+    results = {}
+
+    def call(index: int, prompt: list[int], settings: GenerationSettings) -> None:
+        results[index] = engine.generate_batch([prompt], settings)[0].text
+
+    threads = [threading.Thread(target=call, args=(0, rows[2], sampling)),
+               *(threading.Thread(target=call, args=(i, rows[i - 1], GenerationSettings(max_new_tokens=24)))
+                 for i in (1, 2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {0: sampled_alone, 1: expected[0], 2: expected[1]}
+
+
 def test_stop_strings_cut_the_text(embedded_lm):
     engine = embedded_lm.engine
     prompt = ids(embedded_lm, COUNTING)
