@@ -50,6 +50,7 @@ class Row:
 class RunningBatch:
     def __init__(self, model, greedy_head: GreedyHead | None = None, *, drafts: bool = True):
         import torch
+        from transformers import DynamicCache
 
         self.model = model
         self.decoder, self.head = decoder_of(model), plain_output_projection(model)
@@ -59,6 +60,14 @@ class RunningBatch:
         # Masks as the attention implementation takes them: booleans for SDPA, additive floats otherwise.
         self.boolean_masks = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
         self.mask_dtype = next(model.parameters()).dtype if not self.boolean_masks else torch.bool
+        # Which masks the model takes, a property of the model alone: one per layer type where its layers mix full and
+        # sliding-window attention, else one mask for every layer.
+        layers = DynamicCache(config=model.config).layers
+        windows = {layer.sliding_window for layer in layers if layer.is_sliding}
+        self.sliding_window = windows.pop() if windows else None
+        layer_types = getattr(model.config.get_text_config(), "layer_types", None)
+        self.mask_per_layer_type = bool(layer_types) and len(set(layer_types)) > 1
+        self.all_sliding = bool(layers) and all(layer.is_sliding for layer in layers)
         self.clear()
 
     def clear(self) -> None:
@@ -177,15 +186,13 @@ class RunningBatch:
         columns = self.positions[:, None, None, :]
         queries = query_positions[:, None, :, None]
         full = (columns >= 0) & (columns <= queries)
-        windows = {layer.sliding_window for layer in self.cache.layers if layer.is_sliding}
-        sliding = full & (columns > queries - windows.pop()) if windows else full
+        sliding = full & (columns > queries - self.sliding_window) if self.sliding_window else full
         if not self.boolean_masks:
             full, sliding = (torch.zeros(m.shape, dtype=self.mask_dtype, device=m.device).masked_fill_(
                 ~m, torch.finfo(self.mask_dtype).min) for m in (full, sliding))
-        layer_types = getattr(self.model.config.get_text_config(), "layer_types", None)
-        if layer_types and len(set(layer_types)) > 1:
+        if self.mask_per_layer_type:
             return {"full_attention": full, "sliding_attention": sliding}
-        return sliding if all(layer.is_sliding for layer in self.cache.layers) else full
+        return sliding if self.all_sliding else full
 
     def _pick(self, logits, valid):
         """Greedy rows take the most likely token; sampling rows (one fed token each) draw from their own generator."""
