@@ -1,18 +1,25 @@
-"""The int8-screened greedy pick: always the fp32 projection's argmax, even where int8 alone would pick wrong."""
+"""The int8-screened greedy pick: always the fp32 projection's argmax, even where int8 alone would pick wrong.
 
+Both screening kernels are tested on every machine: int8 x int8 (``torch._int_mm``, chosen where the CPU has
+int8 dot products) and bf16 x int8 (``torch._weight_int8pack_mm``)."""
+
+import pytest
 import torch
 
 from smelt.lm.greedy_head import GreedyHead
 
+KERNELS = pytest.mark.parametrize("int8_products", [True, False], ids=["int8xint8", "bf16xint8"])
 
-def test_a_near_tie_below_int8s_error_is_decided_by_the_exact_logits():
+
+@KERNELS
+def test_a_near_tie_below_int8s_error_is_decided_by_the_exact_logits(int8_products):
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(2000, 64, generator=generator) * 0.05
     hidden = torch.randn(3, 64, generator=generator)
     # Row 7 is row 3 nudged towards the first hidden state: its exact logit wins by 1e-4, far below int8's error.
     weight[3] = torch.randn(64, generator=generator) * 0.05 + hidden[0] * 0.2
     weight[7] = weight[3] + hidden[0] / hidden[0].norm() ** 2 * 1e-4
-    head = GreedyHead(weight)
+    head = GreedyHead(weight, int8_products=int8_products)
     exact = hidden @ weight.T
     assert int(exact[0].argmax()) == 7
 
@@ -22,12 +29,30 @@ def test_a_near_tie_below_int8s_error_is_decided_by_the_exact_logits():
     assert head.argmax(hidden).tolist() == exact.argmax(dim=1).tolist()
 
 
-def test_random_hidden_states_pick_the_fp32_argmax():
+@KERNELS
+def test_random_hidden_states_pick_the_fp32_argmax(int8_products):
     generator = torch.Generator().manual_seed(1)
     weight = torch.randn(5000, 128, generator=generator) * 0.03
     hidden = torch.randn(8, 128, generator=generator) * 4
-    head = GreedyHead(weight)
+    head = GreedyHead(weight, int8_products=int8_products)
     assert head.argmax(hidden).tolist() == (hidden @ weight.T).argmax(dim=1).tolist()
+
+
+def test_the_hidden_states_rounding_is_inside_the_int8_bound():
+    # Weights that int8 with bf16 scales holds exactly: the screen's whole error is the hidden state's int8
+    # rounding, coarse where a few outlier dimensions set its scale, which the bound must still cover.
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randint(-127, 128, (5000, 96), generator=generator).float() * 2.0**-9
+    weight[:, -1] = 127 * 2.0**-9  # every row's largest entry: its scale is 2^-9
+    hidden = torch.randn(16, 96, generator=generator)
+    hidden[:, :3] *= 60
+    head = GreedyHead(weight, int8_products=True)
+    assert float(head.error.max()) == 0.0
+    exact = (hidden.double() @ weight.double().T).float()
+    approx, radius = head.screen(hidden)
+    assert float((exact - approx).abs().max()) > 0  # the hidden state's rounding shows
+    assert bool(((exact - approx).abs() <= radius).all())
+    assert head.argmax(hidden).tolist() == exact.argmax(dim=1).tolist()
 
 
 def test_only_fp32_cpu_weights_are_screened():
@@ -40,17 +65,18 @@ def test_on_the_embedded_model_the_bound_holds_and_the_picks_match(embedded_lm):
     from smelt.lm.model_parts import decoder_of, plain_output_projection
 
     engine = embedded_lm.engine
-    head = engine._screened_head()
-    assert head is not None  # CPU, fp32, a plain tied head: the engine screens its greedy steps
+    assert engine._screened_head() is not None  # CPU, fp32, a plain tied head: the engine screens its greedy steps
     weight = plain_output_projection(engine.model)
     texts = ["The city library is open from 9:00 to 19:00 on weekdays. When does it close? Answer:",
              "市立図書館の開館時間は平日が午前9時から午後7時まで。閉館時間は？ 答え：",
              "1, 2, 3, 4, 5, 6, 7"]
     with torch.inference_mode():
-        for text in texts:
-            ids = engine.tokenizer(text, return_tensors="pt").input_ids
-            hidden = decoder_of(engine.model)(input_ids=ids).last_hidden_state[0]  # every position: many contexts
-            exact = (weight @ hidden.T).T
-            approx, radius = head.screen(hidden)
-            assert bool(((exact - approx).abs() <= radius).all()), text
-            assert head.argmax(hidden).tolist() == exact.argmax(dim=1).tolist(), text
+        hidden = [decoder_of(engine.model)(input_ids=engine.tokenizer(text, return_tensors="pt").input_ids)
+                  .last_hidden_state[0] for text in texts]  # every position: many contexts
+        for int8_products in (True, False):
+            head = GreedyHead(weight, int8_products=int8_products)
+            for text, states in zip(texts, hidden, strict=True):
+                exact = (weight @ states.T).T
+                approx, radius = head.screen(states)
+                assert bool(((exact - approx).abs() <= radius).all()), (int8_products, text)
+                assert head.argmax(states).tolist() == exact.argmax(dim=1).tolist(), (int8_products, text)
