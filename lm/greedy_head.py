@@ -134,12 +134,12 @@ class GreedyHead:
         favourites = bound.approx.argmax(dim=1)
         floors = torch.stack([self.weight[f] @ h for f, h in zip(favourites.tolist(), hidden, strict=True)])
         rows, ids = bound.could_reach(floors)  # the tokens that could still beat it, ascending ids per row
-        logits = (self.weight[ids] * hidden[rows]).sum(dim=1)
         chosen = []
-        for row_ids, row_logits in zip(ids.split(rows.bincount(minlength=len(hidden)).tolist()),
-                                       logits.split(rows.bincount(minlength=len(hidden)).tolist()), strict=True):
-            # argmax keeps the first of equal logits, as over the whole vocabulary
-            chosen.append(int(row_ids[0]) if len(row_ids) == 1 else int(row_ids[int(row_logits.argmax())]))
+        for h, row_ids in zip(hidden, ids.split(rows.bincount(minlength=len(hidden)).tolist()), strict=True):
+            if len(row_ids) == 1:
+                chosen.append(int(row_ids[0]))
+            else:  # ascending ids: argmax keeps the first of equal logits, as over the whole vocabulary
+                chosen.append(int(row_ids[int((self.weight.index_select(0, row_ids) @ h).argmax())]))
         return torch.tensor(chosen, device=hidden.device)
 
 
