@@ -11,6 +11,10 @@ In the running batch every layer keeps all its columns, sliding-window layers in
 passes attention masks that apply the window by position (``running_batch``), since a step that
 verifies drafted tokens leaves columns that no row uses and a window counted in columns would be wrong.
 ``drop_last`` takes back a step's trailing columns that no row kept.
+
+When rows join or leave, ``join_rows`` and ``keep_rows`` write the batch's new tensors straight into fresh
+buffers with room, one copy of the cache, where padding, concatenating and remaking the buffer at the
+next step would copy it three times (about 260 MB each for eight rows of 900 tokens of Gemma 3 270M).
 """
 
 from types import MethodType
@@ -36,6 +40,43 @@ def drop_last(cache, columns: int) -> None:
         layer.appended_view = layer.keys
         if layer.is_sliding:
             layer.cumulative_length = layer.keys.shape[-2]
+
+
+def join_rows(cache, other, width: int) -> None:
+    """Put the rows of ``other`` (a cache with the same layers) below those of ``cache``, both right-aligned to
+    ``width`` columns (zeros to the left of a shorter one)."""
+    for ours, theirs in zip(cache.layers, other.layers, strict=True):
+        rows = ours.keys.shape[0]
+        _remake(ours, width, [(slice(0, rows), ours.keys, ours.values),
+                              (slice(rows, rows + theirs.keys.shape[0]), theirs.keys, theirs.values)])
+
+
+def keep_rows(cache, rows: list[int], start: int) -> None:
+    """Keep only the rows ``rows`` of every layer (in that order), from column ``start`` on."""
+    for layer in cache.layers:
+        _remake(layer, layer.keys.shape[-2] - start,
+                [(slice(i, i + 1), layer.keys[row : row + 1, :, start:], layer.values[row : row + 1, :, start:])
+                 for i, row in enumerate(rows)])
+
+
+def _remake(layer, width: int, parts) -> None:
+    """New buffers for ``layer`` holding ``parts`` (row slice, keys, values), each right-aligned to ``width``."""
+    buffers = []
+    for which in (1, 2):
+        like = parts[0][which]
+        rows = sum(part[0].stop - part[0].start for part in parts)
+        buffer = like.new_empty((rows, like.shape[1], width + _ROOM, like.shape[-1]))
+        for part in parts:
+            states, missing = part[which], width - part[which].shape[-2]
+            buffer[part[0], :, :missing] = 0  # padding: masked, but never uninitialized memory (NaN * 0 is NaN)
+            buffer[part[0], :, missing:width] = states
+        buffers.append(buffer)
+    layer.appended_buffers = tuple(buffers)
+    layer.appended_span = 0, width
+    layer.keys, layer.values = buffers[0][:, :, :width], buffers[1][:, :, :width]
+    layer.appended_view = layer.keys
+    if layer.is_sliding:
+        layer.cumulative_length = width
 
 
 def _update(layer, key_states, value_states, *args, **kwargs):

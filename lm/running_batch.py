@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smelt.lm.appending_cache import append_in_place, drop_last
+from smelt.lm.appending_cache import append_in_place, drop_last, join_rows, keep_rows
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import cache_keyword, decoder_of, plain_output_projection
 from smelt.lm.prompt_lookup import PromptLookup
@@ -95,11 +95,7 @@ class RunningBatch:
             self.cache, self.positions = cache, positions
         else:
             width = max(self.width, length)
-            _pad_left(self.cache, width)
-            _pad_left(cache, width)
-            for ours, theirs in zip(self.cache.layers, cache.layers, strict=True):
-                ours.keys = torch.cat([ours.keys, theirs.keys])
-                ours.values = torch.cat([ours.values, theirs.values])
+            join_rows(self.cache, cache, width)
             self.positions = torch.cat([pad(self.positions, (width - self.width, 0), value=-1),
                                         pad(positions, (width - length, 0), value=-1)])
         self.rows.append(row)
@@ -215,27 +211,8 @@ class RunningBatch:
         """Keep only these rows, and drop the leading columns no row uses any more."""
         import torch
 
-        selected = torch.tensor(indices, device=self.positions.device)
-        self.cache.batch_select_indices(selected)
+        positions = self.positions[torch.tensor(indices, device=self.positions.device)]
+        unused = int((positions >= 0).any(dim=0).int().argmax())  # leading columns empty in every row left
+        keep_rows(self.cache, indices, unused)
         self.rows = [self.rows[i] for i in indices]
-        self.positions = self.positions[selected]
-        unused = int((self.positions >= 0).any(dim=0).int().argmax())  # leading columns empty in every row left
-        if unused:
-            self.positions = self.positions[:, unused:]
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
-                if layer.is_sliding:
-                    layer.cumulative_length = self.width
-
-
-def _pad_left(cache, width: int) -> None:
-    """Left-pad every layer of ``cache`` to ``width`` columns."""
-    from torch.nn.functional import pad
-
-    for layer in cache.layers:
-        missing = width - layer.keys.shape[-2]
-        if missing > 0:
-            layer.keys = pad(layer.keys, (0, 0, missing, 0))
-            layer.values = pad(layer.values, (0, 0, missing, 0))
-        if layer.is_sliding:
-            layer.cumulative_length = width
+        self.positions = positions[:, unused:]

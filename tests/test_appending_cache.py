@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from smelt.lm.appending_cache import append_in_place, drop_last
+from smelt.lm.appending_cache import append_in_place, drop_last, join_rows, keep_rows
 
 
 def test_steps_of_one_or_more_columns_keep_every_column_across_buffer_remakes_row_changes_and_rollbacks():
@@ -37,3 +37,44 @@ def test_steps_of_one_or_more_columns_keep_every_column_across_buffer_remakes_ro
     kept = (kept[0][[0, 2]], kept[1][[0, 2]])
     for _ in range(5):
         step(2)
+
+
+def test_rows_join_and_leave_in_one_copy_into_buffers_the_next_step_appends_to():
+    generator = torch.Generator().manual_seed(1)
+
+    def layers(rows, columns):
+        made = [DynamicLayer(), DynamicSlidingWindowLayer(sliding_window=6)]
+        made[1].activate_past_recording()  # as a prompt pass leaves it: every column, not just the window
+        keys, values = (torch.randn(rows, 2, columns, 4, generator=generator) for _ in range(2))
+        for layer in made:
+            layer.update(keys, values)
+        return SimpleNamespace(layers=made), keys, values
+
+    batch, keys, values = layers(2, 5)
+    append_in_place(batch)
+    joining, their_keys, their_values = layers(1, 9)  # longer than the batch: the batch is padded on the left
+    join_rows(batch, joining, 9)
+    padded = torch.cat([torch.zeros(2, 2, 4, 4), keys], -2)
+    expected = (torch.cat([padded, their_keys]), torch.cat([torch.cat([torch.zeros(2, 2, 4, 4), values], -2),
+                                                            their_values]))
+    for layer in batch.layers:
+        assert torch.equal(layer.keys, expected[0]) and torch.equal(layer.values, expected[1])  # zeros, not garbage
+        if layer.is_sliding:
+            assert layer.cumulative_length == 9
+
+    step_keys, step_values = (torch.randn(3, 2, 1, 4, generator=generator) for _ in range(2))
+    buffers = [layer.appended_buffers for layer in batch.layers]
+    for layer, made in zip(batch.layers, buffers, strict=True):
+        seen = layer.update(step_keys, step_values)
+        assert layer.appended_buffers is made  # appended in place: the join left room
+        assert torch.equal(seen[0], torch.cat([expected[0], step_keys], -2))
+    expected = (torch.cat([expected[0], step_keys], -2), torch.cat([expected[1], step_values], -2))
+
+    keep_rows(batch, [2, 0], 3)  # the first row leaves and the rows swap; the first three columns go
+    for layer in batch.layers:
+        assert torch.equal(layer.keys, expected[0][[2, 0], :, 3:])
+        assert torch.equal(layer.values, expected[1][[2, 0], :, 3:])
+        made = layer.appended_buffers
+        layer.update(step_keys[:2], step_values[:2])
+        assert layer.appended_buffers is made
+        assert torch.equal(layer.keys[:, :, -1:], step_keys[:2])
