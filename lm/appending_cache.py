@@ -93,6 +93,9 @@ def _update(layer, key_states, value_states, *args, **kwargs):
     layer.appended_view = layer.keys
     if layer.is_sliding:
         layer.cumulative_length = stop - start
+        # The running batch's first column in view of this step's window: attention reads from there on.
+        attend_from = getattr(layer, "attend_from", 0)
+        return layer.keys[:, :, attend_from:], layer.values[:, :, attend_from:]
     return layer.keys, layer.values
 
 

@@ -163,7 +163,8 @@ class RunningBatch:
 
     def _picks(self, ids, query_positions, valid):
         """The model's pick after every valid fed token, in row order (a 1-d tensor)."""
-        inputs = {"input_ids": ids, "position_ids": query_positions, "attention_mask": self._masks(query_positions),
+        inputs = {"input_ids": ids, "position_ids": query_positions,
+                  "attention_mask": self._masks(query_positions, self._sliding_start(query_positions)),
                   self.cache_keyword: self.cache, "use_cache": True}
         greedy = all(row.temperature <= 0 for row in self.rows)
         if self.decoder is None or self.head is None:  # the whole model: its head may rescale the logits
@@ -174,15 +175,31 @@ class RunningBatch:
         # weight @ hidden.T keeps the big matrix on the left, where CPU BLAS splits the work well (model_parts).
         return self._pick((self.head @ hidden.T).T, valid)
 
-    def _masks(self, query_positions):
+    def _sliding_start(self, query_positions) -> int:
+        """The first column any of this step's tokens sees through a sliding window: the columns before it are
+        older than every row's window, so sliding-window layers attend from it on (``attend_from``) and read
+        less of the cache. The appending cache hands those layers ``keys[:, :, attend_from:]``."""
+        if not self.sliding_window:
+            return 0
+        oldest_seen = query_positions[:, :1] - self.sliding_window  # a column at this position or before is out of view
+        seen = ((self.positions > oldest_seen).any(dim=0)).int()
+        start = int(seen.argmax())
+        for layer in self.cache.layers:
+            if layer.is_sliding:
+                layer.attend_from = start
+        return start
+
+    def _masks(self, query_positions, sliding_start: int = 0):
         """Attention masks (rows, 1, queries, columns): a token sees the columns at its position or before, and in
-        sliding-window layers only the last ``window`` positions. One mask, or one per layer type."""
+        sliding-window layers only the last ``window`` positions, from column ``sliding_start`` on. One mask, or one
+        per layer type."""
         import torch
 
         columns = self.positions[:, None, None, :]
         queries = query_positions[:, None, :, None]
         full = (columns >= 0) & (columns <= queries)
         sliding = full & (columns > queries - self.sliding_window) if self.sliding_window else full
+        sliding = sliding[..., sliding_start:]
         if not self.boolean_masks:
             full, sliding = (torch.zeros(m.shape, dtype=self.mask_dtype, device=m.device).masked_fill_(
                 ~m, torch.finfo(self.mask_dtype).min) for m in (full, sliding))

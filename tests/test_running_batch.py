@@ -57,6 +57,7 @@ def test_batched_rows_with_drafts_decode_what_generate_decodes_alone(architectur
     cache = PrefixCache(2**24)
     rows = [Row(owner=i, max_new_tokens=NEW_TOKENS, finished=lambda tokens: False) for i in range(len(PROMPTS))]
     row_steps = 0  # a row's presence in a step: without drafts, one per generated token
+    skipped = 0
     with torch.inference_mode():
         for row, prompt in zip(rows[:2], PROMPTS, strict=False):
             batch.admit(row, prefill_row(model, prompt, cache), prompt)
@@ -67,7 +68,11 @@ def test_batched_rows_with_drafts_decode_what_generate_decodes_alone(architectur
                 break
             row_steps += len(batch.rows)
             batch.step()
+            if batch.rows:  # how far sliding-window layers skipped the oldest columns this step
+                skipped = max(skipped, *(getattr(layer, "attend_from", 0) for layer in batch.cache.layers))
     assert [row.generated for row in rows] == expected
+    if architecture != "llama":
+        assert skipped > 0  # past the window, sliding-window layers read only the columns in view
     assert row_steps < len(PROMPTS) * NEW_TOKENS  # drafts held: some steps gave a row several tokens
 
 
