@@ -9,7 +9,8 @@ The same prompts go through:
   prompt-lookup drafts (``lm/prompt_lookup.py``), each with its own count of decode steps.
 
 Both decode greedily with the same max_new_tokens and stop strings, on the same loaded model, in the
-same process, after a warm-up; the anchor runs first. The answers of every engine pass are compared
+same process, after a warm-up; the anchor runs first. ``--transformers-batch`` also runs transformers' own
+continuous batching (``generate_batch``) on the prompts' token ids. The answers of every engine pass are compared
 with the anchor's: greedy fp32 answers should be identical, and every difference is counted.
 
 ``--docs doc_qa`` (default) sends the prompts of the doc_qa program as ``compile doc_qa`` leaves it:
@@ -21,6 +22,7 @@ asks a bare ``document, question -> answer`` predictor about short notices, with
 
     python -m bench.engine_throughput [--docs doc_qa|short] [--program FILE] [--split mixed|test]
                                       [--device auto] [--n 16] [--threads 8] [--max-tokens 32]
+                                      [--transformers-batch]
 """
 
 import argparse
@@ -181,6 +183,22 @@ def run_engine(resolved, program, inputs: list[dict[str, str]], threads: int):
     return seconds, generated, parsed.count(False), answers
 
 
+def run_transformers_batch(model, tokenizer, prompt_ids: list[list[int]], max_tokens: int, stops: list[str]):
+    """transformers' own continuous batching (``generate_batch``) on the same prompts, greedy; returns (seconds,
+    generated tokens, answers cut at the stop strings)."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=model.generation_config.eos_token_id)
+    started = time.perf_counter()
+    outputs = model.generate_batch(prompt_ids, generation_config=config, warmup=False)
+    _sync(next(model.parameters()).device)
+    seconds = time.perf_counter() - started
+    generated = [output.generated_tokens for output in outputs.values()]  # in the order of the prompts
+    answers = [cut(tokenizer.decode(tokens, skip_special_tokens=True), stops) for tokens in generated]
+    return seconds, sum(len(tokens) for tokens in generated), answers
+
+
 @dataclass
 class EnginePass:
     seconds: float
@@ -258,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8, help="DSPy caller threads on the engine")
     parser.add_argument("--max-tokens", type=int, default=32,
                         help="max new tokens per prompt, both sides, where the predictor sets none (doc_qa's sets 64)")
+    parser.add_argument("--transformers-batch", action="store_true",
+                        help="also run transformers' generate_batch (its continuous batching) on the same prompts")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.torch_threads:
@@ -321,6 +341,13 @@ def main(argv: list[str] | None = None) -> None:
     if on_gpu:
         memory += f"; peak GPU allocated: anchor {anchor_gpu / 2**20:.0f} MiB, smelt {best.gpu / 2**20:.0f} MiB"
     print(memory)
+    if args.transformers_batch:
+        seconds, tokens, answers = run_transformers_batch(model, tokenizer, prompt_ids, max_tokens, stops)
+        same = sum(answer == expected for answer, expected in zip(answers, anchor_answers, strict=True))
+        print(f"transformers generate_batch (continuous batching, paged attention): {n / seconds:6.3f} examples/s "
+              f"({seconds:.1f} s, {tokens} tokens generated: it has no stop strings, so it runs to max_tokens or "
+              f"the end token); ratio to anchor {anchor_s / seconds:.2f}x; answers (cut at the stop strings) "
+              f"identical to sequential generate: {same} of {n}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (other busy processes on this machine skew both sides)")
 
 
