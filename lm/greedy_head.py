@@ -174,4 +174,3 @@ class _Bound:
         reach = values + values.abs() * self.relative + self.norm[rows] * self.error[ids] + self.per_row[rows]
         keep = reach >= floors[rows]
         return rows[keep], ids[keep]
-
