@@ -78,3 +78,22 @@ def test_rows_join_and_leave_in_one_copy_into_buffers_the_next_step_appends_to()
         layer.update(step_keys[:2], step_values[:2])
         assert layer.appended_buffers is made
         assert torch.equal(layer.keys[:, :, -1:], step_keys[:2])
+    expected = tuple(torch.cat([states[[2, 0], :, 3:], new[:2]], -2)
+                     for states, new in ((expected[0], step_keys), (expected[1], step_values)))
+
+    # A shorter row joins where the buffers have a spare row: written alone, into the same buffers.
+    buffers = [layer.appended_buffers for layer in batch.layers]
+    joining, their_keys, their_values = layers(1, 4)
+    join_rows(batch, joining, 8)
+    expected = tuple(torch.cat([states, torch.cat([torch.zeros(1, 2, 4, 4), theirs], -2)])
+                     for states, theirs in ((expected[0], their_keys), (expected[1], their_values)))
+    for layer, made in zip(batch.layers, buffers, strict=True):
+        assert layer.appended_buffers is made
+        assert torch.equal(layer.keys, expected[0]) and torch.equal(layer.values, expected[1])
+
+    keep_rows(batch, [0, 2], 0)  # the middle row leaves: the last moves up, in place
+    for layer, made in zip(batch.layers, buffers, strict=True):
+        assert layer.appended_buffers is made
+        assert torch.equal(layer.keys, expected[0][[0, 2]]) and torch.equal(layer.values, expected[1][[0, 2]])
+        if layer.is_sliding:
+            assert layer.cumulative_length == 8
