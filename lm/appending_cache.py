@@ -40,10 +40,7 @@ def drop_last(cache, columns: int) -> None:
     for layer in cache.layers:
         start, stop = layer.appended_span
         layer.appended_span = start, stop - columns
-        layer.keys, layer.values = layer.keys[:, :, : -columns], layer.values[:, :, : -columns]
-        layer.appended_view = layer.keys
-        if layer.is_sliding:
-            layer.cumulative_length = layer.keys.shape[-2]
+        _view(layer, layer.keys.shape[0])
 
 
 def join_rows(cache, other, width: int) -> None:
@@ -69,8 +66,8 @@ def keep_rows(cache, rows: list[int], start: int) -> None:
     for layer in cache.layers:
         if start == 0 and _current(layer):
             # In place: each kept row moves up to its new index (never onto a row still to be moved).
+            begin, end = layer.appended_span
             for buffer in layer.appended_buffers:
-                begin, end = layer.appended_span
                 for index, row in enumerate(rows):
                     if row != index:
                         buffer[index, :, begin:end] = buffer[row, :, begin:end]
