@@ -21,3 +21,11 @@ def embedded_lm(embedded_model):
     resolved = lm_for_spec("gemma-3-270m", device="cpu", max_tokens=16, cache=False)
     yield resolved
     resolved.engine.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """Runs and bad data files for the user-mistake cases (tests/mistakes.py), built once per test module."""
+    from mistakes import build_world
+
+    return build_world(tmp_path_factory.mktemp("bad_inputs"))
