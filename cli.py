@@ -66,12 +66,14 @@ class SmeltGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SmeltError as exc:
-            from smelt.redaction import redact_text
-            from smelt.runs import resume_hint
+            _fail_keeping_the_run(exc)
+        except OSError as exc:  # the disk: full, read-only, a file where a folder should be
+            from smelt.errors import filesystem_error
 
-            hint = resume_hint()  # a run that stopped part-way keeps what it wrote
-            _fail(redact_text(str(exc)) + (f" (what the run wrote is kept; once fixed, continue with: {hint})"
-                                           if hint else ""))
+            error = filesystem_error(exc)
+            if error is None:
+                raise
+            _fail_keeping_the_run(error)
         except KeyboardInterrupt:
             from smelt.runs import resume_hint
 
@@ -79,6 +81,15 @@ class SmeltGroup(click.Group):
             click.echo("\ninterrupted: everything written so far is kept"
                        + (f"; continue with: {hint}" if hint else ""), err=True)
             _exit(130)
+
+
+def _fail_keeping_the_run(exc) -> None:
+    from smelt.redaction import redact_text
+    from smelt.runs import resume_hint
+
+    hint = resume_hint()  # a run that stopped part-way keeps what it wrote
+    _fail(redact_text(str(exc)) + (f" (what the run wrote is kept; once fixed, continue with: {hint})"
+                                   if hint else ""))
 
 
 METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); accuracy: a label answer; judge: an LLM rates "
@@ -409,8 +420,10 @@ def run_command(task, program, input_pairs, document, question, lm, device, api_
 @cli.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(), metavar="RUN_DIR...")
 @click.option("--out", default="report.html", show_default=True, type=click.Path(),
-              help="where to write the page (a folder: report.html inside it)")
-def report_command(run_dirs, out):
+              help="where to write the page (a folder: report.html inside it). Never over a file of a run; an "
+                   "existing file elsewhere only when it is a page smelt wrote, or with --force")
+@click.option("--force", is_flag=True, help="replace an existing --out file that is not a smelt page")
+def report_command(run_dirs, out, force):
     """Write one self-contained report.html comparing finished runs, and print its path.
 
     Each RUN_DIR (compile, distill, eval or sweep) brings the program it produced, read from its records on test
@@ -419,7 +432,7 @@ def report_command(run_dirs, out):
     page of its own report.html."""
     from smelt.commands.report import write_comparison
 
-    click.echo(write_comparison(run_dirs, out))
+    click.echo(write_comparison(run_dirs, out, force=force))
 
 
 @cli.command()

@@ -4,6 +4,35 @@ The CLI prints a SmeltError as a single line (no traceback) and exits with statu
 Messages name the file, line or option at fault and say what to do.
 """
 
+import errno
+import os
+
 
 class SmeltError(Exception):
     """A user-facing error: bad path, bad data line, unknown task or model, missing GPU..."""
+
+
+# What a user can do about each file-system error smelt may meet while writing a run.
+_FILESYSTEM_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or pass --runs-root on another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space, or pass --runs-root on another disk",
+    errno.EFBIG: "the file grew past what the file system allows: pass --runs-root on another disk",
+    errno.EROFS: "the file system is read-only: pass --runs-root on a writable disk",
+    errno.EACCES: "no permission to write there: pass --runs-root in a folder you may write to",
+    errno.EPERM: "the operation is not permitted there: pass --runs-root in a folder you may write to",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: pass --runs-root as a folder",
+    errno.EISDIR: "that path is a folder where a file was expected",
+    errno.ENAMETOOLONG: "the path is too long: pass a shorter --runs-root",
+    errno.EIO: "the disk reported an input/output error: check the disk, or pass --runs-root on another one",
+}
+
+
+def filesystem_error(exc: OSError) -> SmeltError | None:
+    """A file-system error as one line naming the path and what its errno means; None for other OSErrors (a
+    refused connection, say), which are not the disk's."""
+    advice = _FILESYSTEM_ADVICE.get(exc.errno)
+    if advice is None:
+        return None
+    path = exc.filename if exc.filename is not None else "a file of the run"
+    also = f" (and {exc.filename2})" if exc.filename2 else ""
+    return SmeltError(f"{path}{also}: {os.strerror(exc.errno)} ({errno.errorcode[exc.errno]}); {advice}")

@@ -4,6 +4,7 @@ runs/<task>/<YYYYmmdd-HHMMSS>-<command>/
   manifest.json  program.json  eval/<split>.jsonl  summary.json  report.md
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -14,7 +15,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, filesystem_error
 from smelt.eval.datasets import sha256_of_file
 from smelt.redaction import scrub, scrub_argv
 
@@ -44,15 +45,19 @@ def new_run_dir(task: str, command: str, root: Path | None = None) -> Path:
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically: readers never see a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write text atomically (a temporary file, then a rename); a failed write leaves no ``path`` and no temporary
+    file behind, and its OSError names ``path``."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _git_commit() -> str | None:
@@ -121,9 +126,13 @@ def read_manifest(run_dir: str | Path, option: str | None = None) -> dict:
     if not path.is_file():
         raise SmeltError(f"{named}: not a smelt run directory (no manifest.json); pass runs/<task>/<run>")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SmeltError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SmeltError(f"{path}: not valid JSON ({exc}); a run's manifest is the JSON object smelt wrote") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("command"), str):
+        raise SmeltError(f"{path}: not a smelt manifest (expected a JSON object naming its command, got "
+                         f"{type(manifest).__name__}); pass a run directory smelt wrote")
+    return manifest
 
 
 def runs_root(root: str | Path | None = None) -> Path:
@@ -141,6 +150,20 @@ def latest_run(command: str, *, task: str | None = None, root: str | Path | None
     return max(found, key=lambda run: run.name, default=None)
 
 
+def check_runs_root(root: str | Path | None = None, resume: str | Path | None = None) -> None:
+    """Fail in a moment, before any model loads, where the run could not be written: the runs root (or the run
+    being resumed) is a file, or its nearest existing folder is read-only or not writable for this user."""
+    base = (Path(resume) if resume else runs_root(root)).absolute()
+    if base.exists() and not base.is_dir():
+        raise filesystem_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(base)))
+    existing = next((folder for folder in (base, *base.parents) if folder.exists()), None)
+    if existing is None or os.access(existing, os.W_OK | os.X_OK):
+        return
+    read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+    code = errno.EROFS if read_only else errno.EACCES
+    raise filesystem_error(OSError(code, os.strerror(code), str(existing)))
+
+
 def open_run_dir(task: str, command: str, *, resume: str | None = None, root: str | None = None) -> Path:
     """A new run directory, or with --resume the given one after checking it is a run of the same kind;
     either way locked for this process (``lock_run_dir``) and noted as the run a Ctrl-C should name."""
@@ -153,6 +176,7 @@ def open_run_dir(task: str, command: str, *, resume: str | None = None, root: st
         if manifest.get("command") != command or manifest.get("task") != task:
             raise SmeltError(f"--resume {run_dir}: that is a {manifest.get('command')} run of "
                              f"{manifest.get('task')}, not a {command} run of {task}")
+        (run_dir / "eval").mkdir(exist_ok=True)  # removed by hand: the run goes on from what else it kept
     lock_run_dir(run_dir)
     active_run = (command, run_dir)
     return run_dir
@@ -172,14 +196,31 @@ def lock_run_dir(run_dir: Path) -> None:
         os.close(fd)
         raise SmeltError(f"{run_dir}: another smelt process (pid {holder}) is writing this run; wait for it to end "
                          "or stop it, then try again") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError as exc:  # a full disk: named like every other write of the run
+        os.close(fd)
+        raise OSError(exc.errno, exc.strerror, str(run_dir / LOCK_FILE)) from None
     _held_locks[run_dir] = fd
 
 
 def resume_hint() -> str | None:
-    """The command that continues the run this process was writing, if any."""
+    """The command that continues the run this process was writing, if any (naming a Python task, which a resume
+    never imports by itself)."""
     if active_run is None:
         return None
-    command, run_dir = active_run
-    return f"python cli.py {command} --resume {run_dir}"
+    return resume_command(*active_run)
+
+
+def resume_command(command: str, run_dir: Path) -> str:
+    """``python cli.py COMMAND --resume RUN_DIR``, with the task in front where it is Python code (which a resume
+    imports only when the user names it)."""
+    try:
+        source = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8")).get("task_source") or ""
+    except (OSError, ValueError, AttributeError):
+        source = ""
+    from smelt.recorded_task import is_python_task
+
+    task = f" {source}" if isinstance(source, str) and source and is_python_task(source) else ""
+    return f"python cli.py {command}{task} --resume {run_dir}"

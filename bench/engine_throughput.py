@@ -43,6 +43,7 @@ from smelt.lm import lm_for_spec
 from smelt.lm.engine import GenerationSettings, find_stop
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.rendering import encode_prompt
+from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
 
 SHORT = [
@@ -96,7 +97,7 @@ def doc_qa_workload(n: int, split: str, program_file: Path | None):
     data = task.shipped_data()
     program = task.program()
     if program_file is not None:
-        program.load(str(program_file))  # DSPy JSON, as `compile` saves it
+        load_program_file(program, program_file, task_name=task.name)  # DSPy JSON, as `compile` saves it
     else:
         program.answer.demos = [task.as_demo(program, example) for example in data.train[:2]]
     if split == "test":

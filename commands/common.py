@@ -9,7 +9,7 @@ import dspy
 
 from smelt.errors import SmeltError
 from smelt.programs.registry import Task, get_task
-from smelt.runs import read_manifest
+from smelt.runs import read_manifest, write_json
 
 
 @dataclass
@@ -58,6 +58,7 @@ def load_task_data(task: Task, options: DataOptions, seed: int):
             data=options.data, train=options.train, dev=options.dev, test=options.test,
             fields=parse_field_mapping(tuple(options.fields)), input_keys=task.input_fields,
             required=(*task.input_fields, task.answer_field), seed=seed,
+            labels={task.answer_field: task.answer_labels} if task.answer_labels else None,
         )
     else:
         splits = task.shipped_data()
@@ -139,10 +140,13 @@ def peak_memory_mb() -> float:
 
 
 def save_program(program: dspy.Module, run_dir: Path) -> None:
-    """``run_dir/program.json`` (DSPy's JSON save), written atomically: a reader never sees half a program."""
-    tmp = run_dir / "program.partial.json"  # DSPy insists on a .json suffix
-    program.save(str(tmp))
-    tmp.replace(run_dir / "program.json")
+    """``run_dir/program.json``: the JSON DSPy's ``save`` writes (prompts, demos, versions), written atomically, so
+    a reader never sees half a program, and a full disk is an OSError naming the file (DSPy's own save turns it
+    into a RuntimeError)."""
+    from dspy.utils.saving import get_dependency_versions
+
+    state = program.dump_state() | {"metadata": {"dependency_versions": get_dependency_versions()}}
+    write_json(run_dir / "program.json", state)
 
 
 @dataclass
@@ -158,12 +162,16 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str = "--program",
              lm_spec: str | None = None, device: str = "auto", api_base: str | None = None,
-             cache: bool = True) -> LoadedRun:
+             cache: bool = True, command: str = "eval", log=None) -> LoadedRun:
     """Reload a run's program (DSPy JSON) on the model it was built for, or on ``lm_spec`` if given.
 
     With ``task_name`` (any form of TASK), a run of another task is refused (naming ``option``) before any model
-    is loaded. The run's own task is found again from the manifest's ``task_source``."""
+    is loaded. Without it the run's own task is found again from its manifest, unless that task is Python code
+    (``smelt.recorded_task``). Nothing in the run directory chooses a model: program.json's saved ``lm`` is dropped
+    (``log`` hears of it), and the model is the manifest's recorded spec or ``lm_spec``."""
     from smelt.lm import lm_for_spec
+    from smelt.programs.program_file import load_program_file
+    from smelt.recorded_task import task_of_run
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, option)
@@ -178,26 +186,29 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
         raise SmeltError(f"{option} {run_dir}: an eval run, which holds scores but no program; pass the run it "
                          f"scored ({scored}) or another compile, distill or sweep run")
     if task_name is not None:
-        wanted = get_task(task_name).name  # an unknown task gets the list of forms TASK takes
-        if manifest["task"] != wanted:
-            raise SmeltError(f"{option} {run_dir}: a run of task {manifest['task']}, not {wanted}; "
-                             f"use `{manifest.get('task_source') or manifest['task']}` as the task or pick a "
-                             f"{wanted} run")
+        get_task(task_name)  # an unknown task gets the list of forms TASK takes, before the run's own checks
     program_file = run_dir / "program.json"
     if not program_file.is_file():
         raise SmeltError(f"{run_dir}: has no program.json (the run did not finish compiling); "
                          f"rerun it with --resume {run_dir}")
-    task = get_task(manifest.get("task_source") or manifest["task"])
+    task = task_of_run(manifest, run_dir, given=task_name, command=command, option=option)
     program = task.program(manifest.get("program_options"))
-    try:
-        program.load(str(program_file))
-    except Exception as exc:
-        raise SmeltError(f"{program_file}: not a program smelt can load ({type(exc).__name__}: {exc})") from exc
-    recorded = manifest["models"]["program"]
+    load_program_file(program, program_file, task_name=task.name, log=log)
+    recorded = (manifest.get("models") or {}).get("program")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("spec"), str):
+        raise SmeltError(f"{run_dir / 'manifest.json'}: records no program model (models.program.spec); it is not a "
+                         "manifest smelt wrote")
     if lm_spec:  # another model: no adapter, and the full prompt it needs without one
         lm = lm_for_spec(lm_spec, device=device, api_base=api_base, cache=cache)
     else:
         adapter = recorded.get("adapter")
+        if adapter is not None and not (isinstance(adapter, str) and _inside(run_dir / adapter, run_dir)):
+            raise SmeltError(f"{run_dir / 'manifest.json'}: models.program.adapter {adapter!r} is not a folder inside "
+                             "the run; a run's adapter is its own adapter/ folder")
         lm = lm_for_spec(recorded["spec"], device=device, adapter=str(run_dir / adapter) if adapter else None,
                          api_base=api_base, cache=cache, instructions=recorded.get("instructions", True))
     return LoadedRun(run_dir, manifest, task, program, lm)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())

@@ -38,7 +38,7 @@ from smelt.eval.jury import disagreement_lines
 from smelt.eval.report import markdown_table, text_table
 from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, open_run_dir, runs_root, write_json, write_text
+from smelt.runs import build_manifest, check_runs_root, open_run_dir, runs_root, write_json, write_text
 
 SFT_FILE = "sft.jsonl"
 TRAINING_SUMMARY = "training.json"
@@ -92,8 +92,10 @@ def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
             parse_spec(teacher, "--teacher")  # a path that is not there is named as such, not taken for a model
             raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
                              f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
+        from smelt.recorded_task import recorded_task_spec
+
         manifest = read_manifest(teacher, "--teacher")
-        task = manifest.get("task_source") or manifest["task"]
+        task = recorded_task_spec(manifest, teacher, command="distill", option=f"--student {options.student} --teacher")
     return replace(options, teacher=teacher, task=task)
 
 
@@ -101,8 +103,8 @@ def _load_teacher(options: DistillOptions, task) -> Teacher:
     from smelt.lm import lm_for_spec
 
     if (Path(options.teacher) / "manifest.json").is_file():
-        loaded = load_run(options.teacher, task_name=task.name, option="--teacher", device=options.device,
-                          api_base=options.api_base, cache=options.cache)
+        loaded = load_run(options.teacher, task_name=options.task, option="--teacher", device=options.device,
+                          api_base=options.api_base, cache=options.cache, command="distill")
         options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
         return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}", loaded.run_dir)
     if Path(options.teacher).exists():
@@ -154,6 +156,7 @@ def run_distill(options: DistillOptions, log=print):
         from smelt.commands.resume import resumed_options
 
         options = resumed_options(options, "distill")
+    check_runs_root(options.runs_root, options.resume)  # before any model loads
     if not options.student:
         raise SmeltError("distill needs --student, e.g. --student gemma-3-270m (see `cli.py models`)")
     options = resolve_teacher(options, log)

@@ -20,7 +20,7 @@ from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.metrics import split_grounded
 from smelt.eval.report import markdown_table, text_table
-from smelt.runs import build_manifest, open_run_dir, write_json, write_text
+from smelt.runs import build_manifest, check_runs_root, open_run_dir, write_json, write_text
 
 
 @dataclass
@@ -38,13 +38,14 @@ def run_eval(options: EvalOptions, log=print):
         from smelt.commands.resume import resumed_options
 
         options = resumed_options(options, "eval")
+    check_runs_root(options.runs_root, options.resume)  # before any model loads
     if not options.program:
         raise SmeltError("eval needs --program RUN_DIR: a compile, distill or sweep run directory")
     if options.split not in ("train", "dev", "test"):
         raise SmeltError(f"--split {options.split!r}: use train, dev or test")
     configure_dspy(options.threads)
     loaded = load_run(options.program, task_name=options.task, lm_spec=options.lm, device=options.device,
-                      api_base=options.api_base, cache=options.cache)
+                      api_base=options.api_base, cache=options.cache, command="eval", log=log)
 
     judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
     metric_name = options.metric or loaded.manifest.get("metric")

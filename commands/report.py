@@ -12,6 +12,7 @@ from pathlib import Path
 
 from smelt.errors import SmeltError
 from smelt.eval.html_report import (
+    GENERATOR_TAG,
     Program,
     Report,
     program_file,
@@ -48,10 +49,22 @@ def summarize_records(records: list[dict], metric: str) -> dict:
 
 
 def _check_run(path: Path) -> None:
+    """A finished run with at least one answer to show."""
+    from smelt.runs import resume_command
+
     if not path.is_dir():
         raise SmeltError(f"{path}: no such run directory")
-    if not run_command(path):
+    command = run_command(path)
+    if not command:
         raise SmeltError(f"{path} is not a run directory (no summary.json or manifest.json naming its command)")
+    if not (path / "summary.json").is_file():
+        raise SmeltError(f"{path}: the run has not finished (no summary.json), so there is nothing to report yet; "
+                         f"finish it with `{resume_command(command, path)}`")
+    _, sources = run_sources(path)
+    records = [r for s in sources if s.path.is_file() for r in read_records(s.path)]
+    if not any(not r.get("error") or r.get("parse_error") for r in records):
+        raise SmeltError(f"{path}: no example was answered (no records, or every model call failed), so there is "
+                         "nothing to report; fix the model (see the errors in its eval/*.jsonl) and make a new run")
 
 
 def _labels(dirs: list[Path]) -> list[str]:
@@ -116,17 +129,45 @@ def compare_runs(run_dirs: list[str | Path]) -> Report:
     return report
 
 
-def write_comparison(run_dirs: list[str | Path], out: str | Path = "report.html") -> Path:
-    """Write the comparison page to ``out`` (its folder made if missing); returns its path."""
+def write_comparison(run_dirs: list[str | Path], out: str | Path = "report.html", *, force: bool = False) -> Path:
+    """Write the comparison page to ``out`` (its folder made if missing); returns its path. Inside a run directory
+    only a new file is written; elsewhere an existing file is replaced only when it is a page smelt wrote, or with
+    ``force``."""
     from smelt.runs import write_text
 
-    report = compare_runs(run_dirs)
     path = Path(out)
     if path.is_dir():
         path = path / "report.html"
+    _check_out(path, out, force)
+    report = compare_runs(run_dirs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, render_html(report))
     except OSError as exc:
         raise SmeltError(f"--out {out}: cannot write {path}: {exc.strerror or exc}") from exc
     return path
+
+
+def _check_out(path: Path, out, force: bool) -> None:
+    """Where a report may go: never over a file of a run, never over another file unless it is a smelt page or
+    ``force`` says so."""
+    target = path.resolve()  # a link into a run is the run's file
+    run = next((folder for folder in target.parents if (folder / "manifest.json").is_file()), None)
+    if run is not None and (target.exists() or target.is_symlink()):
+        raise SmeltError(f"--out {out}: {target} is a file of run {run}, and a report never replaces a run's files; "
+                         "write the page elsewhere (e.g. --out compare.html)")
+    if not target.exists() or force:
+        return
+    if not target.is_file():
+        raise SmeltError(f"--out {out}: {target} exists and is not a file; choose another path")
+    if target.suffix.lower() not in (".html", ".htm") or GENERATOR_TAG not in _head(target):
+        raise SmeltError(f"--out {out}: {target} exists and is not a report smelt wrote; choose another path, or "
+                         "pass --force to replace it")
+
+
+def _head(path: Path) -> str:
+    try:
+        with path.open("rb") as file:
+            return file.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return ""

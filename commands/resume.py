@@ -50,6 +50,12 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
     given_names = {path.split(".")[0] for path in given}
     keep = {name: getattr(fresh, name) for name in changeable if hasattr(fresh, name)
             and (name in given_names or name == "resume")}
+    if task:  # TASK as typed now (a Python task is only run when the user names it)
+        keep["task"] = task
+    elif _is_python(getattr(recorded, "task", None)):
+        from smelt.recorded_task import recorded_task_spec
+
+        recorded_task_spec(manifest, run_dir, command=command, option="--resume")  # says how to name it
     redacted = getattr(recorded, "api_base", None)
     if redacted and "***" in redacted and "api_base" not in keep:
         raise SmeltError(f"--resume {run_dir}: pass --api-base again ({redacted}, with its password: passwords are "
@@ -58,9 +64,12 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
 
 
 def recorded_task(run_dir: str | Path) -> str:
-    """The TASK a run was started with (its source: a shipped name, a file, a module), for a resume without TASK."""
+    """The TASK a run was started with (a shipped name or a task file), for a resume without TASK; a Python task
+    must be named again (``smelt.recorded_task``)."""
+    from smelt.recorded_task import recorded_task_spec
+
     manifest = read_manifest(run_dir, "--resume")
-    return manifest.get("task_source") or manifest["task"]
+    return recorded_task_spec(manifest, run_dir, command=str(manifest.get("command")), option="--resume")
 
 
 def _recorded(cls, manifest: dict):
@@ -123,6 +132,12 @@ def _normal(value):
 
 def _shown(value) -> str:
     return "(not given)" if value is None else str(value)
+
+
+def _is_python(task) -> bool:
+    from smelt.recorded_task import is_python_task
+
+    return isinstance(task, str) and is_python_task(task)
 
 
 def _task_name(task: str) -> str:

@@ -188,8 +188,12 @@ def evaluate(
                 return record
             done[str(record["id"])] = record
             if out:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
+                try:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    out.flush()
+                except OSError as exc:  # a full disk: no later line may follow a cut one
+                    state["closed"] = True
+                    raise OSError(exc.errno, exc.strerror, str(out_path)) from None
             if len(state["first"]) < first_count:
                 state["first"].append(record)
                 if len(state["first"]) == first_count:
@@ -219,7 +223,11 @@ def evaluate(
         pool.shutdown(wait=finished, cancel_futures=True)
         bar.close()
         if out:
-            out.close()
+            try:
+                out.close()
+            except OSError as exc:  # what was left to flush did not fit; an error already raised says more
+                if finished:
+                    raise OSError(exc.errno, exc.strerror, str(out_path)) from None
     records = [done[str(ex.get("id"))] for ex in examples if str(ex.get("id")) in done]
     summary = summarize(records, metric.name, wall_s=time.perf_counter() - started) | {"threads": threads}
     if summary["truncated"]:

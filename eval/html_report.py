@@ -26,6 +26,8 @@ from pathlib import Path
 from smelt.eval import plots
 
 REPORT_FILE = "report.html"
+# In every page's head: `report --out` replaces an existing file only when it is a page smelt wrote.
+GENERATOR_TAG = "<meta name='generator' content='smelt'>"
 EXAMPLES = 10
 LANGUAGE_NAMES = {"ja": "Japanese", "en": "English"}
 
@@ -653,7 +655,7 @@ def render_html(report: Report) -> str:
     notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in report.notes)
     return ("<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
-            f"<title>{_e(report.title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            f"{GENERATOR_TAG}\n<title>{_e(report.title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
             f"<h1>{_e(report.title)}</h1>\n<p class='sub'>{_e(report.subtitle)} · metric {_e(report.metric)}</p>\n"
             f"{notes}\n{body}\n</body>\n</html>\n")
 
