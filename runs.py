@@ -205,6 +205,13 @@ def lock_run_dir(run_dir: Path) -> None:
     _held_locks[run_dir] = fd
 
 
+def drop_resume_hint() -> None:
+    """This process's run cannot be continued by --resume (a sweep whose every trial failed by its own error): an
+    error from here on offers no resume command."""
+    global active_run
+    active_run = None
+
+
 def resume_hint() -> str | None:
     """The command that continues the run this process was writing, if any (naming a Python task, which a resume
     never imports by itself)."""

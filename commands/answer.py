@@ -5,7 +5,7 @@ from pathlib import Path
 
 from smelt.commands.common import configure_dspy, load_run
 from smelt.errors import SmeltError
-from smelt.programs.registry import get_task
+from smelt.eval.text import is_blank
 from smelt.runs import read_manifest
 
 
@@ -26,46 +26,56 @@ def read_input_value(name: str, value: str) -> str:
 
 
 def parse_inputs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``NAME=VALUE`` pairs (``NAME=@FILE`` reads the file) into {input field: text}."""
+    """``NAME=VALUE`` pairs (``NAME=@FILE`` reads the file, ``NAME=@-`` standard input) into {input field: text}.
+    An input given twice is refused (which one was meant?), and so is a second ``@-``: standard input is read once."""
     inputs: dict[str, str] = {}
+    stdin_pair: str | None = None
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise SmeltError(f"--input {pair!r}: expected NAME=VALUE or NAME=@FILE, e.g. --input question='...'")
-        inputs[name.strip()] = read_input_value(name.strip(), value)
+        if name in inputs:
+            raise SmeltError(f"--input {name}: given twice; keep one")
+        if value == "@-":
+            if stdin_pair is not None:
+                raise SmeltError(f"--input {name}=@-: standard input is already read by --input {stdin_pair}; pass "
+                                 "one of them from a file (NAME=@FILE)")
+            stdin_pair = f"{name}=@-"
+        inputs[name] = read_input_value(name, value)
     return inputs
 
 
+
 def check_inputs(task, inputs: dict[str, str]) -> None:
-    """Every input of ``task`` given and not empty, and nothing else."""
+    """Every input of ``task`` given and not empty (nor only invisible characters), and nothing else."""
     fields = task.input_fields
     unknown = [name for name in inputs if name not in fields]
-    missing = [name for name in fields if not str(inputs.get(name) or "").strip()]
+    missing = [name for name in fields if is_blank(str(inputs.get(name) or ""))]
     if unknown:
         raise SmeltError(f"--input {unknown[0]}: not an input of task {task.name}; its inputs: {', '.join(fields)}")
     if missing:
-        raise SmeltError(f"--input {missing[0]}=... is missing or empty; task {task.name} takes "
+        given = inputs.get(missing[0])
+        what = "is missing" if given is None else "is empty" if not given else \
+            "holds only spaces or invisible characters (such as U+200B)"
+        raise SmeltError(f"--input {missing[0]}=... {what}; task {task.name} takes "
                          + " ".join(f"--input {name}=..." for name in fields))
 
 
 def _recorded_task(program_run: str, task: str | None):
     """The task of a run that holds a program (a sweep's best trial for a sweep), read from its manifest without
-    loading anything; None where ``load_run`` has a better thing to say (an eval run, another task, no best trial)."""
+    loading a model; None where ``load_run`` has a better thing to say (an eval run, no best trial, a bad run)."""
+    from smelt.recorded_task import task_of_run
+
     run_dir = Path(program_run)
     manifest = read_manifest(run_dir, "--program")
     if manifest.get("command") == "sweep":
         if not (run_dir / "best" / "manifest.json").is_file():
             return None
-        manifest = read_manifest(run_dir / "best")
+        run_dir, manifest = run_dir / "best", read_manifest(run_dir / "best")
     if manifest.get("command") == "eval" or not manifest.get("task"):
         return None
-    try:
-        found = get_task(manifest.get("task_source") or manifest["task"])
-    except SmeltError:  # a task file that moved: load_run says so, after what it checks first
-        return None
-    if task is not None and get_task(task).name != found.name:
-        return None
-    return found
+    return task_of_run(manifest, run_dir, given=task, command="run", option="--program")
 
 
 def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None, lm: str | None = None,
@@ -75,7 +85,7 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
     recorded = _recorded_task(program_run, task)
     if recorded is not None:  # a wrong input is named in a moment, before the model is loaded
         check_inputs(recorded, inputs)
-    loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base)
+    loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base, command="run")
     check_inputs(loaded.task, inputs)
     from dspy.utils.exceptions import AdapterParseError
 

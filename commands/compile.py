@@ -25,9 +25,10 @@ from smelt.eval.evaluate import evaluate
 from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.report import failure_examples, markdown_table, text_table
-from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings, compile_program
+from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings, check_train_size, compile_program
+from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, open_run_dir, write_json, write_text
+from smelt.runs import build_manifest, check_runs_root, open_run_dir, write_json, write_text
 
 
 @dataclass
@@ -54,6 +55,7 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
         from smelt.commands.resume import resumed_options
 
         options = resumed_options(options, "compile")
+    check_runs_root(options.runs_root, options.resume)  # before any model loads
     task = get_task(options.task)
     options = with_compile_defaults(options, task)
     configure_dspy(options.threads)
@@ -63,6 +65,9 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     splits = load_task_data(task, options.data, options.seed)
     if not splits.dev and not splits.test:
         raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
+    # Settings and optimizer checked now, not after minutes of scoring the baseline.
+    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
+    check_train_size(options.optimizer, len(splits.train), max_train=options.data.max_train)
 
     from smelt.lm import lm_for_spec
 
@@ -98,7 +103,6 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
         summaries["baseline"][split] = score(baseline, split, "baseline")
 
     compile_started = time.perf_counter()
-    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
     compiled = compile_into(run_dir, task, program_options, options.optimizer, settings, splits.train,
                             metric=metric, lm=lm, log=log)
     compile_wall = time.perf_counter() - compile_started
@@ -131,7 +135,6 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
     return CompileOutcome(run_dir, summary, table)
 
 
-
 def with_compile_defaults(options: CompileOptions, task) -> CompileOptions:
     """Optimizer settings the user left out: the task's own defaults, else smelt's."""
     defaults = {**COMPILE_DEFAULTS, **task.compile_defaults}
@@ -145,7 +148,7 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
     program_file = run_dir / "program.json"
     program = task.program(program_options)
     if program_file.exists():
-        program.load(str(program_file))
+        load_program_file(program, program_file, task_name=task.name, log=log)
         log(f"[smelt] reusing the compiled program in {program_file}")
         return program
     log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")

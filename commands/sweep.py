@@ -22,7 +22,7 @@ from smelt.commands.common import RunOptions, check_model_options, peak_memory_m
 from smelt.errors import SmeltError
 from smelt.optimizers.sweep_queue import DEFAULT, StudyIdentity
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, open_run_dir, read_manifest, write_json
+from smelt.runs import build_manifest, check_runs_root, drop_resume_hint, open_run_dir, read_manifest, write_json
 
 OBJECTIVES = {  # objective -> (dev summary key, direction)
     "score": ("score", "maximize"),
@@ -94,13 +94,18 @@ class SweepOutcome:
 def space_for(options: SweepOptions):
     """The search space: the stage's default for the task and model, with --space entries in place."""
     from smelt.lm.specs import parse_spec
-    from smelt.optimizers.sweep_space import allowed_names, default_space, load_space
+    from smelt.optimizers.sweep_space import allowed_names, check_values, default_space, load_space, value_check
+
     task = get_task(options.task) if options.task else None
     task_options = task.default_options() if task else {}
     capable = options.stage == "compile" and _is_capable(parse_spec(options.lm, "--lm"))
     space = default_space(options.stage, task.sweep_space if task else {}, capable_model=capable)
+    check = value_check(options.stage, task)
+    if task is not None:  # a task's own sweep_space is checked like a space file
+        check_values({name: space.params[name] for name in task.sweep_space if name in space.params}, check,
+                     f"task {task.name}: its sweep_space")
     if options.space:
-        space = load_space(options.space, space, allowed_names(options.stage, task_options))
+        space = load_space(options.space, space, allowed_names(options.stage, task_options), check)
     return space
 
 
@@ -117,6 +122,7 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     options = resumed_sweep_options(options) if options.resume else options
     options = replace(options, trials=12 if options.trials is None else options.trials)
     options.check()
+    check_runs_root(options.runs_root, options.resume)  # before any model loads
     check_model_options(options.lm if options.stage == "compile" else None, options.judge, options.metric,
                         options.device, get_task(options.task) if options.task else None)
     _check_workers_fit(options)
@@ -131,6 +137,8 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     from smelt.optimizers.sweep_trials import make_stage
 
     stage = make_stage(options, cache=options.uses_cache(), log=log)
+    if options.stage == "compile":
+        _check_optimizers_fit(space, len(stage.splits.train), options.data.max_train)
     options = replace(options, task=stage.task.source)  # what a worker process resolves the task from
     study_name = options.study or f"{stage.task.name}-{options.stage}"
     run_dir = open_run_dir(stage.task.name, "sweep", resume=options.resume, root=options.runs_root)
@@ -208,6 +216,17 @@ def _models(options: SweepOptions) -> dict:
     return models | ({"judge": {"spec": options.judge}} if options.judge else {})
 
 
+def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None:
+    """Every optimizer the space can draw runs on the train split (checked before any model loads)."""
+    from smelt.optimizers.compile import check_train_size, optimizers_for
+
+    optimizer = space.params.get("optimizer")
+    fits = ", ".join(optimizers_for(train_size))
+    instead = f"sweep only the optimizers that fit (a --space file with optimizer: [{fits}])"
+    for name in optimizer.checked_values() if optimizer else ():
+        check_train_size(name, train_size, max_train=max_train, instead=instead)
+
+
 def _check_workers_fit(options: SweepOptions) -> None:
     if options.workers > 1 and options.device.startswith("cuda"):
         import torch
@@ -246,7 +265,7 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise SmeltError(f"no trial finished (see {run_dir / 'trials.jsonl'}); nothing to compare on test")
+        raise _no_trial_finished(study, options.trials, run_dir)
     best = list(study.best_trials) if len(options.objectives()) > 1 else [study.best_trial]
     best.sort(key=lambda t: t.number)
     default_trial = next((t for t in complete if t.user_attrs.get(DEFAULT)), None)
@@ -294,6 +313,29 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     write_report(run_dir, summary, trials, columns, pruned=pruned)
     write_html_report(run_dir, log=log)
     return SweepOutcome(run_dir, summary, text_table({k: v for k, v in columns.items() if v}))
+
+
+def _no_trial_finished(study, n_trials: int, run_dir: Path) -> SmeltError:
+    """Why no trial finished, and what helps. --resume runs the trials still queued or interrupted (the CLI names
+    it); a trial that failed by its own error, or was pruned, used its slot, so --resume would not run it again:
+    then the advice is to fix the cause and start the sweep anew, never --resume."""
+    from optuna.trial import TrialState
+
+    from smelt.optimizers.sweep_queue import ERROR, slots_used
+
+    trials = study.get_trials(deepcopy=False)
+    listed = run_dir / "trials.jsonl"
+    if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials) or slots_used(trials) < n_trials:
+        return SmeltError(f"no trial finished yet (see {listed}); nothing to compare on test")
+    drop_resume_hint()  # nothing to continue: the CLI must not offer --resume
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(ERROR)]
+    if not failed:
+        return SmeltError(f"no trial finished (see {listed}); nothing to compare on test; run the sweep again as a "
+                          "new run (a resumed sweep does not retry failed or pruned trials)")
+    error = str(failed[0].user_attrs[ERROR])
+    return SmeltError(f"every trial failed; trial {failed[0].number}: {error[:300]}{'...' if len(error) > 300 else ''}"
+                      f" (each trial's error is in {listed}); fix that and run the sweep again as a new run, "
+                      "without --resume (a resumed sweep does not retry failed trials)")
 
 
 def _local_dir(trial, stage, run_dir: Path, log) -> Path | None:

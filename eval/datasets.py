@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import random
 import re
+import unicodedata
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +19,17 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.eval.metrics import label_key
+from smelt.eval.text import is_blank
 
 SUPPORTED = ".jsonl, .json (JSON lines), .csv or .parquet"
-_JSONL_SUFFIXES = {".jsonl", ".json"}
+_JSONL_SUFFIXES = (".jsonl", ".json")
+_DATA_SUFFIXES = (*_JSONL_SUFFIXES, ".csv", ".parquet")
 # "owner/name" or "owner/name:config", as on the Hugging Face hub.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?$")
 _VALIDATION_NAMES = ("validation", "dev", "valid", "val")
+_SPLIT_NAMES = ("train", *_VALIDATION_NAMES, "test")  # file names (less the suffix) in a dataset folder
+# Characters that show nothing: a value made only of these is empty (a zero-width space is not an answer).
 _MAX_COLUMNS_SHOWN = 20
 
 
@@ -44,7 +52,13 @@ def sha256_of_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+
 # ---------------------------------------------------------------------------- reading files
+
+
+def _nfc_keys(record: dict) -> dict:
+    """`record` with its column names in NFC, so that a name typed on one system matches one saved on another."""
+    return {unicodedata.normalize("NFC", k) if isinstance(k, str) else k: v for k, v in record.items()}
 
 
 def load_records(path: str | Path) -> list[tuple[int, dict]]:
@@ -90,7 +104,7 @@ def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
     records = []
     # Split on "\n" only: str.splitlines() would also break on U+2028 etc., which JSON strings may hold raw.
     for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+        if is_blank(line):
             continue
         try:
             record = json.loads(line)
@@ -98,7 +112,7 @@ def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
             raise SmeltError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(record, dict):
             raise SmeltError(f"{path}:{number}: expected a JSON object, got {_json_type(record)}")
-        records.append((number, record))
+        records.append((number, _nfc_keys(record)))
     return records
 
 
@@ -115,10 +129,10 @@ def _read_csv(path: Path, text: str) -> list[tuple[int, dict]]:
                 row = next(reader)
             except StopIteration:
                 break
-            if not any(cell.strip() for cell in row):
+            if all(is_blank(cell) for cell in row):
                 continue
             if header is None:
-                header = [cell.strip() for cell in row]
+                header = [unicodedata.normalize("NFC", cell.strip()) for cell in row]
                 continue
             if len(row) > len(header):
                 raise SmeltError(
@@ -140,7 +154,7 @@ def _read_parquet(path: Path) -> list[tuple[int, dict]]:
         rows = pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
         raise SmeltError(f"{path}: not a readable Parquet file ({_short(e)})") from None
-    return [(index + 1, row) for index, row in enumerate(rows)]
+    return [(index + 1, _nfc_keys(row)) for index, row in enumerate(rows)]
 
 
 # ---------------------------------------------------------------------------- records -> examples
@@ -252,7 +266,7 @@ def _missing(value: Any) -> bool:
 def _paths_to_text(value: Any, prefix: str, depth: int = 0) -> Iterable[str]:
     """Paths below `prefix` that end at a non-empty string, depth first in key/item order."""
     if isinstance(value, str):
-        if value.strip():
+        if not is_blank(value):
             yield prefix
     elif depth < 6 and isinstance(value, dict):
         for key, item in value.items():
@@ -307,14 +321,17 @@ def to_rows(
     fields: dict[str, str],
     input_keys: tuple[str, ...],
     required: tuple[str, ...],
+    labels: dict[str, tuple[str, ...]] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """Rename columns to task fields, check required ones, keep the rest as metadata.
 
     `fields` maps task field -> column or path (answers.text[0]); an exact column name wins over a path.
-    Task fields (and `id`) must be text, numbers or booleans, not dicts or lists.
+    Task fields (and `id`) must be text, numbers or booleans, not dicts or lists. `labels` maps a field to its
+    allowed values: each value must be one of them, compared as the accuracy metric compares, and is stored in
+    the label's own spelling.
     """
     task_fields = list(dict.fromkeys((*required, *input_keys, *fields, "id")))
-    columns = {name: fields.get(name, name) for name in task_fields}
+    columns = {name: unicodedata.normalize("NFC", fields.get(name, name)) for name in task_fields}  # as read
     paths = {}
     for name, column in columns.items():
         try:
@@ -346,11 +363,13 @@ def to_rows(
             if isinstance(raw, dict | list | tuple):
                 raise _not_text(source, line, name, column, raw, record)
             value = _text(raw)
-            if not value and name in required:
+            if is_blank(value) and name in required:
                 where = f" (column {column!r})" if column != name else ""
                 raise SmeltError(
                     f"{source}:{line}: field {name!r}{where} is empty; fill it in or drop the line"
                 )
+            if name in (labels or {}):
+                value = _as_label(value, labels[name], f"{source}:{line}", name)
             row[name] = value
         # A mapped column (a path's top-level column) is not metadata; nor is a column named like a task
         # field that is mapped to another column.
@@ -361,10 +380,20 @@ def to_rows(
             value = _text(value) if isinstance(value, str | int | float | bool) else value
             if value is not None:
                 row[key] = value
-        if not row.get("id"):
+        if is_blank(str(row.get("id") or "")):
             row["id"] = f"{basename}:{line}"
         rows.append((line, row))
     return rows
+
+
+def _as_label(value: str, labels: tuple[str, ...], where: str, name: str) -> str:
+    """The label `value` names, as the accuracy metric matches a reference (case, width, spaces, _ and - aside)."""
+    key = label_key(value)
+    for label in labels:
+        if label_key(label) == key:
+            return label
+    raise SmeltError(f"{where}: {value!r} (field {name!r}) is not one of the labels ({', '.join(labels)}); "
+                     "correct it or drop the line")
 
 
 def check_unique_ids(rows: Iterable[tuple[int, dict[str, Any]]], *, source: str, fields: dict[str, str]) -> None:
@@ -394,12 +423,13 @@ def to_examples(
     fields: dict[str, str],
     input_keys: tuple[str, ...],
     required: tuple[str, ...],
+    labels: dict[str, tuple[str, ...]] | None = None,
 ) -> list[dspy.Example]:
     """Build dspy.Examples; `fields` maps task field -> column (unmapped fields keep their own name).
 
-    Ids must be unique within `records` (results are keyed by id downstream).
+    Ids must be unique within `records` (results are keyed by id downstream). See `to_rows` for `labels`.
     """
-    rows = to_rows(records, source=source, fields=fields, input_keys=input_keys, required=required)
+    rows = to_rows(records, source=source, fields=fields, input_keys=input_keys, required=required, labels=labels)
     check_unique_ids(rows, source=source, fields=fields)
     return [dspy.Example(**row).with_inputs(*input_keys) for _, row in rows]
 
@@ -438,31 +468,76 @@ def seeded_split(
 
 
 def load_hub_records(dataset_id: str) -> dict[str, list[tuple[int, dict]]]:
-    """Load a Hugging Face dataset ("owner/name" or "owner/name:config", or a local dataset folder).
+    """Load a Hugging Face dataset ("owner/name" or "owner/name:config"), or a local dataset folder.
 
     Returns {split name: [(row number, record), ...]} in the dataset's split order.
     """
+    if Path(dataset_id).is_dir():
+        return _folder_records(Path(dataset_id))
     import datasets
 
     name, config = dataset_id, None
-    local = Path(dataset_id).exists()
-    if not local and ":" in dataset_id:
+    if ":" in dataset_id:
         name, _, config = dataset_id.rpartition(":")
     try:
-        loaded = datasets.load_dataset(name, config) if config else datasets.load_dataset(name)
+        with _quiet_datasets():
+            loaded = datasets.load_dataset(name, config) if config else datasets.load_dataset(name)
     except Exception as e:  # offline, not found, gated, bad files: all mean "cannot use this id"
-        if local:
-            raise SmeltError(
-                f"dataset folder {dataset_id!r} could not be loaded ({_short(e)}); "
-                "put train/validation/test JSONL, CSV or Parquet files in it, or pass a file with --data"
-            ) from None
         raise SmeltError(
             f"dataset {dataset_id!r} could not be loaded from the hub ({_short(e)}); download it first with "
             f"`hf download --repo-type dataset {name}` or pass a local file with --data"
         ) from None
     if not isinstance(loaded, dict):  # a single Dataset rather than a DatasetDict
         loaded = {"train": loaded}
-    return {split: [(i + 1, dict(row)) for i, row in enumerate(rows)] for split, rows in loaded.items()}
+    return {split: [(i + 1, _nfc_keys(dict(row))) for i, row in enumerate(rows)] for split, rows in loaded.items()}
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """No progress bars or log lines from `datasets` while it loads: a failure is then smelt's one error line."""
+    import datasets
+    from datasets.utils import logging as datasets_logging
+
+    bars_were_off, verbosity = datasets.are_progress_bars_disabled(), datasets_logging.get_verbosity()
+    with warnings.catch_warnings():  # it warns when HF_DATASETS_DISABLE_PROGRESS_BARS=0 keeps them on
+        warnings.simplefilter("ignore")
+        datasets.disable_progress_bars()
+    datasets_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(verbosity)
+        if not bars_were_off:
+            datasets.enable_progress_bars()
+
+
+def _folder_records(folder: Path) -> dict[str, list[tuple[int, dict]]]:
+    """A local dataset folder, read with smelt's own readers so that an error names the file and line: its
+    train, validation (or dev, valid, val) and test files, else its one data file (split by seed later)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _DATA_SUFFIXES)
+    by_role: dict[str, Path] = {}  # train, validation, test -> its file
+    for path in files:
+        stem = path.stem.lower()
+        if stem not in _SPLIT_NAMES:
+            continue
+        role = "validation" if stem in _VALIDATION_NAMES else stem
+        if role in by_role:
+            raise SmeltError(f"dataset folder {str(folder)!r}: {by_role[role].name} and {path.name} are both its "
+                             f"{role} split; keep one")
+        by_role[role] = path
+    by_split = {path.stem.lower(): path for path in by_role.values()}
+    if not by_split and len(files) == 1:
+        by_split = {"train": files[0]}
+    if not by_split:
+        found = f"found {', '.join(p.name for p in files)}" if files else "no data files in it"
+        raise SmeltError(f"dataset folder {str(folder)!r} could not be loaded ({found}); name its files train, "
+                         f"validation and test ({SUPPORTED}), or pass a file with --data")
+    loaded = {}
+    for split in sorted(by_split, key=_SPLIT_NAMES.index):
+        loaded[split] = load_records(by_split[split])
+        if not loaded[split]:
+            raise SmeltError(f"{by_split[split]}: no records; the file is empty")
+    return loaded
 
 
 def _hub_splits(
@@ -471,6 +546,7 @@ def _hub_splits(
     fields: dict[str, str],
     input_keys: tuple[str, ...],
     required: tuple[str, ...],
+    labels: dict[str, tuple[str, ...]] | None,
     seed: int,
 ) -> Splits:
     by_split = load_hub_records(dataset_id)
@@ -480,7 +556,7 @@ def _hub_splits(
     def examples(split: str) -> list[dspy.Example]:
         source = f"{dataset_id}[{split}]"
         return to_examples(
-            by_split[split], source=source, fields=fields, input_keys=input_keys, required=required
+            by_split[split], source=source, fields=fields, input_keys=input_keys, required=required, labels=labels
         )
 
     validation = next((name for name in _VALIDATION_NAMES if name in by_split), None)
@@ -495,10 +571,15 @@ def _hub_splits(
 
 
 def _load_file(
-    path: str, *, fields: dict[str, str], input_keys: tuple[str, ...], required: tuple[str, ...]
+    path: str,
+    *,
+    fields: dict[str, str],
+    input_keys: tuple[str, ...],
+    required: tuple[str, ...],
+    labels: dict[str, tuple[str, ...]] | None,
 ) -> list[dspy.Example]:
     examples = to_examples(
-        load_records(path), source=path, fields=fields, input_keys=input_keys, required=required
+        load_records(path), source=path, fields=fields, input_keys=input_keys, required=required, labels=labels
     )
     if not examples:
         raise SmeltError(f"{path}: no records; the file is empty")
@@ -515,9 +596,11 @@ def load_splits(
     input_keys: tuple[str, ...],
     required: tuple[str, ...],
     seed: int,
+    labels: dict[str, tuple[str, ...]] | None = None,
 ) -> Splits:
-    """Load train/dev/test from --train/--dev/--test files, else split --data (a file or hub dataset id)."""
-    kw = {"fields": fields, "input_keys": input_keys, "required": required}
+    """Load train/dev/test from --train/--dev/--test files, else split --data (a file, a dataset folder or a hub
+    dataset id). `labels` maps a field (the answer) to its allowed values; see `to_rows`."""
+    kw = {"fields": fields, "input_keys": input_keys, "required": required, "labels": labels}
     explicit = {"train": train, "dev": dev, "test": test}
     if any(explicit.values()):
         missing = [f"--{name}" for name, path in explicit.items() if not path]
@@ -536,8 +619,7 @@ def load_splits(
     if path.is_file():
         train_ex, dev_ex, test_ex = seeded_split(_load_file(data, **kw), seed=seed, source=data)
         return Splits(train_ex, dev_ex, test_ex, {"train": data, "dev": data, "test": data})
-    looks_like_file = path.suffix.lower() in (*_JSONL_SUFFIXES, ".csv", ".parquet")
-    # datasets.load_dataset reads local dataset folders the same way as hub ids.
+    looks_like_file = path.suffix.lower() in _DATA_SUFFIXES
     if path.is_dir() or (_HUB_ID.match(data) and not looks_like_file):
         return _hub_splits(data, seed=seed, **kw)
     raise SmeltError(

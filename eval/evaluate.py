@@ -25,6 +25,7 @@ from smelt.errors import SmeltError
 from smelt.eval.facts import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
+from smelt.eval.text import is_blank
 from smelt.lm.truncation import install_truncation_filter, truncation_count
 
 EARLY_STOP_AFTER = 8  # when this many first examples all fail on their model (or judge) call, stop the evaluation
@@ -44,6 +45,20 @@ def _usage_totals(tracker) -> tuple[int, int, int]:
             prompt += int(usage.get("prompt_tokens") or 0)
             completion += int(usage.get("completion_tokens") or 0)
     return prompt, completion, calls
+
+
+def _score(record: dict, metric: Metric, example: dspy.Example, prediction: dspy.Prediction) -> None:
+    try:
+        value, detail = metric.score(example, prediction)
+    except Exception as exc:  # noqa: BLE001 - a failed judge call fails this example, not the run
+        record["error"] = f"{metric.name}: {type(exc).__name__}: {str(exc)[:300]}"
+        record["judge_error"] = True
+    else:
+        record["score"] = round(float(value), 6)
+        if detail and "invented" not in detail:  # +grounded's verdict on an invented fact is in "invented"
+            record["judge"] = detail
+            if detail.get("judge_error"):
+                record["judge_error"] = True
 
 
 def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric, lm) -> dict:
@@ -101,17 +116,10 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
         except Exception as exc:  # noqa: BLE001 - a task's source_text that fails must not end the run
             record["invented"] = None
             record["grounding_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-        try:
-            value, detail = metric.score(example, prediction)
-        except Exception as exc:  # noqa: BLE001 - a failed judge call fails this example, not the run
-            record["error"] = f"{metric.name}: {type(exc).__name__}: {str(exc)[:300]}"
-            record["judge_error"] = True
+        if is_blank(str(record["prediction"] or "")):  # spaces or U+200B only: no answer, 0 without a judge call
+            record["blank_answer"] = True
         else:
-            record["score"] = round(float(value), 6)
-            if detail and "invented" not in detail:  # +grounded's verdict on an invented fact is in "invented"
-                record["judge"] = detail
-                if detail.get("judge_error"):
-                    record["judge_error"] = True
+            _score(record, metric, example, prediction)
     if task.extra_scores:
         record["scores"] = task.extra_scores(example, prediction)
     return record
@@ -293,7 +301,7 @@ def _extra_scores(records: list[dict]) -> dict:
 
 def invented_rate(records: list[dict]) -> float | None:
     """The share of answered examples whose answer holds at least one invented fact (among those checked)."""
-    answered = [r for r in records if r.get("prediction") is not None and str(r["prediction"]).strip()]
+    answered = [r for r in records if r.get("prediction") is not None and not is_blank(str(r["prediction"]))]
     return _mean(float(bool(r["invented"])) for r in answered if isinstance(r.get("invented"), list))
 
 

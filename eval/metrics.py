@@ -33,18 +33,18 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(metric_tokens(prediction, japanese) == metric_tokens(reference, japanese))
 
 
-def _label_key(text: str) -> str:
+def label_key(text: str) -> str:
     """A label compared loosely: case, width, spaces, hyphens and underscores do not matter."""
     return normalize(re.sub(r"[_-]+", " ", text))
 
 
 def match_label(prediction: str, labels: tuple[str, ...]) -> str | None:
-    """The label a prediction names: equal to one after `_label_key`, or starting with exactly one."""
-    key = _label_key(prediction)
+    """The label a prediction names: equal to one after `label_key`, or starting with exactly one."""
+    key = label_key(prediction)
     for label in labels:
-        if _label_key(label) == key:
+        if label_key(label) == key:
             return label
-    starting = [label for label in labels if key.startswith(_label_key(label) + " ")]
+    starting = [label for label in labels if key.startswith(label_key(label) + " ")]
     return starting[0] if len(starting) == 1 else None
 
 
@@ -52,7 +52,7 @@ def accuracy(prediction: str, reference: str, labels: tuple[str, ...] | None = N
     """1.0 if the prediction names the reference label (see `match_label`), else 0.0."""
     if labels:
         return float(match_label(prediction, labels) == reference)
-    return float(_label_key(prediction) == _label_key(reference))
+    return float(label_key(prediction) == label_key(reference))
 
 
 def fact(prediction: str, reference: str) -> float:

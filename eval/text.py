@@ -7,6 +7,7 @@ import unicodedata
 from smelt.errors import SmeltError
 
 _ASCII_PUNCT = frozenset(string.punctuation)
+_INVISIBLE_CATEGORIES = {"Cf", "Zs", "Zl", "Zp"}  # format characters (U+200B, U+FEFF...) and spaces
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _SPACES = re.compile(r"\s+")
 
@@ -93,3 +94,8 @@ def retrieval_tokens(text: str, scheme: str = DEFAULT_SCHEME) -> list[str]:
         else:
             tokens.append(cjk)
     return tokens
+
+
+def is_blank(text: str) -> bool:
+    """True if ``text`` shows nothing: only whitespace and invisible format or space characters (U+200B...)."""
+    return all(char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)

@@ -206,14 +206,25 @@ def _logs_held_back():
 
 
 def adapter_folder(adapter: str | Path) -> Path:
-    """The adapter folder, if it holds a peft adapter in safetensors; otherwise say what is missing."""
+    """The adapter folder, if it holds a peft adapter in safetensors; otherwise say what is missing.
+
+    Messages name the folder as it was given (a run's ``RUN/adapter``), which is what the user passed."""
     folder = Path(adapter).expanduser()
     if not folder.is_dir():
-        raise SmeltError(f"--adapter {folder}: no such folder; pass the folder a distill run saved its adapter to")
+        raise SmeltError(f"{folder}: no such folder; a distilled run keeps its LoRA adapter in its adapter/ folder: "
+                         "pass a distill run directory that has one")
     if not (folder / "adapter_config.json").is_file():
-        raise SmeltError(f"--adapter {folder}: no adapter_config.json there; pass a LoRA adapter folder (peft)")
+        raise SmeltError(f"{folder}: no adapter_config.json there, so it is not a LoRA adapter folder (peft); "
+                         "pass a distill run directory whose adapter/ folder is complete")
     if not (folder / "adapter_model.safetensors").is_file():
-        raise SmeltError(f"--adapter {folder}: no adapter_model.safetensors there (smelt loads safetensors only)")
+        pickled = [name for name in ("adapter_model.bin", "adapter_model.pt") if (folder / name).is_file()]
+        if pickled:
+            raise SmeltError(f"{folder}: holds {pickled[0]}, a pickle, which smelt never loads (smelt loads "
+                             "safetensors only); convert it where you trust the file: load it with peft "
+                             "(PeftModel.from_pretrained) and save it again with save_pretrained(FOLDER, "
+                             "safe_serialization=True), which writes adapter_model.safetensors")
+        raise SmeltError(f"{folder}: no adapter_model.safetensors there (smelt loads safetensors only); pass a "
+                         "distill run directory whose adapter/ folder is complete")
     return folder
 
 
@@ -233,7 +244,7 @@ def attach_adapter(model, adapter: str | Path, *, base_source: str):
     try:
         config = json.loads((folder / "adapter_config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        message = f"--adapter {folder}/adapter_config.json is not valid JSON ({exc}); save the adapter again"
+        message = f"{folder}/adapter_config.json: not valid JSON ({exc}); save the adapter again"
         raise SmeltError(message) from exc
     recorded_base = (config.get("base_model_name_or_path") if isinstance(config, dict) else None) or "unknown"
     try:
@@ -254,7 +265,7 @@ def attach_adapter(model, adapter: str | Path, *, base_source: str):
 
 def _misfit(folder: Path, base_source: str, recorded_base: str, detail: str = "") -> str:
     return (
-        f"--adapter {folder}: it does not fit the base model {base_source} (it was trained on {recorded_base}"
+        f"{folder}: it does not fit the base model {base_source} (it was trained on {recorded_base}"
         f"{'; ' + detail if detail else ''}); load it with the student model it was distilled for"
     )
 

@@ -5,10 +5,15 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dspy
 
 from smelt.errors import SmeltError
+
+# The counts of CompileSettings and the option that sets each (a sweep's space sets num_candidates).
+_COUNT_OPTIONS = {"max_demos": "--max-demos", "max_labeled_demos": "--max-labeled-demos",
+                  "num_candidates": "num_candidates"}
 
 
 @dataclass
@@ -20,6 +25,12 @@ class CompileSettings:
     num_candidates: int = 4  # candidate programs tried by random_search
     candidate_eval_size: int | None = None  # random_search scores candidates on this many train examples (None: all)
     labeled_in_order: bool = False  # labeled demos: the first of train (as interleave_labels ordered it), not a sample
+
+    def __post_init__(self):
+        for name, option in _COUNT_OPTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SmeltError(f"{option} must be an integer >= 0 (got {value!r})")
 
 
 # What compile uses where neither the user nor the task says otherwise.
@@ -107,23 +118,61 @@ def interleave_labels(examples: list, field: str, *, seed: int = 0) -> list:
     return ordered
 
 
-OPTIMIZERS: dict[str, Callable] = {
-    "none": _none,
-    "labeled": _labeled,
-    "bootstrap": _bootstrap,
-    "random_search": _random_search,
-    "mipro": _mipro,
-    "copro": _copro,
-    "simba": _simba,
-    "gepa": _gepa,
+@dataclass(frozen=True)
+class Optimizer:
+    compile: Callable[..., Any]  # (program, trainset, metric, lm, settings) -> the compiled program
+    min_train: int  # train examples it cannot run without (DSPy 3.4.1; see OPTIMIZERS)
+
+
+# The optimizers, and the fewest train examples each runs on, as DSPy 3.4.1 has it: BootstrapFewShot loops over
+# train (an empty one fails), random_search bootstraps too, COPRO and SIMBA score on train, GEPA asserts a
+# non-empty train, MIPROv2 splits train into its own train and validation sets (2 at least); labeled would
+# only return the program unchanged.
+OPTIMIZERS: dict[str, Optimizer] = {
+    "none": Optimizer(_none, 0),
+    "labeled": Optimizer(_labeled, 1),
+    "bootstrap": Optimizer(_bootstrap, 1),
+    "random_search": Optimizer(_random_search, 1),
+    "mipro": Optimizer(_mipro, 2),
+    "copro": Optimizer(_copro, 1),
+    "simba": Optimizer(_simba, 1),
+    "gepa": Optimizer(_gepa, 1),
 }
+
+
+def check_optimizer(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise SmeltError(f"--optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
+
+
+def optimizers_for(train_size: int) -> list[str]:
+    """The optimizers that can run on ``train_size`` train examples."""
+    return [name for name, optimizer in OPTIMIZERS.items() if optimizer.min_train <= train_size]
+
+
+def check_train_size(optimizer: str, train_size: int, *, max_train: int | None = None,
+                     instead: str | None = None) -> None:
+    """Refuse, before any model loads, an optimizer that cannot run on ``train_size`` train examples.
+
+    ``max_train`` is --max-train, named as the cause where it leaves too few; ``instead`` is the other way out, in
+    the caller's words (default: the --optimizer values that fit)."""
+    check_optimizer(optimizer)
+    minimum = OPTIMIZERS[optimizer].min_train
+    if train_size >= minimum:
+        return
+    if instead is None:
+        fits = optimizers_for(train_size)
+        instead = f"use --optimizer {fits[0]}" if len(fits) == 1 else f"use another --optimizer: {', '.join(fits)}"
+    needs = f"optimizer {optimizer} needs at least {minimum} train example{'s' if minimum > 1 else ''}"
+    if max_train is not None and max_train < minimum:
+        raise SmeltError(f"--max-train {max_train}: {needs}; raise --max-train or {instead}")
+    split = "the train split is empty" if train_size == 0 else \
+        f"the train split has only {train_size} example{'s' if train_size > 1 else ''}"
+    raise SmeltError(f"{split}: {needs}; give more train data (--data FILE, or --train FILE) or {instead}")
 
 
 def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, lm, settings: CompileSettings):
     """Run ``optimizer`` on ``program`` over ``trainset`` with ``lm`` (a ResolvedLM); returns the compiled copy."""
-    if optimizer not in OPTIMIZERS:
-        raise SmeltError(f"--optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    if not trainset and optimizer != "none":
-        raise SmeltError(f"--optimizer {optimizer}: the train split is empty; give train data or use --optimizer none")
+    check_train_size(optimizer, len(trainset))
     with lm.context():
-        return OPTIMIZERS[optimizer](program.deepcopy(), trainset, metric, lm, settings)
+        return OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings)

@@ -8,18 +8,30 @@ A space maps a parameter name to one of:
     placement: question_last                     # a fixed value
 
 A space file (YAML or TOML) replaces the default entry of each name it gives and keeps the others.
+
+Every value a space can produce (each choice, a range's two ends, a fixed value) is checked before the first trial,
+by the check the same setting meets on the command line (``value_check``): a value no trial could run with is one
+error now, not a failed trial each time it is drawn.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from smelt.errors import SmeltError
+
+if TYPE_CHECKING:
+    from smelt.programs.task import Task
+
+# The check of one value a space gives a parameter: (name, value) -> None, or a SmeltError saying why not.
+ValueCheck = Callable[[str, Any], None]
 
 # Optimizers a small local model can drive: they only need it to answer, not to write instructions.
 ANSWER_ONLY_OPTIMIZERS = ("none", "labeled", "bootstrap")
@@ -62,6 +74,14 @@ class Param:
         if self.low is not None:
             return isinstance(value, int | float) and self.low <= value <= self.high
         return value == self.value
+
+    def checked_values(self) -> tuple:
+        """The values that stand for all it can produce: every choice, a range's two ends, or the fixed value."""
+        if self.choices is not None:
+            return self.choices
+        if self.low is not None:
+            return (self.low, self.high)
+        return (self.value,)
 
     def describe(self) -> str:
         if self.choices is not None:
@@ -146,8 +166,63 @@ def allowed_names(stage: str, task_options: dict) -> tuple[str, ...]:
     return (COMPILE_KNOBS + tuple(task_options)) if stage == "compile" else LORA_KNOBS
 
 
-def load_space(path: str | Path, base: Space, allowed: tuple[str, ...]) -> Space:
-    """``base`` with the entries of a YAML or TOML space file in place of its own; errors name the key."""
+def value_check(stage: str, task: Task | None = None) -> ValueCheck:
+    """The check a value of a ``stage`` space meets: the optimizer registry and CompileSettings for the compile
+    knobs, the task's ``-o key=value`` check for its program options; LoraTrainingConfig for the LoRA knobs."""
+    if stage == "distill":
+        return _check_lora_knob
+
+    def check(name: str, value: Any) -> None:
+        from smelt.optimizers.compile import CompileSettings, check_optimizer
+
+        if name == "optimizer":
+            check_optimizer(value)
+        elif name in COMPILE_KNOBS:
+            CompileSettings(**{name: value})
+        else:
+            _check_program_option(task, name, value)
+
+    return check
+
+
+def _check_program_option(task: Task, name: str, value: Any) -> None:
+    """``value`` as ``-o name=value`` is checked (its type, then the options dataclass's own rules), and of the
+    type it converts to: a trial passes the space's value itself, unconverted."""
+    from smelt.programs.task import describe_options, parse_option_pairs
+
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    converted = parse_option_pairs(task, [f"{name}={text}"])[name]
+    if converted != value or isinstance(converted, str) != isinstance(value, str):
+        raise SmeltError(f"of type {type(value).__name__}; task {task.name}'s options and their types: "
+                         f"{describe_options(task.options)}")
+    task.options(**{name: converted})  # the dataclass's own rules (e.g. top_k >= 1), the others at their defaults
+
+
+def _check_lora_knob(name: str, value: Any) -> None:
+    from smelt.optimizers.lora_config import LoraTrainingConfig
+
+    # alpha = alpha_ratio x r, positive exactly when the ratio is.
+    LoraTrainingConfig(**{"alpha" if name == "alpha_ratio" else name: value})
+
+
+# How a check's message starts when it echoes the command-line option, e.g. "-o top_k=-3: " or "--optimizer 'x': ".
+_OPTION_ECHO = re.compile(r"^-{1,2}[\w-]+(?: \S+)?: ")
+
+
+def check_values(params: dict[str, Param], check: ValueCheck, where: str) -> None:
+    """Every value ``params`` can produce passes ``check``; else one error naming ``where``, the name and value."""
+    for name, param in params.items():
+        for value in param.checked_values():
+            try:
+                check(name, value)
+            except SmeltError as exc:
+                reason = _OPTION_ECHO.sub("", str(exc), count=1)
+                raise SmeltError(f"{where}: {name}: {value!r} is not allowed ({reason})") from None
+
+
+def load_space(path: str | Path, base: Space, allowed: tuple[str, ...], check: ValueCheck | None = None) -> Space:
+    """``base`` with the entries of a YAML or TOML space file in place of its own; errors name the key. ``check``
+    (``value_check``) refuses a value no trial could run with."""
     path = Path(path)
     if not path.is_file():
         raise SmeltError(f"--space {path}: no such file; pass a YAML or TOML file (see `sweep TASK --show-space`)")
@@ -162,21 +237,23 @@ def load_space(path: str | Path, base: Space, allowed: tuple[str, ...]) -> Space
         else:
             raise SmeltError(f"--space {path}: use a .yaml, .yml or .toml file")
     except tomllib.TOMLDecodeError as exc:
-        raise SmeltError(f"{path}: not valid TOML ({exc})") from exc
+        raise SmeltError(f"--space {path}: not valid TOML ({exc})") from exc
     except Exception as exc:
         if isinstance(exc, SmeltError):
             raise
-        raise SmeltError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        raise SmeltError(f"--space {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SmeltError(f"{path}: a space is a mapping of parameter names to ranges or choices")
-    params = dict(base.params)
+        raise SmeltError(f"--space {path}: a space is a mapping of parameter names to ranges or choices")
+    given = {}
     for name, entry in data.items():
         if name not in allowed:
-            raise SmeltError(f"{path}: unknown parameter {name!r}; allowed: {', '.join(allowed)}")
-        params[name] = _parse_param(name, entry, str(path))
-    return Space(params)
+            raise SmeltError(f"--space {path}: unknown parameter {name!r}; allowed: {', '.join(allowed)}")
+        given[name] = _parse_param(name, entry, f"--space {path}")
+    if check is not None:
+        check_values(given, check, f"--space {path}")
+    return Space({**base.params, **given})
 
 
 def _parse_param(name: str, entry, where: str) -> Param:

@@ -8,6 +8,8 @@ the others notice a dead worker, fail its trial and run it again. SQLite is not 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -44,18 +46,60 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = 60, worke
         if workers > 1:
             raise SmeltError("--storage sqlite:/// is not safe for several workers (\"database is locked\"); "
                              "leave --storage out for a journal file, or use postgresql://")
+        check_sqlite_file(url)
         log("[smelt] warning: SQLite storage is for one process only; concurrent workers on it are unsafe")
-        return _rdb(url, heartbeat_s=None, engine_kwargs={})
+        return _rdb(url, heartbeat_s=None, engine_kwargs={},
+                    advice=f"check that {sqlite_file(url)} is a study database Optuna wrote, or pass another file")
     try:
         import psycopg  # noqa: F401 - SQLAlchemy 2.1's default PostgreSQL driver
     except ImportError:
         raise SmeltError("--storage postgresql://: the PostgreSQL driver is not installed; run "
                          "`pip install -e \".[postgres]\"` (psycopg)") from None
     driver_url = "postgresql+psycopg://" + url.split("://", 1)[1]  # the driver smelt installs, whatever the default
-    return _rdb(driver_url, heartbeat_s=heartbeat_s, engine_kwargs=POOL)
+    return _rdb(driver_url, heartbeat_s=heartbeat_s, engine_kwargs=POOL,
+                advice="check the host, user, password and that the database exists (createdb NAME)")
 
 
-def _rdb(url: str, *, heartbeat_s: int | None, engine_kwargs: dict):
+def sqlite_file(url: str) -> Path:
+    """The file of ``sqlite:///FILE`` (relative to the working folder; ``sqlite:////abs/path`` is absolute)."""
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def check_sqlite_file(url: str) -> None:
+    """Fail in a moment, with the system's reason, where SQLite could not write the study file."""
+    problem = _sqlite_problem(sqlite_file(url))
+    if problem:
+        reason, advice = problem
+        raise SmeltError(f"--storage {redact(url)}: cannot write the SQLite file {sqlite_file(url)} ({reason}); "
+                         f"{advice} (sqlite:////abs/path for an absolute one), or leave --storage out for a journal "
+                         "file in the sweep's run directory")
+
+
+def _sqlite_problem(path: Path) -> tuple[str, str] | None:
+    """(why SQLite could not write ``path``, what to do), or None: its folder is missing or a file, it is a folder,
+    or the folder (where SQLite also writes its journal) or the file is read-only or not ours to write."""
+    if str(path) == ":memory:":
+        return None
+    writable = "pass a path in a folder you can write to"
+    folder = path.parent.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder", writable
+    if existing != folder:
+        return f"no such folder {path.parent}", f"create the folder first (mkdir -p {path.parent}), or {writable}"
+    if path.is_dir():
+        return f"{path} is a folder", "pass the path of a file"
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # removed as it closes: nothing is left behind
+            pass
+        if path.exists():
+            os.close(os.open(path, os.O_RDWR))
+    except OSError as exc:
+        return f"{(exc.strerror or type(exc).__name__).lower()}: {path if path.exists() else path.parent}", writable
+    return None
+
+
+def _rdb(url: str, *, heartbeat_s: int | None, engine_kwargs: dict, advice: str):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -74,8 +118,7 @@ def _rdb(url: str, *, heartbeat_s: int | None, engine_kwargs: dict):
             return optuna.storages.get_storage(rdb)
     except (SQLAlchemyError, ValueError) as exc:  # ValueError: a malformed URL (a port that is not a number)
         detail = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
-        raise SmeltError(f"--storage {redact(url)}: cannot open the study storage ({detail}); check the host, "
-                         "user, password and that the database exists (createdb NAME)") from None
+        raise SmeltError(f"--storage {redact(url)}: cannot open the study storage ({detail}); {advice}") from None
 
 
 def quiet_optuna() -> None:

@@ -26,6 +26,7 @@ from smelt.commands.common import (
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import EvalResult, evaluate
 from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings
+from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, write_json
 
@@ -112,7 +113,7 @@ class CompileStage:
         from smelt.runs import read_manifest
 
         program = self.task.program(read_manifest(run_dir)["program_options"])
-        program.load(str(run_dir / "program.json"))
+        load_program_file(program, run_dir / "program.json", task_name=self.task.name)
         return program, self.lm
 
     def release(self, run_dir: Path) -> None:
@@ -258,7 +259,7 @@ class DistillStage:
 
     def load(self, run_dir: Path):
         program = self.task.program(self.student_options())
-        program.load(str(run_dir / "program.json"))
+        load_program_file(program, run_dir / "program.json", task_name=self.task.name)
         return program, self._distilled_lm(run_dir)
 
     def release(self, run_dir: Path) -> None:

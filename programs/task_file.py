@@ -2,7 +2,8 @@
 
     name = "inquiry_routing"                      # default: the file name
     description = "Route a citizen's inquiry to the department that handles it."
-    signature = "inquiry -> department"           # a DSPy string signature
+    signature = "inquiry -> department"           # inputs -> outputs; a field is name or name: TYPE
+                                                  # (str, int, float, bool, list[str|int|float|bool])
     instructions = "Pick the one department ..."
     metric = "accuracy"                           # f1, em, accuracy, fact or judge, each also NAME+grounded
                                                   # (default: accuracy with labels, else f1)
@@ -28,16 +29,19 @@ A mistake is one error naming the file and the key.
 """
 
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.eval.text import is_blank
 from smelt.eval.judge import METRIC_NAMES
-from smelt.eval.metrics import GROUNDED, split_grounded
+from smelt.eval.metrics import GROUNDED, label_key, split_grounded
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
+from smelt.programs.signature_text import SignatureTextError, parse_signature
 from smelt.programs.task import Task
 
 TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data",
@@ -83,7 +87,7 @@ def load_task_file(path_text: str) -> Task:
         signature=signature,
         make_program=lambda o: SignatureProgram(signature, o),
         options=options,
-        load_data=_data_loader(spec.get("data"), path, signature, bad),
+        load_data=_data_loader(spec.get("data"), path, signature, labels, bad),
         metric=metric,
         labels=tuple(labels) if labels else None,
         sweep_space={"predictor": ["predict", "cot"]},
@@ -126,13 +130,10 @@ def _signature(spec: dict, bad) -> type[dspy.Signature]:
     instructions = spec.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise bad("instructions", "expected a string")
-    try:
-        signature = dspy.Signature(text, instructions) if instructions else dspy.Signature(text)
-    except Exception as exc:  # DSPy raises ValueError or SyntaxError for a malformed signature
-        raise bad("signature", f"{text!r} could not be parsed ({exc})") from None
-    if not signature.input_fields or not signature.output_fields:
-        raise bad("signature", f"{text!r} needs at least one input and one output field")
-    return signature
+    try:  # never dspy.Signature(text): DSPy's parser imports the names in annotations
+        return parse_signature(text, instructions or None)
+    except SignatureTextError as exc:
+        raise bad("signature", str(exc)) from None
 
 
 def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], list[str] | None]:
@@ -144,6 +145,7 @@ def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], li
     answer = next(iter(signature.output_fields))
     for name, entry in fields.items():
         key = f"fields.{name}"
+        name = unicodedata.normalize("NFC", name)  # as the signature's names are
         if name not in names:
             raise bad(key, f"not a field of the signature; its fields: {', '.join(names)}")
         if not isinstance(entry, dict):
@@ -160,10 +162,17 @@ def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], li
             value = entry["labels"]
             if name != answer:
                 raise bad(f"{key}.labels", f"labels belong to the answer, the first output field ({answer})")
-            if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and v for v in value):
+            if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and not is_blank(v)
+                                                                         for v in value):
                 raise bad(f"{key}.labels", "expected a list of at least two non-empty strings")
-            if len(set(value)) != len(value):
-                raise bad(f"{key}.labels", "a label is listed twice")
+            keys = [label_key(v) for v in value]  # as the accuracy metric compares them
+            for later, key_of_label in enumerate(keys):
+                if key_of_label in keys[:later]:
+                    first = value[keys.index(key_of_label)]
+                    raise bad(f"{key}.labels", f"{value[later]!r} is listed twice (as {first!r}; case, width, "
+                                               "spaces, _ and - do not count)")
+            if signature.output_fields[name].annotation is not str:
+                raise bad(f"{key}.labels", f"labels need a str answer; drop the type of {name} in the signature")
             labels = value
     return signature, labels
 
@@ -191,7 +200,7 @@ def _compile_defaults(table: Any, bad) -> dict:
     return dict(table)
 
 
-def _data_loader(data: Any, path: Path, signature, bad):
+def _data_loader(data: Any, path: Path, signature, labels: list[str] | None, bad):
     if data is None:
         return None
     if not isinstance(data, dict):
@@ -215,6 +224,7 @@ def _data_loader(data: Any, path: Path, signature, bad):
         from smelt.eval.datasets import load_splits
 
         return load_splits(data=files.get("file"), train=files.get("train"), dev=files.get("dev"),
-                           test=files.get("test"), fields={}, input_keys=inputs, required=(*inputs, answer), seed=0)
+                           test=files.get("test"), fields={}, input_keys=inputs, required=(*inputs, answer), seed=0,
+                           labels={answer: tuple(labels)} if labels else None)
 
     return load

@@ -9,6 +9,7 @@ import pytest
 from smelt.commands.answer import answer
 from smelt.commands.common import DataOptions, load_run
 from smelt.commands.compile import CompileOptions, run_compile
+from smelt.errors import SmeltError
 
 INQUIRIES = [
     ("The streetlight outside 3-4 Kita-machi has been out for a week.", "roads"),
@@ -93,9 +94,12 @@ def test_a_python_task_outside_the_checkout_compiles_end_to_end(tmp_path, data_f
     demos = program["route"]["demos"]
     assert len(demos) == 2 and {"inquiry", "department"} <= set(demos[0])
 
-    loaded = load_run(outcome.run_dir)  # found again from the manifest, in this process or another
+    # A run directory never runs code by itself: its Python task is loaded when the user names it.
+    with pytest.raises(SmeltError, match="its task is Python code"):
+        load_run(outcome.run_dir)
+    loaded = load_run(outcome.run_dir, task_name=f"{module}:task")
     assert loaded.task.name == "my_router" and loaded.task.input_fields == ("inquiry",)
-    reply = answer(str(outcome.run_dir), {"inquiry": "A pothole on Route 9."}, device="cpu")
+    reply = answer(str(outcome.run_dir), {"inquiry": "A pothole on Route 9."}, task=f"{module}:task", device="cpu")
     assert set(reply) == {"department"}
 
 
