@@ -36,9 +36,9 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
-from smelt.eval.text import is_blank
 from smelt.eval.judge import METRIC_NAMES
 from smelt.eval.metrics import GROUNDED, label_key, split_grounded
+from smelt.eval.text import is_blank
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
 from smelt.programs.signature_text import SignatureTextError, parse_signature
