@@ -353,7 +353,8 @@ def sweep(task, show_space, **kwargs):
 
     Each trial is a run directory under the sweep's trials/, scored on dev; test is seen only at the end.
     TASK: a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml)."""
-    from smelt.commands.sweep import SweepOptions, resumed_sweep_options, run_sweep, space_for
+    from smelt.commands.sweep import resumed_sweep_options, run_sweep
+    from smelt.commands.sweep_options import SweepOptions, space_for
 
     given = _given_options()
     options = SweepOptions(task=task, **_run_fields(kwargs), **kwargs)

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from smelt.errors import SmeltError, filesystem_error
-from smelt.eval.datasets import sha256_of_file
+from smelt.programs.datasets import sha256_of_file
 from smelt.redaction import scrub, scrub_argv
 
 RUNS_ROOT = Path(os.environ.get("SMELT_RUNS", "runs"))
@@ -41,23 +41,6 @@ def new_run_dir(task: str, command: str, root: Path | None = None) -> Path:
         (path / "eval").mkdir()
         return path
     raise SmeltError(f"could not create a run directory under {base}")
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically: readers never see a half-written file."""
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write text atomically (a temporary file, then a rename); a failed write leaves no ``path`` and no temporary
-    file behind, and its OSError names ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _git_commit() -> str | None:

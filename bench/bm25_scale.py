@@ -26,9 +26,9 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 
 from bench.machine import cpu_name
-from smelt.eval.text import retrieval_tokens
 from smelt.programs.bm25 import BM25Index
 from smelt.programs.collection_index import load_or_build
+from smelt.programs.text import retrieval_tokens
 
 SEED = 0
 ENGLISH_VOCABULARY = 30_000

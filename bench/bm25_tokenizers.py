@@ -22,8 +22,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench.machine import cpu_name as _cpu_name
-from smelt.eval.text import DEFAULT_SCHEME, SCHEMES
 from smelt.programs.retrieval import rank_chunks, split_into_chunks
+from smelt.programs.text import DEFAULT_SCHEME, SCHEMES
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "doc_qa"
 SPLITS = ("train", "dev", "test")

@@ -105,12 +105,12 @@ def pick(rows: list[dict], limit: int | None) -> list[dict]:
 
 
 def fact_metric() -> tuple[Callable[[str, str], float] | None, str]:
-    """smelt.eval.facts.fact_score, (prediction, reference) -> 0..1, or None and why the metric is skipped."""
+    """smelt.eval.metrics.fact, (prediction, reference) -> 0..1, or None and why the metric is skipped."""
     try:
-        from smelt.eval.facts import fact_score
+        from smelt.eval.metrics import fact as fact_score
     except ImportError as exc:
-        return None, f"fact: skipped, smelt.eval.facts.fact_score cannot be imported ({exc})"
-    return fact_score, "fact: smelt.eval.facts.fact_score"
+        return None, f"fact: skipped, smelt.eval.metrics.fact cannot be imported ({exc})"
+    return fact_score, "fact: smelt.eval.metrics.fact"
 
 
 def judge_scores(rows: list[dict], spec: str, device: str, threads: int) -> dict:

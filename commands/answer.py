@@ -5,7 +5,7 @@ from pathlib import Path
 
 from smelt.commands.common import configure_dspy, load_run
 from smelt.errors import SmeltError
-from smelt.eval.text import is_blank
+from smelt.programs.text import is_blank
 from smelt.runs import read_manifest
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.files import write_json
 from smelt.programs.registry import Task, get_task
-from smelt.runs import read_manifest, write_json
+from smelt.runs import read_manifest
 
 
 @dataclass
@@ -51,7 +52,7 @@ class RunOptions:
 
 def load_task_data(task: Task, options: DataOptions, seed: int):
     """The task's train/dev/test Examples (shipped data unless files are given), cut to any --max-* limits."""
-    from smelt.eval.datasets import load_splits, parse_field_mapping
+    from smelt.programs.datasets import load_splits, parse_field_mapping
 
     if options.data or options.train or options.dev or options.test:
         splits = load_splits(

@@ -25,10 +25,17 @@ from smelt.eval.evaluate import evaluate
 from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.report import failure_examples, markdown_table, text_table
-from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings, check_train_size, compile_program
+from smelt.files import write_json, write_text
+from smelt.optimizers.compile import (
+    COMPILE_DEFAULTS,
+    CompileSettings,
+    check_task_defaults,
+    check_train_size,
+    compile_program,
+)
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, check_runs_root, open_run_dir, write_json, write_text
+from smelt.runs import build_manifest, check_runs_root, open_run_dir
 
 
 @dataclass
@@ -137,6 +144,7 @@ def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
 
 def with_compile_defaults(options: CompileOptions, task) -> CompileOptions:
     """Optimizer settings the user left out: the task's own defaults, else smelt's."""
+    check_task_defaults(task)
     defaults = {**COMPILE_DEFAULTS, **task.compile_defaults}
     return replace(options, **{name: value for name, value in defaults.items() if getattr(options, name) is None})
 

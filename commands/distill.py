@@ -36,9 +36,10 @@ from smelt.eval.evaluate import evaluate
 from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.report import markdown_table, text_table
+from smelt.files import write_json, write_text
 from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, check_runs_root, open_run_dir, runs_root, write_json, write_text
+from smelt.runs import build_manifest, check_runs_root, open_run_dir, runs_root
 
 SFT_FILE = "sft.jsonl"
 TRAINING_SUMMARY = "training.json"

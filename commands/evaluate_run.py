@@ -18,9 +18,10 @@ from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
-from smelt.eval.metrics import split_grounded
 from smelt.eval.report import markdown_table, text_table
-from smelt.runs import build_manifest, check_runs_root, open_run_dir, write_json, write_text
+from smelt.files import write_json, write_text
+from smelt.programs.metric_names import split_grounded
+from smelt.runs import build_manifest, check_runs_root, open_run_dir
 
 
 @dataclass

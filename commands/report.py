@@ -133,7 +133,7 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path = "report.html"
     """Write the comparison page to ``out`` (its folder made if missing); returns its path. Inside a run directory
     only a new file is written; elsewhere an existing file is replaced only when it is a page smelt wrote, or with
     ``force``."""
-    from smelt.runs import write_text
+    from smelt.files import write_text
 
     path = Path(out)
     if path.is_dir():

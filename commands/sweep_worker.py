@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from smelt.commands.sweep import OBJECTIVES, SweepOptions, space_for
+from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
 from smelt.errors import SmeltError
 from smelt.optimizers.sweep_queue import ERROR, INTERRUPTED
 from smelt.runs import read_manifest
@@ -35,7 +35,7 @@ def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=N
 
     quiet_optuna()
     if stage is None:  # a worker process of its own
-        from smelt.optimizers.sweep_trials import make_stage
+        from smelt.commands.sweep_trials import make_stage
 
         stage = make_stage(options, cache=options.uses_cache(), log=log)
         if options.stage == "distill":

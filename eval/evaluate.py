@@ -25,8 +25,8 @@ from smelt.errors import SmeltError
 from smelt.eval.facts import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
-from smelt.eval.text import is_blank
 from smelt.lm.truncation import install_truncation_filter, truncation_count
+from smelt.programs.text import is_blank
 
 EARLY_STOP_AFTER = 8  # when this many first examples all fail on their model (or judge) call, stop the evaluation
 

@@ -34,7 +34,7 @@ One fact is *found* among the facts of another text when that text holds the sam
 - a URL is found in the same URL or a longer one under it (city.example.jp in city.example.jp/pool);
 - an e-mail address and a phone number: the same.
 
-The `fact` score of an answer against its reference (`fact_score`): the answer's F1 (`smelt.eval.metrics.f1`,
+The `fact` score of an answer against its reference (`smelt.eval.metrics.fact`): the answer's F1 (`f1` there,
 characters for Japanese, words otherwise) when every fact of the reference is found among the answer's
 facts, else 0. A reference without facts scores plain F1. So gold 令和8年8月31日 against the answer
 令和8年6月1日 scores 0, where character F1 gives 0.8: F1 rewards the shared characters of a wrong date, the
@@ -54,8 +54,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-
-from smelt.eval.metrics import f1
 
 KINDS = ("url", "email", "date", "time", "phone", "amount", "number")
 
@@ -429,13 +427,6 @@ def missing_facts(answer: str, reference: str) -> list[Fact]:
     """The reference's facts the answer does not hold (the answer may leave out a date's year)."""
     have = FactSet.of(answer)
     return [fact for fact in extract_facts(reference) if not have.find(fact, year_may_be_missing=True)]
-
-
-def fact_score(prediction: str, reference: str) -> float:
-    """F1 of the answer when it holds every fact of the reference, else 0 (see the module docstring)."""
-    if missing_facts(prediction, reference):
-        return 0.0
-    return f1(prediction, reference)
 
 
 def invented(answer: str | None, source: str | None) -> list[str]:

@@ -294,14 +294,6 @@ def _exact_match() -> Callable[[str, str], float] | None:
     return exact_match
 
 
-def _fact_function() -> Callable | None:
-    try:
-        from smelt.eval import facts
-    except Exception:  # noqa: BLE001 - no fact metric in this checkout: the axis is left out
-        return None
-    return getattr(facts, "fact_score", None)
-
-
 def _record_fact(record: dict) -> float | None:
     for value in (record.get("fact"), record.get("fact_score"), (record.get("scores") or {}).get("fact"),
                   (record.get("scores") or {}).get("fact_score")):
@@ -310,26 +302,14 @@ def _record_fact(record: dict) -> float | None:
     return None
 
 
-def _fact_mean(records: list[dict], fact_score: Callable | None) -> float | None:
+def _fact_mean(records: list[dict]) -> float | None:
+    """The records' own fact scores where every record has one, else ``fact`` computed from gold and prediction."""
+    from smelt.eval.metrics import fact
+
     values = [_record_fact(r) for r in records]
     if records and all(v is not None for v in values):
         return _mean(values)
-    if fact_score is None:
-        return None
-    values = []
-    for record in records:
-        if not isinstance(record.get("gold"), str):
-            continue
-        try:
-            result = fact_score(str(record.get("prediction") or ""), record["gold"])
-            if isinstance(result, tuple | list):
-                result = result[0]
-            if isinstance(result, dict):
-                result = result.get("score")
-            values.append(float(result))
-        except Exception:  # noqa: BLE001 - an API this report does not know: leave the axis out
-            return None
-    return _mean(values)
+    return _mean([fact(str(r.get("prediction") or ""), r["gold"]) for r in records if isinstance(r.get("gold"), str)])
 
 
 def _measured(records: list[dict], key: str) -> float | None:
@@ -384,8 +364,7 @@ def radar_values(programs: list[Program], metric: str = "score") -> Radar:
     candidates.append(("exact match", ems, "exact match: share of answers equal to the reference after normalisation "
                        "(smelt.eval.metrics.exact_match)", lambda v: f"{v:.3f}"))
 
-    fact_score = _fact_function()
-    facts = [_fact_mean(p.records, fact_score) for p in programs]
+    facts = [_fact_mean(p.records) for p in programs]
     candidates.append(("fact", facts, "fact: the mean fact score of the answers (0–1)", lambda v: f"{v:.3f}"))
 
     grounding = []
@@ -664,7 +643,7 @@ def write_html_report(run_dir: Path, log: Callable[[str], None] | None = None) -
     """Write ``run_dir/report.html``; a failure is one logged line, never the end of the command that ran."""
     run_dir = Path(run_dir)
     try:
-        from smelt.runs import write_text
+        from smelt.files import write_text
 
         path = run_dir / REPORT_FILE
         write_text(path, render_html(run_report(run_dir)))

@@ -10,10 +10,10 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
-from smelt.eval.metrics import GROUNDED, METRICS, PASS_F1, split_grounded
+from smelt.eval.metrics import METRICS, PASS_F1
+from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
 from smelt.signatures.judge import JudgeOutput
 
-METRIC_NAMES = ("f1", "em", "accuracy", "fact", "judge")  # and each of them + "+grounded" (GroundedMetric)
 JUDGE_PASS = 0.7  # a judged answer must reach 7/10 to become a bootstrapped demo
 JUDGE_INPUT_CHARS = 2000  # each input is cut to this for the judge: a whole document adds cost, not judgment
 JUDGE_SOURCE_CHARS = 6000  # without a reference the judge checks the output against its source: more of it

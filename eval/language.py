@@ -13,7 +13,7 @@ leaves room for an English document quoting a Japanese name or a Japanese one fu
 
 from collections.abc import Iterable
 
-from smelt.eval.text import _IDEOGRAPH_RE, _KANA_RE
+from smelt.programs.text import _IDEOGRAPH_RE, _KANA_RE
 
 LANGUAGES = {"ja": "Japanese", "en": "English"}  # code -> the name the tables show, in table order
 JAPANESE_SHARE = 0.1  # above this share of kana/kanji among the letters, the text is Japanese

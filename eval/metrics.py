@@ -2,11 +2,11 @@
 accuracy, and `fact` (F1 when the answer holds every number, date, amount... of the reference, else 0; see
 `smelt.eval.facts`). Any metric name + "+grounded" scores 0 an answer stating a fact its source does not."""
 
-import re
 from collections import Counter
 from collections.abc import Callable
 
-from smelt.eval.text import is_japanese, metric_tokens, normalize
+from smelt.eval.facts import missing_facts
+from smelt.programs.text import is_japanese, label_key, metric_tokens
 
 # A bootstrapped demo must reach this F1 to count as a success.
 PASS_F1 = 0.5
@@ -33,11 +33,6 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(metric_tokens(prediction, japanese) == metric_tokens(reference, japanese))
 
 
-def label_key(text: str) -> str:
-    """A label compared loosely: case, width, spaces, hyphens and underscores do not matter."""
-    return normalize(re.sub(r"[_-]+", " ", text))
-
-
 def match_label(prediction: str, labels: tuple[str, ...]) -> str | None:
     """The label a prediction names: equal to one after `label_key`, or starting with exactly one."""
     key = label_key(prediction)
@@ -57,17 +52,10 @@ def accuracy(prediction: str, reference: str, labels: tuple[str, ...] | None = N
 
 def fact(prediction: str, reference: str) -> float:
     """F1 when every fact of the reference (numbers, amounts, dates, times, phones, e-mails, URLs) is among the
-    answer's, else 0; plain F1 for a reference without facts (`smelt.eval.facts.fact_score`)."""
-    from smelt.eval.facts import fact_score  # facts imports f1 from here
-
-    return fact_score(prediction, reference)
+    answer's, else 0; plain F1 for a reference without facts (see `smelt.eval.facts`)."""
+    if missing_facts(prediction, reference):
+        return 0.0
+    return f1(prediction, reference)
 
 
 METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy, "fact": fact}
-
-GROUNDED = "+grounded"  # f1+grounded, judge+grounded, ...: an answer with an invented fact scores 0
-
-
-def split_grounded(name: str) -> tuple[str, bool]:
-    """'f1+grounded' -> ('f1', True); 'f1' -> ('f1', False)."""
-    return (name.removesuffix(GROUNDED), True) if name.endswith(GROUNDED) else (name, False)

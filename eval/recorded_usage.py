@@ -10,7 +10,7 @@ the same answer, so its usage is copied over and the record names where it came 
 import json
 from pathlib import Path
 
-from smelt.runs import write_text
+from smelt.files import write_text
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "latency_s", "lm_calls")
 

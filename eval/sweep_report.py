@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from smelt.eval.report import markdown_table
-from smelt.runs import write_text
+from smelt.files import write_text
 
 
 def trial_record(trial) -> dict:

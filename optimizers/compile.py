@@ -176,3 +176,10 @@ def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, l
     check_train_size(optimizer, len(trainset))
     with lm.context():
         return OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings)
+
+
+def check_task_defaults(task) -> None:
+    """A task's own compile defaults (a task file's [compile] table) name an optimizer that exists."""
+    name = task.compile_defaults.get("optimizer")
+    if name is not None and name not in OPTIMIZERS:
+        raise SmeltError(f"{task.source}: compile.optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")

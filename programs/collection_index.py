@@ -19,10 +19,10 @@ from typing import NamedTuple
 import numpy as np
 
 from smelt.errors import SmeltError
-from smelt.eval.text import DEFAULT_SCHEME, retrieval_tokens
 from smelt.lm.embedded import cache_root
 from smelt.programs.bm25 import BM25Index, top_indices
 from smelt.programs.retrieval import chunk_spans
+from smelt.programs.text import DEFAULT_SCHEME, retrieval_tokens
 
 FORMAT = "smelt-bm25-collection"
 FORMAT_VERSION = 1

@@ -69,7 +69,7 @@ def load_doc_qa_shipped(data_dir: Path):
 
     `data_dir` is the folder holding those files (or its parent, holding a doc_qa/ folder).
     """
-    from smelt.eval.datasets import Splits, load_records, to_rows
+    from smelt.programs.datasets import Splits, load_records, to_rows
 
     data_dir = Path(data_dir)
     if not (data_dir / "documents.jsonl").exists() and (data_dir / "doc_qa").is_dir():

@@ -3,8 +3,8 @@
 import re
 
 from smelt.errors import SmeltError
-from smelt.eval.text import DEFAULT_SCHEME, retrieval_tokens
 from smelt.programs.bm25 import BM25Index
+from smelt.programs.text import DEFAULT_SCHEME, retrieval_tokens
 
 PASSAGE_SEPARATOR = "\n...\n"
 

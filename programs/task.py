@@ -36,7 +36,7 @@ class Task:
     signature: type[dspy.Signature]
     make_program: Callable[[Any], dspy.Module]  # an instance of `options` -> a fresh, uncompiled program
     options: type = NoOptions
-    load_data: Callable[[], Any] | None = None  # -> smelt.eval.datasets.Splits
+    load_data: Callable[[], Any] | None = None  # -> smelt.programs.datasets.Splits
     metric: str | None = None  # default metric; None: accuracy for a label answer, else f1
     labels: tuple[str, ...] | None = None  # allowed values of the answer; None: from a Literal annotation, if any
     # An example as the program's predictor sees it, for demos and distillation: its inputs and outputs under the

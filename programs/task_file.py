@@ -36,13 +36,12 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
-from smelt.eval.judge import METRIC_NAMES
-from smelt.eval.metrics import GROUNDED, label_key, split_grounded
-from smelt.eval.text import is_blank
+from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
 from smelt.programs.signature_text import SignatureTextError, parse_signature
 from smelt.programs.task import Task
+from smelt.programs.text import is_blank, label_key
 
 TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data",
             "compile")
@@ -184,8 +183,8 @@ def _with_labels(signature, labels: list[str]) -> str:
 
 
 def _compile_defaults(table: Any, bad) -> dict:
-    from smelt.optimizers.compile import OPTIMIZERS
-
+    """The [compile] table's types; whether its optimizer exists is checked where optimizers live
+    (``smelt.optimizers.compile.check_task_defaults``), before compile loads a model."""
     if not isinstance(table, dict):
         raise bad("compile", "expected a table with optimizer, max_demos, max_labeled_demos")
     for key, value in table.items():
@@ -195,8 +194,6 @@ def _compile_defaults(table: Any, bad) -> dict:
         if wrong_type or (isinstance(value, int) and value < 0):
             kind = "name" if key == "optimizer" else "count (0 or more)"
             raise bad(f"compile.{key}", f"{value!r} is not a {kind}")
-    if "optimizer" in table and table["optimizer"] not in OPTIMIZERS:
-        raise bad("compile.optimizer", f"{table['optimizer']!r} is not one of {', '.join(OPTIMIZERS)}")
     return dict(table)
 
 
@@ -221,7 +218,7 @@ def _data_loader(data: Any, path: Path, signature, labels: list[str] | None, bad
     inputs, answer = tuple(signature.input_fields), next(iter(signature.output_fields))
 
     def load():
-        from smelt.eval.datasets import load_splits
+        from smelt.programs.datasets import load_splits
 
         return load_splits(data=files.get("file"), train=files.get("train"), dev=files.get("dev"),
                            test=files.get("test"), fields={}, input_keys=inputs, required=(*inputs, answer), seed=0,

@@ -7,10 +7,10 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from smelt.errors import SmeltError
-from smelt.eval.text import retrieval_tokens
 from smelt.programs import collection_index
 from smelt.programs.bm25 import BM25Index, top_indices
 from smelt.programs.collection_index import load_or_build
+from smelt.programs.text import retrieval_tokens
 
 
 class ReferenceBM25(BM25Okapi):

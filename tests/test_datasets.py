@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.eval.datasets import (
+from smelt.programs.datasets import (
     Splits,
     load_hub_records,
     load_records,

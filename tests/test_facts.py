@@ -8,9 +8,10 @@ import pytest
 
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate, evaluate_example
-from smelt.eval.facts import extract_facts, fact_score, invented, missing_facts
+from smelt.eval.facts import extract_facts, invented, missing_facts
 from smelt.eval.judge import METRIC_NAMES, GroundedMetric, JudgeMetric, metric_name, resolve_metric
 from smelt.eval.metrics import METRICS, f1
+from smelt.eval.metrics import fact as fact_score
 from smelt.eval.report import markdown_table, text_table
 from smelt.programs.registry import get_task
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.metric_agreement import CATEGORIES, average_ranks, pick, spearman, within
-from smelt.eval.text import is_japanese
+from smelt.programs.text import is_japanese
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "metric_agreement" / "rated.jsonl"
 NOT_SAID = {"en": "The document does not say.", "ja": "文書に記載がありません。"}

@@ -14,7 +14,8 @@ from smelt.commands.compile import CompileOptions
 from smelt.commands.distill import DistillOptions
 from smelt.commands.resume import resumed_options
 from smelt.errors import SmeltError
-from smelt.runs import lock_run_dir, new_run_dir, write_json
+from smelt.files import write_json
+from smelt.runs import lock_run_dir, new_run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

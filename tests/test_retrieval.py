@@ -3,8 +3,8 @@ import re
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.eval.text import SCHEMES
 from smelt.programs.retrieval import PASSAGE_SEPARATOR, rank_chunks, select_passages, split_into_chunks
+from smelt.programs.text import SCHEMES
 
 JA_DOC = (
     "富士山は静岡県と山梨県にまたがる活火山である。標高は3776メートルで、日本最高峰の山として知られている。\n"

@@ -8,10 +8,11 @@ import pytest
 
 from smelt.commands.common import DataOptions, load_run
 from smelt.commands.evaluate_run import EvalOptions, run_eval
-from smelt.commands.sweep import SweepOptions, run_sweep, space_for
+from smelt.commands.sweep import run_sweep
+from smelt.commands.sweep_options import SweepOptions, space_for
+from smelt.commands.sweep_trials import CompileStage
 from smelt.commands.sweep_worker import run_trial
 from smelt.optimizers.sweep_storage import open_storage
-from smelt.optimizers.sweep_trials import CompileStage
 
 TINY = DataOptions(max_train=3, max_dev=3, max_test=2)
 CHEAP_SPACE = "optimizer: [none, labeled]\nmax_labeled_demos: {low: 1, high: 2}\ntop_k: {low: 1, high: 2}\n"
@@ -93,7 +94,7 @@ def test_pruning_stops_a_hopeless_trial(tmp_path):
 
 
 def test_resume_after_ctrl_c_finishes_the_study(tmp_path, monkeypatch):
-    import smelt.optimizers.sweep_trials as trials_module
+    import smelt.commands.sweep_trials as trials_module
 
     real_evaluate = trials_module.evaluate
 

@@ -1,7 +1,7 @@
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.eval.text import DEFAULT_SCHEME, SCHEMES, is_japanese, metric_tokens, normalize, retrieval_tokens
+from smelt.programs.text import DEFAULT_SCHEME, SCHEMES, is_japanese, metric_tokens, normalize, retrieval_tokens
 
 
 def test_normalize_english():

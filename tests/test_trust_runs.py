@@ -65,8 +65,9 @@ def _run(runs: Path, *, task_spec: str = "doc_qa", spec: str = "gemma-3-270m", f
     """A compile run of ``task_spec`` on model ``spec``, as `compile` writes it (manifest, program.json, summary,
     eval/test.jsonl from ``records``)."""
     from smelt.commands.compile import CompileOptions
+    from smelt.files import write_json
     from smelt.programs.registry import get_task
-    from smelt.runs import build_manifest, new_run_dir, write_json
+    from smelt.runs import build_manifest, new_run_dir
 
     task = get_task(task_spec)
     run_dir = new_run_dir(task.name, "compile", runs)

@@ -14,7 +14,7 @@ import pytest
 from mistakes import ENV, ROOT, run_mistake
 
 from smelt.errors import SmeltError
-from smelt.eval.datasets import is_blank, load_hub_records, load_splits
+from smelt.programs.datasets import is_blank, load_hub_records, load_splits
 from smelt.programs.registry import get_task
 from smelt.programs.signature_text import ALLOWED_TYPES, SignatureTextError, parse_signature
 

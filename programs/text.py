@@ -99,3 +99,8 @@ def retrieval_tokens(text: str, scheme: str = DEFAULT_SCHEME) -> list[str]:
 def is_blank(text: str) -> bool:
     """True if ``text`` shows nothing: only whitespace and invisible format or space characters (U+200B...)."""
     return all(char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
+
+
+def label_key(text: str) -> str:
+    """A label compared loosely: case, width, spaces, hyphens and underscores do not matter."""
+    return normalize(re.sub(r"[_-]+", " ", text))

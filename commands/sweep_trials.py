@@ -25,10 +25,11 @@ from smelt.commands.common import (
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import EvalResult, evaluate
+from smelt.files import write_json
 from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, write_json
+from smelt.runs import build_manifest
 
 # A trial's optimizer knobs and their values in the default trial.
 KNOB_DEFAULTS = {**COMPILE_DEFAULTS, "num_candidates": CompileSettings.num_candidates}

@@ -19,8 +19,7 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
-from smelt.eval.metrics import label_key
-from smelt.eval.text import is_blank
+from smelt.programs.text import is_blank, label_key
 
 SUPPORTED = ".jsonl, .json (JSON lines), .csv or .parquet"
 _JSONL_SUFFIXES = (".jsonl", ".json")
