@@ -21,7 +21,7 @@ LM_HELP = ("model spec: gemma-3-270m (embedded, offline), an alias such as llama
 
 def _lora_default(name: str) -> str:
     """'default X' for a LoRA option, with the CUDA value where it differs from the CPU one."""
-    from smelt.optimizers.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
+    from smelt.optimizers.distill.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
 
     cpu = getattr(LoraTrainingConfig, name)
     cuda = CUDA_DEFAULTS.get(name, cpu)

@@ -83,7 +83,7 @@ class PeakMemory:
 def doc_qa_examples(tokenizer, count: int):
     """The shipped doc_qa train questions as distillation examples (teacher = the gold answer)."""
     from smelt.commands.distill import sft_completion, sft_messages
-    from smelt.optimizers.sft_data import tokenize_sft
+    from smelt.optimizers.distill.sft_data import tokenize_sft
     from smelt.programs.registry import get_task
 
     task = get_task("doc_qa")
@@ -99,7 +99,7 @@ def doc_qa_examples(tokenizer, count: int):
 
 
 def run_ours(model, tokenizer, examples, config, workdir: Path) -> dict:
-    from smelt.optimizers.lora_training import train_lora
+    from smelt.optimizers.distill.lora_training import train_lora
 
     device = str(next(model.parameters()).device)
     with PeakMemory(device) as memory:
@@ -115,8 +115,8 @@ def run_trainer(model, tokenizer, examples, config, workdir: Path, steps: int) -
     from peft import get_peft_model
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    from smelt.optimizers.lora_model import peft_lora_config
-    from smelt.optimizers.sft_data import collate_sft
+    from smelt.optimizers.distill.lora_model import peft_lora_config
+    from smelt.optimizers.distill.sft_data import collate_sft
 
     seen = {"tokens": 0}
 
@@ -165,7 +165,7 @@ def cpu_benchmark(args) -> None:
 
     from smelt.lm.loading import load_model
     from smelt.lm.specs import parse_spec
-    from smelt.optimizers.lora_config import default_config
+    from smelt.optimizers.distill.lora_config import default_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -216,9 +216,9 @@ def gpu_mfu(args) -> int:
         return 2
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from smelt.optimizers.lora_config import default_config
-    from smelt.optimizers.lora_training import train_lora
-    from smelt.optimizers.sft_data import SftExample
+    from smelt.optimizers.distill.lora_config import default_config
+    from smelt.optimizers.distill.lora_training import train_lora
+    from smelt.optimizers.distill.sft_data import SftExample
 
     name = torch.cuda.get_device_name()
     peak = args.peak_tflops * 1e12 if args.peak_tflops else next((p for k, p in PEAK_BF16 if k in name), None)

@@ -22,8 +22,8 @@ from pathlib import Path
 import optuna
 
 from bench.machine import cpu_name
-from smelt.optimizers.sweep_queue import StudyIdentity, open_study, work
-from smelt.optimizers.sweep_storage import open_storage
+from smelt.optimizers.sweep.queue import StudyIdentity, open_study, work
+from smelt.optimizers.sweep.storage import open_storage
 
 TRIAL_SECONDS = 2.0
 IDENTITY = StudyIdentity("bench", "compile", ("score",))

@@ -22,11 +22,11 @@ from smelt.commands.common import (
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
-from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
-from smelt.eval.report import failure_examples, markdown_table, text_table
+from smelt.eval.reports.html import write_html_report
+from smelt.eval.reports.tables import failure_examples, markdown_table, text_table
 from smelt.files import write_json, write_text
-from smelt.optimizers.compile import (
+from smelt.optimizers.prompt import (
     COMPILE_DEFAULTS,
     CompileSettings,
     check_task_defaults,
@@ -161,7 +161,7 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
         return program
     log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")
     if task.answer_labels:  # demos taken in order then cover the labels in turn, not the first label's examples
-        from smelt.optimizers.compile import interleave_labels
+        from smelt.optimizers.prompt import interleave_labels
 
         train = interleave_labels(train, task.answer_field, seed=settings.seed)
         settings = replace(settings, labeled_in_order=True)

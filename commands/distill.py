@@ -2,13 +2,14 @@
 
 1. The teacher (a compile run, or a model spec running the uncompiled program) answers the train inputs.
 2. Answers reaching --min-score become SFT targets; where the teacher missed, the gold answer may stand in
-   (--use-labels). --synthetic N adds teacher-written inputs (smelt.optimizers.synthetic_examples), judge-filtered.
+   (--use-labels). --synthetic N adds teacher-written inputs (smelt.optimizers.distill.synthetic_examples),
+   judge-filtered.
 3. The SFT set is written as chat JSONL in exactly the prompt the zero-shot student sends at inference:
    no demos, and (unless --student-instructions) no DSPy system message either. The adapter learns the
    task's instructions from the examples, so the student's prompt is little more than the passages and
    the question: that, with the smaller model, is where its speed comes from.
 4. Before training: the teacher and the bare student are scored on test.
-5. LoRA training (smelt.optimizers.lora_training), with a checkpoint each epoch.
+5. LoRA training (smelt.optimizers.distill.lora_training), with a checkpoint each epoch.
 6. The distilled student is scored on test; everything lands in the run directory.
 """
 
@@ -33,9 +34,9 @@ from smelt.commands.common import (
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
-from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
-from smelt.eval.report import markdown_table, text_table
+from smelt.eval.reports.html import write_html_report
+from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.files import write_json, write_text
 from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
 from smelt.programs.registry import get_task
@@ -171,7 +172,7 @@ def run_distill(options: DistillOptions, log=print):
     if options.synthetic < 0:
         raise SmeltError("--synthetic must be 0 or more")
     from smelt.lm.devices import resolve_device
-    from smelt.optimizers.lora_config import LoraTrainingConfig, default_config
+    from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
 
     device = resolve_device(options.device)
     lora = dict(options.lora)
@@ -252,7 +253,7 @@ def run_distill(options: DistillOptions, log=print):
     columns["distilled student"] = distilled.summary | {
         "model_memory_mb": _model_mb(distilled_lm, parameter_megabytes)}
     if options.merge:
-        from smelt.optimizers.lora_model import merge_adapter
+        from smelt.optimizers.distill.lora_model import merge_adapter
 
         merged_dir = run_dir / "merged"
         if not merged_dir.exists():
@@ -328,7 +329,7 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
     """The SFT rows at ``sft_path``, built there first if missing: the teacher's answers on ``train`` that reach
     --min-score (gold answers standing in with --use-labels), plus --synthetic ones. ``score(program, lm,
     examples)`` runs the teacher and returns its EvalResult."""
-    from smelt.optimizers.sft_data import read_sft_jsonl, write_sft_jsonl
+    from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
 
     if not sft_path.exists():
         traces = score(teacher.program, teacher.lm, train)
@@ -338,7 +339,7 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
                              f"{failed[0]['error']}); check --teacher ({teacher.source}) and --api-base")
         rows = _sft_rows(task, student_program, train, traces.records, options)
         if options.synthetic:
-            from smelt.optimizers.synthetic_examples import write_synthetic_examples
+            from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
 
             first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
             examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, first_judge or teacher.lm,
@@ -355,10 +356,10 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
 def train_adapter(student_spec, config, device, rows: list[dict], run_dir: Path, *, resume: bool = False,
                   log=print) -> dict:
     """Train a LoRA adapter on the SFT rows into ``run_dir/adapter`` (checkpoints beside it); returns its summary."""
-    from smelt.optimizers.lora_model import load_for_training
-    from smelt.optimizers.lora_resources import check_fits, estimate_resources
-    from smelt.optimizers.lora_training import train_lora
-    from smelt.optimizers.sft_data import tokenize_sft
+    from smelt.optimizers.distill.lora_model import load_for_training
+    from smelt.optimizers.distill.lora_resources import check_fits, estimate_resources
+    from smelt.optimizers.distill.lora_training import train_lora
+    from smelt.optimizers.distill.sft_data import tokenize_sft
 
     student = load_for_training(student_spec, config, device)
     examples = [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in rows]

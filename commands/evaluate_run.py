@@ -16,9 +16,9 @@ from smelt.commands.common import (
 )
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
-from smelt.eval.html_report import write_html_report
 from smelt.eval.jury import disagreement_lines
-from smelt.eval.report import markdown_table, text_table
+from smelt.eval.reports.html import write_html_report
+from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.files import write_json, write_text
 from smelt.programs.metric_names import split_grounded
 from smelt.runs import build_manifest, check_runs_root, open_run_dir

@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.eval.html_report import (
+from smelt.eval.reports.html import (
     GENERATOR_TAG,
     Program,
     Report,

@@ -22,7 +22,7 @@ from smelt.commands.common import check_model_options, peak_memory_mb
 from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
 from smelt.errors import SmeltError
 from smelt.files import write_json
-from smelt.optimizers.sweep_queue import DEFAULT, StudyIdentity
+from smelt.optimizers.sweep.queue import DEFAULT, StudyIdentity
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest, check_runs_root, drop_resume_hint, open_run_dir, read_manifest
 
@@ -35,7 +35,7 @@ class SweepOutcome:
 
 
 def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
-    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna
+    from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
     from smelt.redaction import redact
 
     options = resumed_sweep_options(options) if options.resume else options
@@ -79,7 +79,7 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
     study = _open_study(options, storage, study_name, space, stage)
     if options.resume:
         from smelt.commands.sweep_worker import retire_orphans
-        from smelt.optimizers.sweep_queue import top_up
+        from smelt.optimizers.sweep.queue import top_up
 
         retire_orphans(study, storage)  # a killed process's trial: queued again below
         queued = top_up(study, options.trials, default_params=_default_params(stage, space))
@@ -96,7 +96,7 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
             run_worker_processes(options, run_dir, study_name, log)
     finally:
         retire_orphans(study, storage)  # trials left RUNNING by a worker that ended: queued again on --resume
-        from smelt.eval.sweep_report import write_trials
+        from smelt.eval.reports.sweep import write_trials
 
         write_trials(study, run_dir)
     return _finish(options, study, stage, space, run_dir, started, log)
@@ -137,7 +137,7 @@ def _models(options: SweepOptions) -> dict:
 
 def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None:
     """Every optimizer the space can draw runs on the train split (checked before any model loads)."""
-    from smelt.optimizers.compile import check_train_size, optimizers_for
+    from smelt.optimizers.prompt import check_train_size, optimizers_for
 
     optimizer = space.params.get("optimizer")
     fits = ", ".join(optimizers_for(train_size))
@@ -158,7 +158,7 @@ def _check_workers_fit(options: SweepOptions) -> None:
 
 def _open_study(options: SweepOptions, storage, name: str, space, stage):
     from smelt.commands.sweep_worker import pruner_for
-    from smelt.optimizers.sweep_queue import open_study
+    from smelt.optimizers.sweep.queue import open_study
 
     identity = StudyIdentity(stage.task.name, options.stage, options.objectives(), space.to_dict())
     directions = [OBJECTIVES[name][1] for name in options.objectives()]
@@ -178,9 +178,9 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
     from optuna.trial import TrialState
 
     from smelt.eval.evaluate import evaluate
-    from smelt.eval.html_report import write_html_report
-    from smelt.eval.report import text_table
-    from smelt.eval.sweep_report import pruning_savings, write_plots, write_report
+    from smelt.eval.reports.html import write_html_report
+    from smelt.eval.reports.sweep import pruning_savings, write_plots, write_report
+    from smelt.eval.reports.tables import text_table
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -240,7 +240,7 @@ def _no_trial_finished(study, n_trials: int, run_dir: Path) -> SmeltError:
     then the advice is to fix the cause and start the sweep anew, never --resume."""
     from optuna.trial import TrialState
 
-    from smelt.optimizers.sweep_queue import ERROR, slots_used
+    from smelt.optimizers.sweep.queue import ERROR, slots_used
 
     trials = study.get_trials(deepcopy=False)
     listed = run_dir / "trials.jsonl"

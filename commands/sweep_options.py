@@ -72,7 +72,7 @@ class SweepOptions(RunOptions):
 def space_for(options: SweepOptions):
     """The search space: the stage's default for the task and model, with --space entries in place."""
     from smelt.lm.specs import parse_spec
-    from smelt.optimizers.sweep_space import allowed_names, check_values, default_space, load_space, value_check
+    from smelt.optimizers.sweep.space import allowed_names, check_values, default_space, load_space, value_check
 
     task = get_task(options.task) if options.task else None
     task_options = task.default_options() if task else {}

@@ -26,7 +26,7 @@ from smelt.commands.common import (
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import EvalResult, evaluate
 from smelt.files import write_json
-from smelt.optimizers.compile import COMPILE_DEFAULTS, CompileSettings
+from smelt.optimizers.prompt import COMPILE_DEFAULTS, CompileSettings
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
 from smelt.runs import build_manifest
@@ -192,13 +192,13 @@ class DistillStage:
         """A worker process: read the SFT set and the teacher's program options that ``prepare`` wrote."""
         import json
 
-        from smelt.optimizers.sft_data import read_sft_jsonl
+        from smelt.optimizers.distill.sft_data import read_sft_jsonl
 
         self.rows = read_sft_jsonl(sweep_dir / "sft.jsonl")
         self.teacher_program_options = json.loads((sweep_dir / "teacher.json").read_text())["program_options"]
 
     def default_params(self) -> dict:
-        from smelt.optimizers.lora_config import default_config
+        from smelt.optimizers.distill.lora_config import default_config
 
         config = default_config(self.device)
         targets = config.target_modules if config.all_linear else ",".join(config.target_modules)
@@ -206,7 +206,7 @@ class DistillStage:
                 "learning_rate": config.learning_rate, "epochs": config.epochs, "target_modules": targets}
 
     def config(self, params: dict):
-        from smelt.optimizers.lora_config import LoraTrainingConfig, default_config
+        from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
 
         lora = {k: v for k, v in params.items() if k != "alpha_ratio"}
         if "r" in params or "alpha_ratio" in params:

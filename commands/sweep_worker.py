@@ -11,7 +11,7 @@ from pathlib import Path
 
 from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
 from smelt.errors import SmeltError
-from smelt.optimizers.sweep_queue import ERROR, INTERRUPTED
+from smelt.optimizers.sweep.queue import ERROR, INTERRUPTED
 from smelt.runs import read_manifest
 
 
@@ -30,8 +30,8 @@ def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=N
     """Claim and run trials of the study until its queue is empty; returns how many this worker ran."""
     import optuna
 
-    from smelt.optimizers.sweep_queue import work
-    from smelt.optimizers.sweep_storage import open_storage, quiet_optuna
+    from smelt.optimizers.sweep.queue import work
+    from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
 
     quiet_optuna()
     if stage is None:  # a worker process of its own
@@ -182,7 +182,7 @@ def retire_orphans(study, storage) -> None:
     """RUNNING trials whose worker is gone: failed as interrupted (journal storage has no heartbeat)."""
     from optuna.trial import TrialState
 
-    from smelt.optimizers.sweep_queue import has_heartbeat
+    from smelt.optimizers.sweep.queue import has_heartbeat
 
     if has_heartbeat(storage):
         return  # other machines may still be running them; heartbeats settle it

@@ -138,7 +138,7 @@ task = Task(
     metric="f1",
     prepare_demo=_show_passages,
     # A small base model gains nothing from chain of thought and pays ~5x the tokens, so the sweep adds "cot"
-    # only for capable models (smelt.optimizers.sweep_space).
+    # only for capable models (smelt.optimizers.sweep.space).
     sweep_space={
         "predictor": ["predict", "cot"],
         "placement": ["question_last", "question_first"],

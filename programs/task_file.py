@@ -184,7 +184,7 @@ def _with_labels(signature, labels: list[str]) -> str:
 
 def _compile_defaults(table: Any, bad) -> dict:
     """The [compile] table's types; whether its optimizer exists is checked where optimizers live
-    (``smelt.optimizers.compile.check_task_defaults``), before compile loads a model."""
+    (``smelt.optimizers.prompt.check_task_defaults``), before compile loads a model."""
     if not isinstance(table, dict):
         raise bad("compile", "expected a table with optimizer, max_demos, max_labeled_demos")
     for key, value in table.items():

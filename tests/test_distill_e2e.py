@@ -12,7 +12,7 @@ from smelt.commands.common import DataOptions, load_run
 from smelt.commands.distill import DistillOptions, run_distill, sft_completion, sft_messages
 from smelt.errors import SmeltError
 from smelt.lm import lm_for_spec
-from smelt.optimizers.sft_data import tokenize_sft
+from smelt.optimizers.distill.sft_data import tokenize_sft
 from smelt.programs.registry import get_task
 
 TINY = DataOptions(max_train=4, max_dev=0, max_test=2)

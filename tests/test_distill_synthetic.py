@@ -10,7 +10,7 @@ from dspy.utils.dummies import DummyLM
 from smelt.commands.distill import sft_row
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.build import ResolvedLM
-from smelt.optimizers.synthetic_examples import write_synthetic_examples
+from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
 from smelt.programs.registry import get_task
 
 DOCUMENT = ("北川市立図書館は毎月第2月曜日が休館日です。開館時間は9時から19時です。"

@@ -13,7 +13,7 @@ from dspy.utils.exceptions import AdapterParseError
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate, summarize
 from smelt.eval.judge import AnswerMetric, Metric
-from smelt.eval.report import text_table
+from smelt.eval.reports.tables import text_table
 from smelt.programs.registry import get_task
 
 TASK = get_task("doc_qa")

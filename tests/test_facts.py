@@ -12,7 +12,7 @@ from smelt.eval.facts import extract_facts, invented, missing_facts
 from smelt.eval.judge import METRIC_NAMES, GroundedMetric, JudgeMetric, metric_name, resolve_metric
 from smelt.eval.metrics import METRICS, f1
 from smelt.eval.metrics import fact as fact_score
-from smelt.eval.report import markdown_table, text_table
+from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.programs.registry import get_task
 
 DOC_QA = get_task("doc_qa")

@@ -16,7 +16,7 @@ import pytest
 
 from smelt.commands.report import compare_runs, summarize_records, write_comparison
 from smelt.errors import SmeltError
-from smelt.eval.html_report import (
+from smelt.eval.reports.html import (
     language_scores,
     pick_examples,
     radar_values,
@@ -155,7 +155,7 @@ def test_language_detected_when_records_lack_it(tmp_path, program_json):
     assert [record_language(r) for r in records] == ["ja", "ja", "ja", "en", "en", "en"]
     assert record_language({"language": "en", "inputs": {"question": "いつですか"}}) == "en"  # a record's own wins
     assert record_language({"inputs": {"document": DOC_EN + " 環境課", "question": "Who?"}}) == "en"
-    from smelt.eval.html_report import Program
+    from smelt.eval.reports.html import Program
 
     languages, values, counts = language_scores([Program("c", records)])
     assert languages == ["ja", "en"] and counts == [[3, 3]]
@@ -165,7 +165,7 @@ def test_language_detected_when_records_lack_it(tmp_path, program_json):
 
 
 def test_radar_scales_every_axis_bigger_is_better():
-    from smelt.eval.html_report import Program
+    from smelt.eval.reports.html import Program
 
     slow = Program("baseline", baseline_records(invented=[]), {"single_request_latency_s": 4.0,
                                                                 "prompt_tokens_per_example": 300})
@@ -181,7 +181,7 @@ def test_radar_scales_every_axis_bigger_is_better():
 
 
 def test_examples_mix_languages_and_put_regressions_first():
-    from smelt.eval.html_report import Program
+    from smelt.eval.reports.html import Program
 
     rows = pick_examples([Program("a", baseline_records()), Program("b", compiled_records())], limit=4)
     assert [r["id"] for r in rows][:2] in (["ja1", "en1"], ["en1", "ja1"])
@@ -224,7 +224,7 @@ def test_eval_report(tmp_path, compile_run):
 
 
 def test_sweep_report(tmp_path, program_json):
-    from smelt.eval import plots
+    from smelt.eval.reports import plots
 
     run = tmp_path / "doc_qa" / "20260101-000000-sweep"
     trials = {0: baseline_records(), 2: compiled_records()}

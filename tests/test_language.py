@@ -10,7 +10,7 @@ import pytest
 from smelt.eval.evaluate import evaluate, summarize
 from smelt.eval.judge import resolve_metric
 from smelt.eval.language import detect_language, inputs_language
-from smelt.eval.report import markdown_table, text_table
+from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.programs.registry import get_task
 
 LM = SimpleNamespace(context=contextlib.nullcontext)

@@ -13,11 +13,11 @@ from smelt.lm.loading import attach_adapter
 from smelt.lm.prefill_adapter import COMPLETED_MARKER
 from smelt.lm.rendering import encode_prompt
 from smelt.lm.specs import parse_spec
-from smelt.optimizers import lora_training
-from smelt.optimizers.lora_config import LoraTrainingConfig, default_config
-from smelt.optimizers.lora_model import load_for_training, merge_adapter
-from smelt.optimizers.lora_training import check_fits, estimate_resources, train_lora
-from smelt.optimizers.sft_data import (
+from smelt.optimizers.distill import lora_training
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
+from smelt.optimizers.distill.lora_model import load_for_training, merge_adapter
+from smelt.optimizers.distill.lora_training import check_fits, estimate_resources, train_lora
+from smelt.optimizers.distill.sft_data import (
     IGNORE_INDEX,
     SftExample,
     collate_sft,
@@ -241,7 +241,7 @@ def test_estimate_matches_peft_and_refuses_what_cannot_fit(student):
     from peft import get_peft_model
 
     from smelt.lm.loading import peft_quietly
-    from smelt.optimizers.lora_model import peft_lora_config
+    from smelt.optimizers.distill.lora_model import peft_lora_config
 
     model = student.model
     for config in (TINY, replace(TINY, target_modules="all-linear", r=16)):

@@ -6,7 +6,7 @@ from dspy.utils.dummies import DummyLM
 
 from smelt.errors import SmeltError
 from smelt.eval.judge import resolve_metric
-from smelt.optimizers.compile import OPTIMIZERS, CompileSettings, compile_program
+from smelt.optimizers.prompt import OPTIMIZERS, CompileSettings, compile_program
 from smelt.programs.registry import get_task
 
 # One answer that carries every output field the optimizers' own signatures ask for.

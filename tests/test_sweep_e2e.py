@@ -12,7 +12,7 @@ from smelt.commands.sweep import run_sweep
 from smelt.commands.sweep_options import SweepOptions, space_for
 from smelt.commands.sweep_trials import CompileStage
 from smelt.commands.sweep_worker import run_trial
-from smelt.optimizers.sweep_storage import open_storage
+from smelt.optimizers.sweep.storage import open_storage
 
 TINY = DataOptions(max_train=3, max_dev=3, max_test=2)
 CHEAP_SPACE = "optimizer: [none, labeled]\nmax_labeled_demos: {low: 1, high: 2}\ntop_k: {low: 1, high: 2}\n"

@@ -13,8 +13,8 @@ import pytest
 from optuna.trial import TrialState
 
 from smelt.errors import SmeltError
-from smelt.optimizers.sweep_queue import StudyIdentity, open_study, work
-from smelt.optimizers.sweep_storage import open_storage
+from smelt.optimizers.sweep.queue import StudyIdentity, open_study, work
+from smelt.optimizers.sweep.storage import open_storage
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 IDENTITY = StudyIdentity("doc_qa", "compile", ("score",))

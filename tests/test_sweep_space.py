@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.optimizers.sweep_space import allowed_names, default_space, load_space
+from smelt.optimizers.sweep.space import allowed_names, default_space, load_space
 from smelt.programs.registry import get_task
 
 DOC_QA_TASK = get_task("doc_qa")

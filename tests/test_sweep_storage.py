@@ -3,7 +3,7 @@
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.optimizers.sweep_storage import open_storage, storage_kind
+from smelt.optimizers.sweep.storage import open_storage, storage_kind
 from smelt.redaction import redact
 
 

@@ -75,7 +75,7 @@ def test_every_trial_failed_is_not_advised_to_resume(tmp_path):
 
     from smelt import runs
     from smelt.commands.sweep import _no_trial_finished
-    from smelt.optimizers.sweep_queue import ERROR
+    from smelt.optimizers.sweep.queue import ERROR
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()

@@ -3,7 +3,7 @@ no network), for a person and for a browser on a machine with no internet.
 
 What it holds, for a compile, distill, eval or sweep run (and for several runs: ``commands.report``):
 
-- the comparison table of report.md (``smelt.eval.report.comparison_rows``);
+- the comparison table of report.md (``smelt.eval.reports.tables.comparison_rows``);
 - the score per language (Japanese, English) of each program, baseline -> compiled -> distilled;
 - a radar of each program over score, exact match, fact, grounding, speed and prompt tokens (the axes the records
   support), each scaled so that bigger is better;
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smelt.eval import plots
+from smelt.eval.reports import plots
 
 REPORT_FILE = "report.html"
 # In every page's head: `report --out` replaces an existing file only when it is a page smelt wrote.
@@ -487,7 +487,7 @@ def _comparison_html(columns: dict[str, dict]) -> str:
     if not columns:
         return "<p class='note'>No scored program in this run.</p>"
     try:
-        from smelt.eval.report import comparison_rows
+        from smelt.eval.reports.tables import comparison_rows
 
         rows = comparison_rows(columns)
     except Exception:  # noqa: BLE001 - the markdown table's module being changed: the headline rows only

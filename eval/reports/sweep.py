@@ -7,7 +7,7 @@ import os
 import warnings
 from pathlib import Path
 
-from smelt.eval.report import markdown_table
+from smelt.eval.reports.tables import markdown_table
 from smelt.files import write_text
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.optimizers.lora_config import LoraTrainingConfig
-from smelt.optimizers.lora_model import is_quantized, lora_parameter_count, lora_targets
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig
+from smelt.optimizers.distill.lora_model import is_quantized, lora_parameter_count, lora_targets
 
 GIB = 1024**3
 HEADROOM = 0.9  # use at most this share of the free memory: allocator caches and fragmentation take the rest

@@ -10,7 +10,7 @@ from smelt.errors import SmeltError
 from smelt.lm.devices import resolve_device
 from smelt.lm.loading import LoadedModel, load_model
 from smelt.lm.specs import ModelSpec
-from smelt.optimizers.lora_config import LoraTrainingConfig
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig
 
 
 def peft_lora_config(config: LoraTrainingConfig):

@@ -173,7 +173,7 @@ def value_check(stage: str, task: Task | None = None) -> ValueCheck:
         return _check_lora_knob
 
     def check(name: str, value: Any) -> None:
-        from smelt.optimizers.compile import CompileSettings, check_optimizer
+        from smelt.optimizers.prompt import CompileSettings, check_optimizer
 
         if name == "optimizer":
             check_optimizer(value)
@@ -199,7 +199,7 @@ def _check_program_option(task: Task, name: str, value: Any) -> None:
 
 
 def _check_lora_knob(name: str, value: Any) -> None:
-    from smelt.optimizers.lora_config import LoraTrainingConfig
+    from smelt.optimizers.distill.lora_config import LoraTrainingConfig
 
     # alpha = alpha_ratio x r, positive exactly when the ratio is.
     LoraTrainingConfig(**{"alpha" if name == "alpha_ratio" else name: value})

@@ -36,16 +36,16 @@ from pathlib import Path
 
 from smelt.errors import SmeltError
 from smelt.lm.loading import peft_quietly
-from smelt.optimizers.lora_config import LoraTrainingConfig
-from smelt.optimizers.lora_model import (
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig
+from smelt.optimizers.distill.lora_model import (
     is_quantized,
     lora_targets,
     merge_adapter,
     peft_lora_config,
     require_qlora,
 )
-from smelt.optimizers.lora_resources import ResourceEstimate, check_fits, estimate_resources
-from smelt.optimizers.sft_data import IGNORE_INDEX, SftExample, collate_sft, fit_examples
+from smelt.optimizers.distill.lora_resources import ResourceEstimate, check_fits, estimate_resources
+from smelt.optimizers.distill.sft_data import IGNORE_INDEX, SftExample, collate_sft, fit_examples
 
 __all__ = [
     "ResourceEstimate",

@@ -1,0 +1,1 @@
+"""What a person reads: tables for the terminal and report.md, report.html, plots."""

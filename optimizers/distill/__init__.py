@@ -1,0 +1,1 @@
+"""Distillation: teacher traces to SFT data, and the LoRA adapter trained on them."""
