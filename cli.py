@@ -75,7 +75,7 @@ class SmeltGroup(click.Group):
                 raise
             _fail_keeping_the_run(error)
         except KeyboardInterrupt:
-            from smelt.runs import resume_hint
+            from smelt.lifecycle import resume_hint
 
             hint = resume_hint()
             click.echo("\ninterrupted: everything written so far is kept"
@@ -84,8 +84,8 @@ class SmeltGroup(click.Group):
 
 
 def _fail_keeping_the_run(exc) -> None:
+    from smelt.lifecycle import resume_hint
     from smelt.redaction import redact_text
-    from smelt.runs import resume_hint
 
     hint = resume_hint()  # a run that stopped part-way keeps what it wrote
     _fail(redact_text(str(exc)) + (f" (what the run wrote is kept; once fixed, continue with: {hint})"
@@ -192,9 +192,14 @@ def _given_options(paths: dict[str, str] | None = None) -> dict[str, str]:
     return given
 
 
-def _print_outcome(table: str, run_dir) -> None:
-    click.echo(table)
-    click.echo(f"\nrun directory: {run_dir}")
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _print_outcome(outcome) -> None:
+    """A command's table, then its run directory (smelt.lifecycle.RunOutcome)."""
+    click.echo(outcome.table)
+    click.echo(f"\nrun directory: {outcome.run_dir}")
 
 
 @click.group(cls=SmeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -233,7 +238,7 @@ def compile(task, **kwargs):
     TASK: a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file such
     as examples/inquiry_routing.toml."""
     from smelt.commands.compile import CompileOptions, run_compile
-    from smelt.commands.resume import recorded_task, resumed_options
+    from smelt.commands.resume import recorded_task
     from smelt.programs.registry import get_task
     from smelt.programs.task import parse_option_pairs
 
@@ -247,10 +252,7 @@ def compile(task, **kwargs):
     task = task or recorded_task(kwargs["resume"])
     program_options = parse_option_pairs(get_task(task), pairs)
     options = CompileOptions(task=task, program_options=program_options, **shared, **kwargs)
-    if options.resume:
-        options = resumed_options(options, "compile", given)
-    outcome = run_compile(options, log=lambda m: click.echo(m, err=True))
-    _print_outcome(outcome.table, outcome.run_dir)
+    _print_outcome(run_compile(options, log=_log, given=given))
 
 
 @cli.command()
@@ -294,7 +296,6 @@ def distill(task, **kwargs):
     Otherwise it is a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml).
     Scores the teacher, the bare student and the distilled student side by side on test."""
     from smelt.commands.distill import DistillOptions, run_distill
-    from smelt.commands.resume import resumed_options
 
     lora_names = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules",
                   "learning_rate": "learning_rate", "epochs": "epochs", "batch_size": "batch_size",
@@ -305,10 +306,7 @@ def distill(task, **kwargs):
     lora = {field: kwargs.pop(option) for option, field in lora_names.items()}
     lora = {k: v for k, v in lora.items() if v is not None and v is not False}
     options = DistillOptions(task=task, lora=lora, **shared, **kwargs)
-    if options.resume:
-        options = resumed_options(options, "distill", given)
-    run_dir, _, table = run_distill(options, log=lambda m: click.echo(m, err=True))
-    _print_outcome(table, run_dir)
+    _print_outcome(run_distill(options, log=_log, given=given))
 
 
 @cli.command()
@@ -358,14 +356,12 @@ def sweep(task, show_space, **kwargs):
 
     given = _given_options()
     options = SweepOptions(task=task, **_run_fields(kwargs), **kwargs)
-    if options.resume:
-        options = resumed_sweep_options(options, given)
     if show_space:
+        options = resumed_sweep_options(options, given) if options.resume else options
         options.check()
         click.echo(space_for(options).describe())
         return
-    outcome = run_sweep(options, log=lambda m: click.echo(m, err=True))
-    _print_outcome(outcome.table, outcome.run_dir)
+    _print_outcome(run_sweep(options, log=_log, given=given))
 
 
 @cli.command("eval")
@@ -383,14 +379,10 @@ def eval_command(task, **kwargs):
 
     TASK (optional: the run knows its task) makes sure the run is of that task."""
     from smelt.commands.evaluate_run import EvalOptions, run_eval
-    from smelt.commands.resume import resumed_options
 
     given = _given_options()
     options = EvalOptions(task=task, **_run_fields(kwargs), **kwargs)
-    if options.resume:
-        options = resumed_options(options, "eval", given)
-    run_dir, _, table = run_eval(options, log=lambda m: click.echo(m, err=True))
-    _print_outcome(table, run_dir)
+    _print_outcome(run_eval(options, log=_log, given=given))
 
 
 @cli.command("run")

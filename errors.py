@@ -12,6 +12,11 @@ class SmeltError(Exception):
     """A user-facing error: bad path, bad data line, unknown task or model, missing GPU..."""
 
 
+class ModelCallsFailed(SmeltError):
+    """Every model call of a scored split failed: the setup is broken (a wrong --api-base, a server that is down,
+    a missing key), not the configuration being tried, so a sweep stops instead of failing trial after trial."""
+
+
 # What a user can do about each file-system error smelt may meet while writing a run.
 _FILESYSTEM_ADVICE = {
     errno.ENOSPC: "the disk is full: free some space, or pass --runs-root on another disk",

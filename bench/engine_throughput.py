@@ -40,7 +40,7 @@ from transformers import StoppingCriteria
 
 from bench.machine import device_name
 from smelt.lm import lm_for_spec
-from smelt.lm.engine import GenerationSettings, find_stop
+from smelt.lm.generation import GenerationSettings, find_stop
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.rendering import encode_prompt
 from smelt.programs.program_file import load_program_file

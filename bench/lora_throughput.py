@@ -82,8 +82,8 @@ class PeakMemory:
 
 def doc_qa_examples(tokenizer, count: int):
     """The shipped doc_qa train questions as distillation examples (teacher = the gold answer)."""
-    from smelt.commands.distill import sft_completion, sft_messages
     from smelt.optimizers.distill.sft_data import tokenize_sft
+    from smelt.optimizers.distill.sft_examples import sft_completion, sft_messages
     from smelt.programs.registry import get_task
 
     task = get_task("doc_qa")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from smelt.commands.common import configure_dspy, load_run
 from smelt.errors import SmeltError
+from smelt.lifecycle import read_manifest
 from smelt.programs.text import is_blank
-from smelt.runs import read_manifest
 
 
 def read_input_value(name: str, value: str) -> str:
@@ -65,7 +65,7 @@ def check_inputs(task, inputs: dict[str, str]) -> None:
 def _recorded_task(program_run: str, task: str | None):
     """The task of a run that holds a program (a sweep's best trial for a sweep), read from its manifest without
     loading a model; None where ``load_run`` has a better thing to say (an eval run, no best trial, a bad run)."""
-    from smelt.recorded_task import task_of_run
+    from smelt.lifecycle.recorded_task import task_of_run
 
     run_dir = Path(program_run)
     manifest = read_manifest(run_dir, "--program")

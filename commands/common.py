@@ -1,7 +1,5 @@
 """What every command needs: task data, models, metrics, DSPy settings, reloading a finished run."""
 
-import resource
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,8 +7,8 @@ import dspy
 
 from smelt.errors import SmeltError
 from smelt.files import write_json
-from smelt.programs.registry import Task, get_task
-from smelt.runs import read_manifest
+from smelt.lifecycle import read_manifest
+from smelt.programs.registry import Task
 
 
 @dataclass
@@ -52,7 +50,8 @@ class RunOptions:
 
 def load_task_data(task: Task, options: DataOptions, seed: int):
     """The task's train/dev/test Examples (shipped data unless files are given), cut to any --max-* limits."""
-    from smelt.programs.datasets import load_splits, parse_field_mapping
+    from smelt.programs.datasets import load_splits
+    from smelt.programs.field_mapping import parse_field_mapping
 
     if options.data or options.train or options.dev or options.test:
         splits = load_splits(
@@ -127,19 +126,6 @@ def configure_dspy(threads: int) -> None:
     install_truncation_filter()
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far (and of the GPU, if one was used)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            return round(rss + torch.cuda.max_memory_allocated() / 2**20, 1)
-    except ImportError:
-        pass
-    return round(rss, 1)
-
-
 def save_program(program: dspy.Module, run_dir: Path) -> None:
     """``run_dir/program.json``: the JSON DSPy's ``save`` writes (prompts, demos, versions), written atomically, so
     a reader never sees half a program, and a full disk is an OSError naming the file (DSPy's own save turns it
@@ -168,11 +154,11 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
 
     With ``task_name`` (any form of TASK), a run of another task is refused (naming ``option``) before any model
     is loaded. Without it the run's own task is found again from its manifest, unless that task is Python code
-    (``smelt.recorded_task``). Nothing in the run directory chooses a model: program.json's saved ``lm`` is dropped
-    (``log`` hears of it), and the model is the manifest's recorded spec or ``lm_spec``."""
+    (``smelt.lifecycle.recorded_task``). Nothing in the run directory chooses a model: program.json's saved ``lm``
+    is dropped (``log`` hears of it), and the model is the manifest's recorded spec or ``lm_spec``."""
+    from smelt.lifecycle.recorded_task import task_of_run
     from smelt.lm import lm_for_spec
     from smelt.programs.program_file import load_program_file
-    from smelt.recorded_task import task_of_run
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, option)
@@ -186,13 +172,11 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
         scored = manifest.get("program_run") or "the compile or distill run it scored"
         raise SmeltError(f"{option} {run_dir}: an eval run, which holds scores but no program; pass the run it "
                          f"scored ({scored}) or another compile, distill or sweep run")
-    if task_name is not None:
-        get_task(task_name)  # an unknown task gets the list of forms TASK takes, before the run's own checks
+    task = task_of_run(manifest, run_dir, given=task_name, command=command, option=option)
     program_file = run_dir / "program.json"
     if not program_file.is_file():
         raise SmeltError(f"{run_dir}: has no program.json (the run did not finish compiling); "
                          f"rerun it with --resume {run_dir}")
-    task = task_of_run(manifest, run_dir, given=task_name, command=command, option=option)
     program = task.program(manifest.get("program_options"))
     load_program_file(program, program_file, task_name=task.name, log=log)
     recorded = (manifest.get("models") or {}).get("program")

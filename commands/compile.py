@@ -16,16 +16,14 @@ from smelt.commands.common import (
     describe_judge,
     load_judge,
     load_task_data,
-    peak_memory_mb,
     save_program,
     scoring_metric,
 )
+from smelt.commands.resume import resumed_options
 from smelt.errors import SmeltError
-from smelt.eval.evaluate import evaluate
 from smelt.eval.jury import disagreement_lines
-from smelt.eval.reports.html import write_html_report
 from smelt.eval.reports.tables import failure_examples, markdown_table, text_table
-from smelt.files import write_json, write_text
+from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.optimizers.prompt import (
     COMPILE_DEFAULTS,
     CompileSettings,
@@ -35,7 +33,6 @@ from smelt.optimizers.prompt import (
 )
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, check_runs_root, open_run_dir
 
 
 @dataclass
@@ -49,97 +46,80 @@ class CompileOptions(RunOptions):
     resume: str | None = None
 
 
-@dataclass
-class CompileOutcome:
-    run_dir: Path
-    summary: dict
-    table: str
-
-
-def run_compile(options: CompileOptions, log=print) -> CompileOutcome:
+def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | None = None) -> RunOutcome:
+    """The recipe: check everything, load the models, then baseline -> compile -> compiled, each step kept in the
+    run directory as it finishes. ``given``: the flags typed with --resume (``commands.resume``)."""
     started = time.perf_counter()
     if options.resume:
-        from smelt.commands.resume import resumed_options
-
-        options = resumed_options(options, "compile")
+        options = resumed_options(options, "compile", given)
     check_runs_root(options.runs_root, options.resume)  # before any model loads
-    task = get_task(options.task)
-    options = with_compile_defaults(options, task)
-    configure_dspy(options.threads)
-    program_options = {**task.default_options(), **options.program_options}
-    baseline = task.program(program_options)  # validates the options before any slow work
-    check_model_options(options.lm, options.judge, options.metric, options.device, task)
-    splits = load_task_data(task, options.data, options.seed)
-    if not splits.dev and not splits.test:
-        raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
-    # Settings and optimizer checked now, not after minutes of scoring the baseline.
-    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
-    check_train_size(options.optimizer, len(splits.train), max_train=options.data.max_train)
+    task, options, splits, program_options, settings = _checked(options)
 
     from smelt.lm import lm_for_spec
 
     lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
     judge = load_judge(options)
     metric = scoring_metric(options, task, judge)
+    run = Run.open(task, "compile", resume=options.resume, runs_root=options.runs_root, threads=options.threads,
+                   log=log, started=started, manifest=lambda: build_manifest(
+                       command="compile", task=task, options=asdict(options), seed=options.seed,
+                       models={"program": lm.describe(), **({"judge": describe_judge(judge)} if judge else {})},
+                       data_sources=splits.sources, program_options=program_options,
+                       extra={"metric": metric.name, "optimizer": options.optimizer,
+                              "sizes": {s: len(getattr(splits, s)) for s in ("train", "dev", "test")}}))
 
-    run_dir = open_run_dir(task.name, "compile", resume=options.resume, root=options.runs_root)
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.exists():
-        models = {"program": lm.describe(), **({"judge": describe_judge(judge)} if judge else {})}
-        write_json(manifest_path, build_manifest(
-            command="compile", task=task, options=asdict(options), seed=options.seed, models=models,
-            data_sources=splits.sources, program_options=program_options,
-            extra={"metric": metric.name, "optimizer": options.optimizer,
-                   "sizes": {s: len(getattr(splits, s)) for s in ("train", "dev", "test")}},
-        ))
-    log(f"[smelt] run directory: {run_dir}")
+    def score(program, label: str) -> dict[str, dict]:
+        return {split: _score(run, program, getattr(splits, split), split, label, metric, lm,
+                              options.latency_sample if split == "test" else 0) for split in ("dev", "test")}
 
-    def score(program, split: str, label: str) -> dict:
-        examples = getattr(splits, split)
-        if not examples:
-            return {}
-        name = f"baseline.{split}" if label == "baseline" else split
-        result = evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
-                          out_path=run_dir / "eval" / f"{name}.jsonl", desc=f"{label} {split}",
-                          latency_sample=options.latency_sample if split == "test" else 0)
-        return result.summary | {"failures": failure_examples(result.records),
-                                 "disagreements": disagreement_lines(result.records, f"{label} {split}")}
-
-    summaries = {"baseline": {}, "compiled": {}}
-    for split in ("dev", "test"):
-        summaries["baseline"][split] = score(baseline, split, "baseline")
-
+    summaries = {"baseline": score(task.program(program_options), "baseline")}
     compile_started = time.perf_counter()
-    compiled = compile_into(run_dir, task, program_options, options.optimizer, settings, splits.train,
+    compiled = compile_into(run.dir, task, program_options, options.optimizer, settings, splits.train,
                             metric=metric, lm=lm, log=log)
     compile_wall = time.perf_counter() - compile_started
-
-    for split in ("dev", "test"):
-        summaries["compiled"][split] = score(compiled, split, "compiled")
+    summaries["compiled"] = score(compiled, "compiled")
 
     columns = {f"{label} {split}": summaries[label][split]
                for split in ("dev", "test") for label in ("baseline", "compiled") if summaries[label][split]}
     for column in columns.values():
         column.setdefault("peak_memory_mb", None)
     summary = {
-        "task": task.name,
-        "command": "compile",
-        "optimizer": options.optimizer,
-        "metric": metric.name,
-        "lm": options.lm,
-        "judge": options.judge,
-        "baseline": _strip_failures(summaries["baseline"]),
-        "compiled": _strip_failures(summaries["compiled"]),
-        "demos": sum(len(p.demos) for p in compiled.predictors()),
+        "task": task.name, "command": "compile", "optimizer": options.optimizer, "metric": metric.name,
+        "lm": options.lm, "judge": options.judge, "baseline": _strip_failures(summaries["baseline"]),
+        "compiled": _strip_failures(summaries["compiled"]), "demos": sum(len(p.demos) for p in compiled.predictors()),
         "compile_wall_s": round(compile_wall, 1),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "peak_memory_mb": peak_memory_mb(),
     }
-    write_json(run_dir / "summary.json", summary)
-    table = text_table(columns)
-    write_text(run_dir / "report.md", _report(summary, columns, summaries, run_dir))
-    write_html_report(run_dir, log=log)
-    return CompileOutcome(run_dir, summary, table)
+    return run.finish(summary, report=lambda done: _report(done, columns, summaries), table=text_table(columns))
+
+
+def _checked(options: CompileOptions):
+    """Everything a user can get wrong, checked before a model loads: the task, its options, the data, the
+    optimizer and its settings. Returns (task, options with the task's defaults, splits, program options,
+    optimizer settings)."""
+    task = get_task(options.task)
+    options = with_compile_defaults(options, task)
+    configure_dspy(options.threads)
+    program_options = {**task.default_options(), **options.program_options}
+    task.program(program_options)  # validates the options
+    check_model_options(options.lm, options.judge, options.metric, options.device, task)
+    splits = load_task_data(task, options.data, options.seed)
+    if not splits.dev and not splits.test:
+        raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
+    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
+    check_train_size(options.optimizer, len(splits.train), max_train=options.data.max_train)
+    return task, options, splits, program_options, settings
+
+
+def _score(run: Run, program, examples: list, split: str, label: str, metric, lm, latency_sample: int) -> dict:
+    """One split's summary, with its failed examples and the jury's disagreements for report.md ({} when the split
+    is empty)."""
+    if not examples:
+        return {}
+    name = f"baseline.{split}" if label == "baseline" else split
+    result = run.score(program, examples, name=name, metric=metric, lm=lm, desc=f"{label} {split}",
+                       latency_sample=latency_sample)
+    return result.summary | {"failures": failure_examples(result.records),
+                             "disagreements": disagreement_lines(result.records, f"{label} {split}")}
 
 
 def with_compile_defaults(options: CompileOptions, task) -> CompileOptions:
@@ -176,7 +156,7 @@ def _strip_failures(by_split: dict) -> dict:
             for split, s in by_split.items() if s}
 
 
-def _report(summary: dict, columns: dict, summaries: dict, run_dir: Path) -> str:
+def _report(summary: dict, columns: dict, summaries: dict) -> str:
     lines = [
         f"# compile {summary['task']} — {summary['optimizer']} on {summary['lm']}",
         "",

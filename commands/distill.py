@@ -26,21 +26,20 @@ from smelt.commands.common import (
     configure_dspy,
     describe_judge,
     load_judge,
-    load_run,
     load_task_data,
-    peak_memory_mb,
     save_program,
     scoring_metric,
 )
+from smelt.commands.resume import resumed_options
+from smelt.commands.teacher import Teacher, build_sft_set, load_teacher, resolve_teacher
 from smelt.errors import SmeltError
-from smelt.eval.evaluate import evaluate
 from smelt.eval.jury import disagreement_lines
-from smelt.eval.reports.html import write_html_report
 from smelt.eval.reports.tables import markdown_table, text_table
-from smelt.files import write_json, write_text
-from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
+from smelt.files import write_json
+from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
+from smelt.lm import lm_for_spec, parse_spec
+from smelt.optimizers.distill.adapter import train_adapter
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, check_runs_root, open_run_dir, runs_root
 
 SFT_FILE = "sft.jsonl"
 TRAINING_SUMMARY = "training.json"
@@ -60,63 +59,6 @@ class DistillOptions(RunOptions):
     resume: str | None = None
 
 
-@dataclass
-class Teacher:
-    program: dspy.Module
-    lm: object
-    program_options: dict
-    source: str
-    run_dir: Path | None = None  # a compile run (or a sweep's best trial): what it recorded on test is reused
-
-
-def resolve_teacher(options: DistillOptions, log=print) -> DistillOptions:
-    """Fill in what the card's short form leaves out: ``distill --student X`` takes the most recent compile run
-    (of TASK, when given) as the teacher, and a teacher run directory supplies the task."""
-    from dataclasses import replace
-
-    from smelt.runs import latest_run, read_manifest
-
-    teacher = options.teacher
-    if teacher is None:
-        task_name = get_task(options.task).name if options.task else None
-        found = latest_run("compile", task=task_name, root=options.runs_root)
-        if found is None:
-            where = runs_root(options.runs_root) / (task_name or "")
-            raise SmeltError(f"no finished compile run under {where}; run `python cli.py compile "
-                             f"{options.task or 'TASK'}` first, or pass --teacher RUN_DIR or a model spec")
-        teacher = str(found)
-        log(f"[smelt] teacher: the latest compile run, {teacher}")
-    task = options.task
-    if task is None:
-        if not (Path(teacher) / "manifest.json").is_file():
-            from smelt.lm.specs import parse_spec
-
-            parse_spec(teacher, "--teacher")  # a path that is not there is named as such, not taken for a model
-            raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
-                             f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
-        from smelt.recorded_task import recorded_task_spec
-
-        manifest = read_manifest(teacher, "--teacher")
-        task = recorded_task_spec(manifest, teacher, command="distill", option=f"--student {options.student} --teacher")
-    return replace(options, teacher=teacher, task=task)
-
-
-def _load_teacher(options: DistillOptions, task) -> Teacher:
-    from smelt.lm import lm_for_spec
-
-    if (Path(options.teacher) / "manifest.json").is_file():
-        loaded = load_run(options.teacher, task_name=options.task, option="--teacher", device=options.device,
-                          api_base=options.api_base, cache=options.cache, command="distill")
-        options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
-        return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}", loaded.run_dir)
-    if Path(options.teacher).exists():
-        raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "
-                         "directory (runs/<task>/<run>) or a model spec")
-    lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base,
-                     cache=options.cache)
-    return Teacher(task.program(), lm, task.default_options(), f"model {options.teacher}")
-
-
 def zero_shot_options(teacher_options: dict) -> dict:
     """The student's program options: the teacher's, with a plain Predict where the task has a predictor knob
     (a distilled student answers directly; that, with the smaller model, is where its speed comes from)."""
@@ -129,36 +71,97 @@ def student_record(student: str, spec, instructions: bool) -> dict:
             "instructions": instructions}
 
 
-def _only_predictor(program: dspy.Module):
-    predictors = program.predictors()
-    if len(predictors) != 1:
-        raise SmeltError(f"distill supports programs with one predictor; this program has {len(predictors)}")
-    return predictors[0]
-
-
-def sft_messages(program: dspy.Module, inputs: dict, instructions: bool = False) -> list[dict]:
-    """The chat messages the zero-shot student program sends for these predictor inputs."""
-    return PrefillChatAdapter(instructions=instructions).format(_only_predictor(program).signature, [], inputs)
-
-
-def sft_completion(signature, outputs: dict) -> str:
-    """What the student learns to write after the prefilled marker of the first output field: that field's
-    value, then each further field under its own marker, then the completion marker (DSPy's chat format)."""
-    values = {name: str(outputs.get(name, "")).strip() for name in signature.output_fields}
-    text = PrefillChatAdapter().format_assistant_message_content(signature, values)
-    return text.removeprefix(field_marker(next(iter(signature.output_fields))) + "\n").rstrip("\n")
-
-
-def run_distill(options: DistillOptions, log=print):
-    from smelt.lm import lm_for_spec, parse_spec
-    from smelt.lm.loading import parameter_megabytes, unload_models
-
+def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | None = None) -> RunOutcome:
+    """The recipe (module docstring): check and set up, teacher -> SFT set, reference points on test, LoRA
+    training, the distilled student on test. Every step's output is kept, so --resume redoes none of them."""
     started = time.perf_counter()
     if options.resume:
-        from smelt.commands.resume import resumed_options
-
-        options = resumed_options(options, "distill")
+        options = resumed_options(options, "distill", given)
     check_runs_root(options.runs_root, options.resume)  # before any model loads
+    setup = _setup(options, log)
+    task, options, metric = setup.task, setup.options, setup.metric
+    run = Run.open(task, "distill", resume=options.resume, runs_root=options.runs_root, threads=options.threads,
+                   log=log, started=started, manifest=lambda: _manifest(setup))
+
+    def score(program, lm, examples, name, desc):
+        return run.score(program, examples, name=name, metric=metric, lm=lm, desc=desc,
+                         latency_sample=options.latency_sample if name.endswith("test") else 0)
+
+    # 1-3. Teacher traces -> SFT set.
+    teacher = setup.teacher
+    rows = build_sft_set(run.dir / SFT_FILE, task, teacher, setup.student_program, setup.splits.train, setup.judge,
+                         options, score=lambda program, lm, examples: score(program, lm, examples, "teacher.train",
+                                                                            "teacher train"), log=log)
+    counts = {source: sum(r.get("source") == source for r in rows) for source in ("teacher", "label", "synthetic")}
+    log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {run.dir / SFT_FILE}")
+
+    # 4. Reference points on test, before the student is changed by training.
+    columns, results = {}, {}
+    results["teacher"] = score(teacher.program, teacher.lm, setup.splits.test, "teacher.test", "teacher test")
+    recorded = teacher.run_dir / "eval" if teacher.run_dir is not None else None
+    if recorded:  # answers DSPy had cached: tokens and latency as the teacher's run measured them
+        _with_recorded_usage(results["teacher"], recorded / "test.jsonl", run.dir / "eval" / "teacher.test.jsonl",
+                             metric)
+    columns["teacher"] = results["teacher"].summary | {"model_memory_mb": _model_mb(teacher.lm)}
+    student_lm = lm_for_spec(options.student, option="--student", device=options.device, cache=options.cache)
+    bare = results["student (no adapter)"] = score(setup.student_program, student_lm, setup.splits.test,
+                                                   "student.test", "student (no adapter) test")
+    if recorded and _same_model(teacher.lm, student_lm):  # the teacher run's baseline was the bare student
+        _with_recorded_usage(bare, recorded / "baseline.test.jsonl", run.dir / "eval" / "student.test.jsonl", metric)
+    columns["student (no adapter)"] = bare.summary | {"model_memory_mb": _model_mb(student_lm)}
+    teacher_source = teacher.source
+    # Training holds its own copy of the student (a served model is never changed): the served teacher and bare
+    # student go first, or a GPU holds the student's weights twice.
+    del teacher, student_lm
+    setup.teacher = None
+
+    # 5. Training.
+    training = _trained(run.dir, setup, rows, log)
+
+    # 6. The distilled student, loaded back from its safetensors.
+    distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
+                               adapter=run.dir / "adapter", cache=options.cache,
+                               instructions=options.student_instructions)
+    save_program(setup.student_program, run.dir)
+    results["distilled student"] = score(setup.student_program, distilled_lm, setup.splits.test, "test",
+                                         "distilled student test")
+    columns["distilled student"] = results["distilled student"].summary | {"model_memory_mb": _model_mb(distilled_lm)}
+    if options.merge:
+        _merge(run.dir, distilled_lm, log)
+
+    summary = {
+        "task": task.name, "command": "distill", "student": options.student, "teacher": teacher_source,
+        "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "training": training,
+        "test": columns,
+    }
+    disagreeing = [line for label, result in results.items()
+                   for line in disagreement_lines(result.records, f"{label} test")]
+    return run.finish(summary, report=lambda done: _report(done, columns) + "".join(f"{x}\n" for x in disagreeing),
+                      table=text_table(columns))
+
+
+@dataclass
+class _Setup:
+    """What a distill run works with, checked and loaded before its run directory is opened."""
+
+    options: DistillOptions
+    task: object
+    student_spec: object
+    device: str
+    config: object  # LoraTrainingConfig
+    splits: object
+    teacher: Teacher | None
+    judge: object
+    metric: object
+    student_program: dspy.Module
+
+
+def _setup(options: DistillOptions, log) -> _Setup:
+    """Every option checked before a model loads (student, scores, LoRA settings, metric, data), then the teacher
+    and the judge loaded."""
+    from smelt.lm.devices import resolve_device
+    from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
+
     if not options.student:
         raise SmeltError("distill needs --student, e.g. --student gemma-3-270m (see `cli.py models`)")
     options = resolve_teacher(options, log)
@@ -171,9 +174,6 @@ def run_distill(options: DistillOptions, log=print):
         raise SmeltError(f"--min-score {options.min_score}: use a score between 0 and 1")
     if options.synthetic < 0:
         raise SmeltError("--synthetic must be 0 or more")
-    from smelt.lm.devices import resolve_device
-    from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
-
     device = resolve_device(options.device)
     lora = dict(options.lora)
     if "r" in lora and "alpha" not in lora:
@@ -184,96 +184,52 @@ def run_distill(options: DistillOptions, log=print):
     splits = load_task_data(task, options.data, options.seed)
     if not splits.train:
         raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
-    teacher = _load_teacher(options, task)
-    judge = load_judge(options)
-    metric = scoring_metric(options, task, judge)
-    student_options = zero_shot_options(teacher.program_options)
-    student_program = task.program(student_options)
-
-    run_dir = open_run_dir(task.name, "distill", resume=options.resume, root=options.runs_root)
-    if not (run_dir / "manifest.json").exists():
-        write_json(run_dir / "manifest.json", build_manifest(
-            command="distill", task=task, options=asdict(options), seed=options.seed,
-            models={"program": student_record(options.student, student_spec, options.student_instructions),
-                    "teacher": {**teacher.lm.describe(), "source": teacher.source},
-                    **({"judge": describe_judge(judge)} if judge else {})},
-            data_sources=splits.sources, program_options=student_options,
-            extra={"metric": metric.name, "lora": config.to_dict(), "teacher_program_options": teacher.program_options},
-        ))
-    log(f"[smelt] run directory: {run_dir}")
-
-    def score(program, lm, examples, name, desc):
-        return evaluate(program, examples, metric=metric, lm=lm, threads=options.threads,
-                        out_path=run_dir / "eval" / f"{name}.jsonl", desc=desc,
-                        latency_sample=options.latency_sample if name.endswith("test") else 0)
-
-    # 1-3. Teacher traces -> SFT set.
-    rows = build_sft_set(run_dir / SFT_FILE, task, teacher, student_program, splits.train, judge, options,
-                         score=lambda program, lm, examples: score(program, lm, examples, "teacher.train",
-                                                                   "teacher train"), log=log)
-    counts = {source: sum(r.get("source") == source for r in rows) for source in ("teacher", "label", "synthetic")}
-    log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {run_dir / SFT_FILE}")
-
-    # 4. Reference points on test, before the student is changed by training.
     if not splits.test:
         raise SmeltError("the test split is empty: distill compares teacher and student on test")
-    columns = {}
-    teacher_source = teacher.source
-    teacher_test = score(teacher.program, teacher.lm, splits.test, "teacher.test", "teacher test")
-    if teacher.run_dir is not None:  # answers DSPy had cached: tokens and latency as the teacher's run measured them
-        recorded = teacher.run_dir / "eval"
-        _with_recorded_usage(teacher_test, recorded / "test.jsonl", run_dir / "eval" / "teacher.test.jsonl", metric)
-    columns["teacher"] = teacher_test.summary | {"model_memory_mb": _model_mb(teacher.lm, parameter_megabytes)}
-    student_lm = lm_for_spec(options.student, option="--student", device=options.device, cache=options.cache)
-    bare = score(student_program, student_lm, splits.test, "student.test", "student (no adapter) test")
-    if teacher.run_dir is not None and _same_model(teacher.lm, student_lm):  # its baseline was the bare student
-        _with_recorded_usage(bare, recorded / "baseline.test.jsonl", run_dir / "eval" / "student.test.jsonl", metric)
-    columns["student (no adapter)"] = bare.summary | {"model_memory_mb": _model_mb(student_lm, parameter_megabytes)}
+    teacher = load_teacher(options, task)
+    judge = load_judge(options)
+    metric = scoring_metric(options, task, judge)
+    student_program = task.program(zero_shot_options(teacher.program_options))
+    return _Setup(options, task, student_spec, device, config, splits, teacher, judge, metric, student_program)
 
-    # 5. Training.
+
+def _manifest(setup: _Setup) -> dict:
+    options, teacher, judge = setup.options, setup.teacher, setup.judge
+    return build_manifest(
+        command="distill", task=setup.task, options=asdict(options), seed=options.seed,
+        models={"program": student_record(options.student, setup.student_spec, options.student_instructions),
+                "teacher": {**teacher.lm.describe(), "source": teacher.source},
+                **({"judge": describe_judge(judge)} if judge else {})},
+        data_sources=setup.splits.sources, program_options=zero_shot_options(teacher.program_options),
+        extra={"metric": setup.metric.name, "lora": setup.config.to_dict(),
+               "teacher_program_options": teacher.program_options})
+
+
+def _trained(run_dir: Path, setup: _Setup, rows: list[dict], log) -> dict:
+    """The adapter trained into ``run_dir/adapter`` (or the one a resumed run already trained); its summary."""
+    from smelt.lm.loading import unload_models
+
     training_file = run_dir / TRAINING_SUMMARY
     if training_file.exists():
-        training = json.loads(training_file.read_text())
         log(f"[smelt] reusing the trained adapter in {run_dir / 'adapter'}")
+        training = json.loads(training_file.read_text())
     else:
-        # Training holds its own copy of the student (a served model is never changed): let the served teacher
-        # and bare student go first, or a GPU holds the student's weights twice.
-        teacher = student_lm = None
         unload_models()
-        training = train_adapter(student_spec, config, device, rows, run_dir, resume=bool(options.resume), log=log)
+        training = train_adapter(setup.student_spec, setup.config, setup.device, rows, run_dir,
+                                 resume=bool(setup.options.resume), log=log)
         write_json(training_file, training)
     unload_models()  # the next load of the student is fresh: base weights + the saved adapter
+    return training
 
-    # 6. The distilled student, loaded back from its safetensors.
-    distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
-                               adapter=run_dir / "adapter", cache=options.cache,
-                               instructions=options.student_instructions)
-    save_program(student_program, run_dir)
-    distilled = score(student_program, distilled_lm, splits.test, "test", "distilled student test")
-    columns["distilled student"] = distilled.summary | {
-        "model_memory_mb": _model_mb(distilled_lm, parameter_megabytes)}
-    if options.merge:
-        from smelt.optimizers.distill.lora_model import merge_adapter
 
-        merged_dir = run_dir / "merged"
-        if not merged_dir.exists():
-            merge_adapter(distilled_lm.engine.model.get_base_model(), run_dir / "adapter", merged_dir,
-                          distilled_lm.engine.tokenizer)
-        log(f"[smelt] merged weights for serving: {merged_dir}")
+def _merge(run_dir: Path, distilled_lm, log) -> None:
+    from smelt.optimizers.distill.lora_model import merge_adapter
 
-    summary = {
-        "task": task.name, "command": "distill", "student": options.student, "teacher": teacher_source,
-        "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "training": training,
-        "test": columns, "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb(),
-    }
-    write_json(run_dir / "summary.json", summary)
-    disagreeing = [line for label, result in (("teacher", teacher_test), ("student (no adapter)", bare),
-                                              ("distilled student", distilled))
-                   for line in disagreement_lines(result.records, f"{label} test")]
-    write_text(run_dir / "report.md", _report(summary, columns) + "".join(f"{line}\n" for line in disagreeing))
-    write_html_report(run_dir, log=log)
-    return run_dir, summary, text_table(columns)
-
+    merged_dir = run_dir / "merged"
+    if not merged_dir.exists():
+        merge_adapter(distilled_lm.engine.model.get_base_model(), run_dir / "adapter", merged_dir,
+                      distilled_lm.engine.tokenizer)
+    log(f"[smelt] merged weights for serving: {merged_dir}")
 
 
 def _with_recorded_usage(result, recorded: Path, out_path: Path, metric) -> None:
@@ -293,87 +249,10 @@ def _same_model(a, b) -> bool:
                                                                                                True)
 
 
-def _model_mb(resolved, parameter_megabytes) -> float | None:
+def _model_mb(resolved) -> float | None:
+    from smelt.lm.loading import parameter_megabytes
+
     return parameter_megabytes(resolved.engine.model) if resolved.engine is not None else None
-
-
-def _sft_rows(task, student_program, train, records, options) -> list[dict]:
-    by_id = {str(r["id"]): r for r in records}
-    rows = []
-    for example in train:
-        record = by_id.get(str(example.get("id")))
-        gold = {name: example.get(name) for name in task.output_fields}
-        if record and record.get("prediction") and record["score"] >= options.min_score:
-            outputs, source = {task.answer_field: record["prediction"], **(record.get("outputs") or {})}, "teacher"
-        elif options.use_labels and all(value not in (None, "") for value in gold.values()):
-            outputs, source = gold, "label"
-        else:
-            continue
-        rows.append(sft_row(task, student_program, example, outputs, source, options.student_instructions))
-    return rows
-
-
-def sft_row(task, program, example, outputs: dict, source: str, instructions: bool) -> dict:
-    """One SFT example: the student's prompt for this example's inputs, and the outputs to learn (both as the
-    task's predictor names them: ``Task.as_demo``)."""
-    prepared = task.as_demo(program, example.copy(**outputs))
-    signature = _only_predictor(program).signature
-    inputs = {name: prepared.get(name) for name in signature.input_fields}
-    return {"id": example.get("id"), "source": source,
-            "messages": sft_messages(program, inputs, instructions),
-            "completion": sft_completion(signature, {name: prepared.get(name) for name in signature.output_fields})}
-
-
-def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train, judge, options: DistillOptions,
-                  *, score, log=print) -> list[dict]:
-    """The SFT rows at ``sft_path``, built there first if missing: the teacher's answers on ``train`` that reach
-    --min-score (gold answers standing in with --use-labels), plus --synthetic ones. ``score(program, lm,
-    examples)`` runs the teacher and returns its EvalResult."""
-    from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
-
-    if not sft_path.exists():
-        traces = score(teacher.program, teacher.lm, train)
-        failed = [r for r in traces.records if r.get("error") and not r.get("parse_error")]
-        if traces.records and len(failed) == len(traces.records):
-            raise SmeltError(f"every teacher call failed ({len(failed)} of {len(failed)}; the first: "
-                             f"{failed[0]['error']}); check --teacher ({teacher.source}) and --api-base")
-        rows = _sft_rows(task, student_program, train, traces.records, options)
-        if options.synthetic:
-            from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
-
-            first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
-            examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, first_judge or teacher.lm,
-                                                count=options.synthetic, seed=options.seed, log=log)
-            rows += [sft_row(task, student_program, example, outputs, "synthetic", options.student_instructions)
-                     for example, outputs in examples]
-        if not rows:
-            raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
-                             "the train inputs; lower --min-score or keep --use-labels")
-        write_sft_jsonl(sft_path, rows)
-    return read_sft_jsonl(sft_path)
-
-
-def train_adapter(student_spec, config, device, rows: list[dict], run_dir: Path, *, resume: bool = False,
-                  log=print) -> dict:
-    """Train a LoRA adapter on the SFT rows into ``run_dir/adapter`` (checkpoints beside it); returns its summary."""
-    from smelt.optimizers.distill.lora_model import load_for_training
-    from smelt.optimizers.distill.lora_resources import check_fits, estimate_resources
-    from smelt.optimizers.distill.lora_training import train_lora
-    from smelt.optimizers.distill.sft_data import tokenize_sft
-
-    student = load_for_training(student_spec, config, device)
-    examples = [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in rows]
-    estimate = estimate_resources(student.model, config, device,
-                                  completion_tokens=max(len(e.completion_ids) for e in examples))
-    log(f"[smelt] {estimate.summary()}")
-    check_fits(estimate)
-    result = train_lora(student.model, student.tokenizer, examples, config, run_dir, resume=resume, log=log)
-    return {"steps": result.steps, "examples": result.examples, "dropped": result.dropped,
-            "first_loss": round(result.losses[0], 4) if result.losses else None,
-            "final_loss": round(result.losses[-1], 4) if result.losses else None,
-            "tokens": result.tokens, "train_seconds": round(result.seconds, 1),
-            "tokens_per_second": round(result.tokens_per_second, 1),
-            "total_parameters": estimate.total_params, "trainable_parameters": estimate.trainable_params}
 
 
 def _report(summary: dict, columns: dict) -> str:

@@ -11,14 +11,13 @@ import statistics
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.eval.reports.html import (
-    GENERATOR_TAG,
+from smelt.eval.reports.html import GENERATOR_TAG, render_html
+from smelt.eval.reports.run_records import (
     Program,
     Report,
     program_file,
     read_json,
     read_records,
-    render_html,
     run_command,
     run_report,
     run_sources,
@@ -50,7 +49,7 @@ def summarize_records(records: list[dict], metric: str) -> dict:
 
 def _check_run(path: Path) -> None:
     """A finished run with at least one answer to show."""
-    from smelt.runs import resume_command
+    from smelt.lifecycle import resume_command
 
     if not path.is_dir():
         raise SmeltError(f"{path}: no such run directory")

@@ -10,7 +10,7 @@ from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.runs import read_manifest
+from smelt.lifecycle import read_manifest
 
 # Options a resumed run takes from the new command line: parallelism, DSPy's response cache (fp32 answers are
 # the same either way), where runs go, and the server URL (recorded without its password, so given again).
@@ -53,7 +53,7 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
     if task:  # TASK as typed now (a Python task is only run when the user names it)
         keep["task"] = task
     elif _is_python(getattr(recorded, "task", None)):
-        from smelt.recorded_task import recorded_task_spec
+        from smelt.lifecycle.recorded_task import recorded_task_spec
 
         recorded_task_spec(manifest, run_dir, command=command, option="--resume")  # says how to name it
     redacted = getattr(recorded, "api_base", None)
@@ -65,8 +65,8 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
 
 def recorded_task(run_dir: str | Path) -> str:
     """The TASK a run was started with (a shipped name or a task file), for a resume without TASK; a Python task
-    must be named again (``smelt.recorded_task``)."""
-    from smelt.recorded_task import recorded_task_spec
+    must be named again (``smelt.lifecycle.recorded_task``)."""
+    from smelt.lifecycle.recorded_task import recorded_task_spec
 
     manifest = read_manifest(run_dir, "--resume")
     return recorded_task_spec(manifest, run_dir, command=str(manifest.get("command")), option="--resume")
@@ -135,7 +135,7 @@ def _shown(value) -> str:
 
 
 def _is_python(task) -> bool:
-    from smelt.recorded_task import is_python_task
+    from smelt.lifecycle.recorded_task import is_python_task
 
     return isinstance(task, str) and is_python_task(task)
 

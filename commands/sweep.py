@@ -15,30 +15,26 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from smelt.commands.common import check_model_options, peak_memory_mb
+from smelt.commands.common import check_model_options
 from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
 from smelt.errors import SmeltError
 from smelt.files import write_json
+from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root, drop_resume_hint, read_manifest
 from smelt.optimizers.sweep.queue import DEFAULT, StudyIdentity
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest, check_runs_root, drop_resume_hint, open_run_dir, read_manifest
 
 
-@dataclass
-class SweepOutcome:
-    run_dir: Path
-    summary: dict
-    table: str
-
-
-def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
+def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None = None) -> RunOutcome:
+    """The study: check everything, open the sweep's run and its study, let the workers run the trials, then the
+    best against the default on test (``_finish``)."""
     from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
     from smelt.redaction import redact
 
-    options = resumed_sweep_options(options) if options.resume else options
+    started = time.perf_counter()
+    options = resumed_sweep_options(options, given) if options.resume else options
     options = replace(options, trials=12 if options.trials is None else options.trials)
     options.check()
     check_runs_root(options.runs_root, options.resume)  # before any model loads
@@ -46,7 +42,6 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
                         options.device, get_task(options.task) if options.task else None)
     _check_workers_fit(options)
     quiet_optuna()
-    started = time.perf_counter()
     objectives = options.objectives()
     space = space_for(options)
     # A server storage is checked before any model loads; the journal file lives in the run directory.
@@ -60,17 +55,15 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
         _check_optimizers_fit(space, len(stage.splits.train), options.data.max_train)
     options = replace(options, task=stage.task.source)  # what a worker process resolves the task from
     study_name = options.study or f"{stage.task.name}-{options.stage}"
-    run_dir = open_run_dir(stage.task.name, "sweep", resume=options.resume, root=options.runs_root)
-    log(f"[smelt] run directory: {run_dir}")
-    if not (run_dir / "manifest.json").exists():
-        recorded = {**asdict(options), "storage": redact(options.storage) if options.storage else None}
-        write_json(run_dir / "manifest.json", build_manifest(
-            command="sweep", task=stage.task, options=recorded, seed=options.seed,
-            models=_models(options), data_sources=stage.splits.sources,
-            extra={"stage": options.stage, "study": study_name, "objectives": list(objectives),
-                   "space": space.to_dict(), "metric": stage.metric.name,
-                   "storage": redact(options.storage) if options.storage else "journal file study.journal"},
-        ))
+    recorded = {**asdict(options), "storage": redact(options.storage) if options.storage else None}
+    run = Run.open(stage.task, "sweep", resume=options.resume, runs_root=options.runs_root, threads=options.threads,
+                   log=log, started=started, manifest=lambda: build_manifest(
+                       command="sweep", task=stage.task, options=recorded, seed=options.seed,
+                       models=_models(options), data_sources=stage.splits.sources,
+                       extra={"stage": options.stage, "study": study_name, "objectives": list(objectives),
+                              "space": space.to_dict(), "metric": stage.metric.name,
+                              "storage": redact(options.storage) if options.storage else "journal file study.journal"}))
+    run_dir = run.dir
     if options.stage == "distill":
         rows = stage.prepare(run_dir)
         log(f"[smelt] SFT set shared by every trial: {len(rows)} examples -> {run_dir / 'sft.jsonl'}")
@@ -99,7 +92,7 @@ def run_sweep(options: SweepOptions, log=print) -> SweepOutcome:
         from smelt.eval.reports.sweep import write_trials
 
         write_trials(study, run_dir)
-    return _finish(options, study, stage, space, run_dir, started, log)
+    return _finish(options, study, stage, space, run)
 
 
 # What a resumed sweep may change besides parallelism and caching: how many trials, for how long, by how many.
@@ -173,14 +166,14 @@ def _default_params(stage, space) -> dict | None:
     return default if space.contains(default) else None
 
 
-def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: float, log) -> SweepOutcome:
+def _finish(options: SweepOptions, study, stage, space, run: Run) -> RunOutcome:
     """Score the best trial(s) and the default on test, keep best/, and write summary, plots and report."""
     from optuna.trial import TrialState
 
-    from smelt.eval.evaluate import evaluate
-    from smelt.eval.reports.html import write_html_report
-    from smelt.eval.reports.sweep import pruning_savings, write_plots, write_report
+    from smelt.eval.reports.sweep import pruning_savings, sweep_report, write_plots
     from smelt.eval.reports.tables import text_table
+
+    run_dir, log = run.dir, run.log
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -205,9 +198,9 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
             columns[label] = {}
             continue
         program, lm = stage.load(trial_dir)
-        result = evaluate(program, stage.splits.test, metric=stage.metric, lm=lm, threads=options.threads,
-                          out_path=trial_dir / "eval" / "test.jsonl", desc=f"{label} test",
-                          latency_sample=options.latency_sample)
+        trial_run = Run(trial_dir, stage.name, stage.task, options.threads, log)  # its test split, in its own eval/
+        result = trial_run.score(program, stage.splits.test, name="test", metric=stage.metric, lm=lm,
+                                 desc=f"{label} test", latency_sample=options.latency_sample)
         stage.release(trial_dir)
         columns[label] = result.summary
         test_summaries[label] = result.summary
@@ -226,12 +219,9 @@ def _finish(options: SweepOptions, study, stage, space, run_dir: Path, started: 
                   "run_dir": t.user_attrs.get("run_dir")} for t in best],
         "default": {"number": default_trial.number if default_trial else None, "run_dir": str(default_dir)},
         "test": test_summaries, "space": space.to_dict(), "plots": plots,
-        "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb(),
     }
-    write_json(run_dir / "summary.json", summary)
-    write_report(run_dir, summary, trials, columns, pruned=pruned)
-    write_html_report(run_dir, log=log)
-    return SweepOutcome(run_dir, summary, text_table({k: v for k, v in columns.items() if v}))
+    return run.finish(summary, report=lambda done: sweep_report(done, trials, columns, pruned=pruned),
+                      table=text_table({k: v for k, v in columns.items() if v}))
 
 
 def _no_trial_finished(study, n_trials: int, run_dir: Path) -> SmeltError:

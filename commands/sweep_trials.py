@@ -9,7 +9,6 @@ Test is never touched here: ``commands.sweep`` scores the best and the default c
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
@@ -19,28 +18,19 @@ from smelt.commands.common import (
     describe_judge,
     load_judge,
     load_task_data,
-    peak_memory_mb,
     save_program,
     scoring_metric,
 )
 from smelt.errors import SmeltError
-from smelt.eval.evaluate import EvalResult, evaluate
+from smelt.eval.evaluate import evaluate
 from smelt.files import write_json
+from smelt.lifecycle import Run, build_manifest
 from smelt.optimizers.prompt import COMPILE_DEFAULTS, CompileSettings
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
-from smelt.runs import build_manifest
 
 # A trial's optimizer knobs and their values in the default trial.
 KNOB_DEFAULTS = {**COMPILE_DEFAULTS, "num_candidates": CompileSettings.num_candidates}
-
-
-def _check_model_calls(result: EvalResult, what: str) -> None:
-    """A trial whose model calls all failed is a broken setup, not a bad configuration: stop the sweep."""
-    errors = [r for r in result.records if r.get("error") and not r.get("parse_error")]
-    if result.records and len(errors) == len(result.records):
-        raise SmeltError(f"every model call of {what} failed ({len(errors)} of {len(errors)}; the first: "
-                         f"{errors[0]['error']}); check the model spec, --api-base and the server")
 
 
 class CompileStage:
@@ -85,33 +75,30 @@ class CompileStage:
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
         from smelt.commands.compile import compile_into
 
-        started = time.perf_counter()
         knobs, program_options = self._split_params(params)
-        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
         models = {"program": self.lm.describe(), **({"judge": describe_judge(self.judge)} if self.judge else {})}
-        write_json(run_dir / "manifest.json", build_manifest(
-            command="compile", task=self.task, options={"sweep_params": params}, seed=self.options.seed,
-            models=models, data_sources=self.splits.sources, program_options=program_options,
-            extra={"metric": self.metric.name, "optimizer": knobs["optimizer"], "sweep_trial": trial_number},
-        ))
+        run = Run.in_folder(run_dir, "compile", self.task, threads=self.options.threads, log=self.log,
+                            manifest=lambda: build_manifest(
+                                command="compile", task=self.task, options={"sweep_params": params},
+                                seed=self.options.seed, models=models, data_sources=self.splits.sources,
+                                program_options=program_options,
+                                extra={"metric": self.metric.name, "optimizer": knobs["optimizer"],
+                                       "sweep_trial": trial_number}))
         # A sweep pays for every random_search candidate: 16 train examples rank demo sets well enough.
         settings = CompileSettings(self.options.seed, self.options.threads, knobs["max_demos"],
                                    knobs["max_labeled_demos"], knobs["num_candidates"], candidate_eval_size=16)
         program = compile_into(run_dir, self.task, program_options, knobs["optimizer"], settings, self.splits.train,
                                metric=self.metric, lm=self.lm, log=self.log)
-        dev = evaluate(program, self.splits.dev, metric=self.metric, lm=self.lm, threads=self.options.threads,
-                       out_path=run_dir / "eval" / "dev.jsonl", desc=f"trial {trial_number} dev", progress=progress)
-        _check_model_calls(dev, f"trial {trial_number}")
-        summary = {"task": self.task.name, "command": "compile", "optimizer": knobs["optimizer"],
-                   "metric": self.metric.name, "lm": self.options.lm, "compiled": {"dev": dev.summary},
-                   "demos": sum(len(p.demos) for p in program.predictors()),
-                   "wall_s": round(time.perf_counter() - started, 1), "peak_memory_mb": peak_memory_mb()}
-        write_json(run_dir / "summary.json", summary)
+        dev = run.score(program, self.splits.dev, name="dev", metric=self.metric, lm=self.lm,
+                        desc=f"trial {trial_number} dev", progress=progress)
+        run.finish({"task": self.task.name, "command": "compile", "optimizer": knobs["optimizer"],
+                    "metric": self.metric.name, "lm": self.options.lm, "compiled": {"dev": dev.summary},
+                    "demos": sum(len(p.demos) for p in program.predictors())})
         return dev.summary
 
     def load(self, run_dir: Path):
         """(program, lm) of a finished trial, to score it on test."""
-        from smelt.runs import read_manifest
+        from smelt.lifecycle import read_manifest
 
         program = self.task.program(read_manifest(run_dir)["program_options"])
         load_program_file(program, run_dir / "program.json", task_name=self.task.name)
@@ -127,7 +114,8 @@ class DistillStage:
     name = "distill"
 
     def __init__(self, options, *, cache: bool, log=print):
-        from smelt.commands.distill import DistillOptions, resolve_teacher
+        from smelt.commands.distill import DistillOptions
+        from smelt.commands.teacher import resolve_teacher
         from smelt.lm import parse_spec
         from smelt.lm.devices import resolve_device
 
@@ -165,15 +153,15 @@ class DistillStage:
 
     def prepare(self, sweep_dir: Path) -> list[dict]:
         """The shared SFT set, ``sweep_dir/sft.jsonl``: built by the teacher once, read by every worker."""
-        from smelt.commands.distill import build_sft_set
+        from smelt.commands.teacher import build_sft_set
         from smelt.lm.loading import unload_models
 
         if (sweep_dir / "sft.jsonl").is_file() and (sweep_dir / "teacher.json").is_file():  # a resumed sweep
             self.use_shared(sweep_dir)
             return self.rows
-        from smelt.commands.distill import _load_teacher
+        from smelt.commands.teacher import load_teacher
 
-        teacher = _load_teacher(self.distill, self.task)
+        teacher = load_teacher(self.distill, self.task)
         self.teacher_program_options = teacher.program_options
         student_program = self.task.program(self.student_options())
 
@@ -216,38 +204,35 @@ class DistillStage:
         return LoraTrainingConfig(**{**asdict(default_config(self.device)), "seed": self.options.seed, **lora})
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
-        from smelt.commands.distill import student_record, train_adapter
+        from smelt.commands.distill import student_record
         from smelt.lm.loading import unload_models
+        from smelt.optimizers.distill.adapter import train_adapter
 
-        started = time.perf_counter()
         config = self.config(params)
         student_program = self.task.program(self.student_options())
-        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "manifest.json", build_manifest(
-            command="distill", task=self.task, options={"sweep_params": params}, seed=self.options.seed,
-            models={"program": student_record(self.options.student, self.student_spec,
-                                              self.options.student_instructions),
-                    "teacher": {"source": self.teacher_source}},
-            data_sources=self.splits.sources, program_options=self.student_options(),
-            extra={"metric": self.metric.name, "lora": config.to_dict(), "sweep_trial": trial_number},
-        ))
+        run = Run.in_folder(run_dir, "distill", self.task, threads=self.options.threads, log=self.log,
+                            manifest=lambda: build_manifest(
+                                command="distill", task=self.task, options={"sweep_params": params},
+                                seed=self.options.seed,
+                                models={"program": student_record(self.options.student, self.student_spec,
+                                                                  self.options.student_instructions),
+                                        "teacher": {"source": self.teacher_source}},
+                                data_sources=self.splits.sources, program_options=self.student_options(),
+                                extra={"metric": self.metric.name, "lora": config.to_dict(),
+                                       "sweep_trial": trial_number}))
         training = train_adapter(self.student_spec, config, self.device, self.rows, run_dir, log=self.log)
         unload_models()
         lm = self._distilled_lm(run_dir)
         save_program(student_program, run_dir)
         try:
-            dev = evaluate(student_program, self.splits.dev, metric=self.metric, lm=lm, threads=self.options.threads,
-                           out_path=run_dir / "eval" / "dev.jsonl", desc=f"trial {trial_number} dev",
-                           progress=progress)
+            dev = run.score(student_program, self.splits.dev, name="dev", metric=self.metric, lm=lm,
+                            desc=f"trial {trial_number} dev", progress=progress)
         finally:
             lm.engine.close()
             unload_models()
-        _check_model_calls(dev, f"trial {trial_number}")
-        write_json(run_dir / "summary.json", {
-            "task": self.task.name, "command": "distill", "student": self.options.student,
-            "teacher": self.teacher_source, "metric": self.metric.name, "training": training,
-            "dev": dev.summary, "wall_s": round(time.perf_counter() - started, 1),
-            "peak_memory_mb": peak_memory_mb()})
+        run.finish({"task": self.task.name, "command": "distill", "student": self.options.student,
+                    "teacher": self.teacher_source, "metric": self.metric.name, "training": training,
+                    "dev": dev.summary})
         return dev.summary
 
     def _distilled_lm(self, run_dir: Path):

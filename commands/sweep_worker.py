@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
-from smelt.errors import SmeltError
+from smelt.errors import ModelCallsFailed, SmeltError
+from smelt.lifecycle import read_manifest
 from smelt.optimizers.sweep.queue import ERROR, INTERRUPTED
-from smelt.runs import read_manifest
 
 
 def pruner_for(options: SweepOptions, dev_size: int):
@@ -90,11 +90,11 @@ def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, 
         trial.set_user_attr(INTERRUPTED, True)
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
+    except ModelCallsFailed:  # a broken setup, not this trial's settings: stop; the trial runs again on --resume
+        trial.set_user_attr(INTERRUPTED, True)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
     except SmeltError as exc:
-        if "every model call" in str(exc):  # a broken setup: stop; the trial runs again on --resume
-            trial.set_user_attr(INTERRUPTED, True)
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
         _fail(trial, study, exc, label, log)
         return
     except Exception as exc:  # noqa: BLE001 - one failing configuration must not end the sweep

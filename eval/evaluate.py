@@ -21,8 +21,8 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from tqdm import tqdm
 
-from smelt.errors import SmeltError
-from smelt.eval.facts import invented_in_answer
+from smelt.errors import ModelCallsFailed
+from smelt.eval.fact_matching import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
 from smelt.lm.truncation import install_truncation_filter, truncation_count
@@ -71,7 +71,7 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     ``truncated`` is set when one of the program's answers stopped at max_tokens.
 
     ``language`` is the inputs' language ("ja" or "en", smelt.eval.language); ``invented`` the facts of the answer
-    its source does not hold, as written (smelt.eval.facts; [] when none or no answer, None when the task gives
+    its source does not hold, as written (smelt.eval.fact_matching; [] when none or no answer, None when the task gives
     no source to check against)."""
     task = metric.task
     inputs = {key: example[key] for key in example.inputs().keys()}
@@ -261,7 +261,7 @@ def _stderr(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _every_call_failed(records: list[dict], metric: Metric) -> SmeltError | None:
+def _every_call_failed(records: list[dict], metric: Metric) -> ModelCallsFailed | None:
     """The error that stops an evaluation whose first examples all failed on a call: every model call, or every
     judge call (the rest failing on their model call); None when any of them succeeded or only failed to parse."""
     if any(not call_failed(r) for r in records):
@@ -270,12 +270,12 @@ def _every_call_failed(records: list[dict], metric: Metric) -> SmeltError | None
     judge_failures = [r for r in records if r.get("judge_error")]
     if len(model_failures) == len(records):
         n, first = len(records), model_failures[0]["error"]
-        return SmeltError(f"every model call failed ({n} of {n} so far; the first: {first})" + _advice(first))
+        return ModelCallsFailed(f"every model call failed ({n} of {n} so far; the first: {first})" + _advice(first))
     if judge_failures:  # the examples whose model call did succeed all failed on the judge
         n, first = len(judge_failures), judge_failures[0]["error"].removeprefix(f"{metric.name}: ")
         judge = getattr(getattr(getattr(metric, "judge", None), "spec", None), "raw", None)
         named = f"the judge {judge}" if judge else "the judge"
-        return SmeltError(f"every call to {named} failed ({n} of {n} so far; the first: {first}); "
+        return ModelCallsFailed(f"every call to {named} failed ({n} of {n} so far; the first: {first}); "
                           "check --judge, --api-base and that the server is up")
     return None
 

@@ -58,7 +58,7 @@ class AnswerMetric(Metric):
 @dataclass
 class GroundedMetric(Metric):
     """NAME+grounded: the ``base`` metric's score, but 0 for an answer stating a fact (number, date, amount, time,
-    phone, e-mail, URL) that its source does not hold (smelt.eval.facts; the source: ``task.source_of``), so an
+    phone, e-mail, URL) that its source does not hold (smelt.eval.fact_matching; the source: ``task.source_of``), so an
     optimizer learns not to invent. The base metric is not asked then (a judge is not called)."""
 
     base: Metric | None = None
@@ -68,7 +68,7 @@ class GroundedMetric(Metric):
         return getattr(self.base, "judge", None)
 
     def score(self, example, prediction):
-        from smelt.eval.facts import invented_in_answer
+        from smelt.eval.fact_matching import invented_in_answer
 
         made_up = invented_in_answer(self.task, example, prediction)
         if made_up:

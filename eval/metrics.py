@@ -5,7 +5,7 @@ accuracy, and `fact` (F1 when the answer holds every number, date, amount... of 
 from collections import Counter
 from collections.abc import Callable
 
-from smelt.eval.facts import missing_facts
+from smelt.eval.fact_matching import missing_facts
 from smelt.programs.text import is_japanese, label_key, metric_tokens
 
 # A bootstrapped demo must reach this F1 to count as a success.
@@ -52,7 +52,7 @@ def accuracy(prediction: str, reference: str, labels: tuple[str, ...] | None = N
 
 def fact(prediction: str, reference: str) -> float:
     """F1 when every fact of the reference (numbers, amounts, dates, times, phones, e-mails, URLs) is among the
-    answer's, else 0; plain F1 for a reference without facts (see `smelt.eval.facts`)."""
+    answer's, else 0; plain F1 for a reference without facts (see `smelt.eval.fact_matching`)."""
     if missing_facts(prediction, reference):
         return 0.0
     return f1(prediction, reference)

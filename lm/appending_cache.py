@@ -1,9 +1,9 @@
 """Cache layers that append each decode step's keys and values in place, and can take back the last columns.
 
 transformers' ``DynamicLayer`` concatenates the whole cache with every step's new columns
-(``torch.cat``), and its sliding-window layer copies its window the same way. With eight rows of 700
-tokens that is about 165 MB copied per step for Gemma 3 270M: a third of a CPU decode step. Here a
-layer writes each step's columns into a buffer with room to spare and hands attention views of it.
+(``torch.cat``), and its sliding-window layer copies its window the same way: a large share of a CPU
+decode step (docs/benchmarks.md). Here a layer writes each step's columns into a buffer with room to
+spare and hands attention views of it.
 A buffer is remade (one copy) only when it is full, or when the running batch has replaced the
 layer's tensors (a row joined or left): the views it handed out are then no longer the layer's.
 
@@ -16,8 +16,7 @@ Rows join and leave without copying the whole cache where they can (``join_rows`
 buffers keep spare rows, so a request no wider than the batch is written alone into one, and the rows
 after one that left move up in place. Otherwise (a wider request, leading columns no row uses any more)
 the batch's tensors are written once into fresh buffers with room, where padding, concatenating and
-remaking the buffer at the next step would copy the cache three times (about 260 MB each for eight rows
-of 900 tokens of Gemma 3 270M).
+remaking the buffer at the next step would copy the cache three times.
 """
 
 from types import MethodType

@@ -75,7 +75,7 @@ def lm_for_spec(
                      num_retries=API_RETRIES, timeout=REQUEST_TIMEOUT_S, **kwargs)
         return ResolvedLM(parsed, lm, dspy.ChatAdapter())
 
-    from smelt.lm.engine import DEFAULT_MAX_TOKENS
+    from smelt.lm.generation import DEFAULT_MAX_TOKENS
     from smelt.lm.loading import load_model
     from smelt.lm.prefill_adapter import PrefillChatAdapter
 

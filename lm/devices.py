@@ -42,7 +42,7 @@ CPU_DTYPES = ("float32", "bfloat16")
 def default_dtype(device: str):
     """bf16 on a GPU that supports it; on a CPU fp32, unless ``SMELT_CPU_DTYPE=bfloat16``.
 
-    On the 2-core AVX512-BF16 test machine bf16 halves Gemma 3 270M's prompt pass and decode step,
+    On a CPU with native bf16 instructions bf16 roughly halves the work (docs/benchmarks.md),
     but its answers then depend on how requests happen to be batched (rounding changes with the
     batch's shape): two identical compile runs differed in a few answers, while fp32 repeated
     them exactly. Comparisons come first, so fp32 is the CPU default and bf16 is a choice.

@@ -10,7 +10,8 @@ greedy step reads an int8 copy of the output projection and computes exactly onl
 that could win (``greedy_head``): the same tokens at a fraction of the memory traffic.
 
 Models whose cache is not made of plain full or sliding-window layers run instead in batches of
-requests with equal settings, through one left-padded ``generate`` call per batch.
+requests with equal settings, through one left-padded ``generate`` call per batch (``padded_generation``).
+Either way an answer ends as ``generation`` says (end token, stop string, ``max_tokens``).
 
 A request whose prompt and ``max_tokens`` do not fit the model's context is refused on its own
 (``PromptTooLong``) before it is queued; the other requests run as usual.
@@ -22,16 +23,15 @@ from dataclasses import dataclass, field
 
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, InvalidRequestError, Message, Response, TextPart, Usage, response_to_events
-from transformers import StoppingCriteria
 
+from smelt.lm.generation import Generation, GenerationSettings, decode_generation, finished_test
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import plain_output_projection
+from smelt.lm.padded_generation import generate_padded
 from smelt.lm.prefix_cache import PrefixCache, prefix_cache_budget
 from smelt.lm.rendering import encode_prompt, messages_from_request
 from smelt.lm.row_prefill import prefill_row, supports_row_prefill
 from smelt.lm.running_batch import Row, RunningBatch
-
-DEFAULT_MAX_TOKENS = 256
 
 
 class PromptTooLong(ContextLengthError, ValueError):
@@ -43,33 +43,6 @@ class PromptTooLong(ContextLengthError, ValueError):
 
     def __str__(self) -> str:
         return self.message
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = DEFAULT_MAX_TOKENS
-    temperature: float = 0.0
-    top_p: float | None = None
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-
-    @classmethod
-    def from_config(cls, config) -> "GenerationSettings":
-        return cls(
-            max_new_tokens=config.max_tokens or DEFAULT_MAX_TOKENS,
-            temperature=float(config.temperature or 0.0),
-            top_p=config.top_p,
-            stop=tuple(config.stop or ()),
-            seed=config.seed,
-        )
-
-
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" or "length"
 
 
 @dataclass
@@ -257,7 +230,8 @@ class TransformersEngine:
             return
         for row in finished:
             job = row.owner
-            job.result = self._decode(row.generated, len(job.prompt_ids), job.settings)
+            job.result = decode_generation(self.model, self.tokenizer, row.generated, len(job.prompt_ids),
+                                           job.settings)
             job.done.set()
 
     def _row(self, job: _Job) -> Row:
@@ -267,8 +241,8 @@ class TransformersEngine:
         generator = None
         if settings.temperature > 0 and settings.seed is not None:
             generator = torch.Generator(device=self.model.device).manual_seed(settings.seed)
-        return Row(job, settings.max_new_tokens, self._finished_test(settings), settings.temperature,
-                   settings.top_p, generator)
+        return Row(job, settings.max_new_tokens, finished_test(self.model, self.tokenizer, settings),
+                   settings.temperature, settings.top_p, generator)
 
     def _run_padded_batch(self) -> None:
         """Without continuous batching: the oldest job and those queued with the same settings, as one batch."""
@@ -304,68 +278,9 @@ class TransformersEngine:
         import torch
 
         with torch.inference_mode():
-            generated = self._generate_padded(prompts, settings)
-        return [self._decode(tokens, len(ids), settings) for tokens, ids in zip(generated, prompts, strict=True)]
-
-    def _generate_padded(self, prompts: list[list[int]], settings: GenerationSettings) -> list[list[int]]:
-        """One transformers ``generate`` call over the left-padded batch."""
-        import torch
-
-        pad_id = self.tokenizer.pad_token_id
-        input_ids, attention_mask = self._left_padded(prompts)
-        width = input_ids.shape[1]
-        device = next(self.model.parameters()).device
-        kwargs = dict(
-            max_new_tokens=settings.max_new_tokens,
-            pad_token_id=pad_id,
-            do_sample=settings.temperature > 0,
-        )
-        if settings.temperature > 0:
-            kwargs.update(temperature=settings.temperature, top_p=settings.top_p or 1.0, top_k=0)
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if settings.stop:
-            kwargs["stopping_criteria"] = [_StopOnStrings(self.tokenizer, settings.stop, width)]
-        output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
-        return [row[width:].tolist() for row in output]
-
-    def _left_padded(self, prompts: list[list[int]]):
-        import torch
-
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention_mask[row, width - len(ids) :] = 1
-        return input_ids, attention_mask
-
-    def _finished_test(self, settings: GenerationSettings):
-        """A row is finished at an end token or once its text holds a stop string."""
-        end_ids = set(_eos_ids(self.model, self.tokenizer))
-
-        def finished(tokens: list[int]) -> bool:
-            if tokens[-1] in end_ids:
-                return True
-            if not settings.stop:
-                return False
-            return find_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), settings.stop) >= 0
-
-        return finished
-
-    def _decode(self, generated: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generation:
-        end_ids = set(_eos_ids(self.model, self.tokenizer))
-        cut = next((i for i, token in enumerate(generated) if token in end_ids), None)
-        hit_end = cut is not None
-        tokens = generated[:cut] if hit_end else generated
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        stop_at = find_stop(text, settings.stop)
-        if stop_at >= 0:
-            text = text[:stop_at]
-        finished = hit_end or stop_at >= 0 or len(tokens) < settings.max_new_tokens
-        return Generation(text, prompt_tokens, len(tokens), "stop" if finished else "length")
+            generated = generate_padded(self.model, self.tokenizer, prompts, settings)
+        return [decode_generation(self.model, self.tokenizer, tokens, len(ids), settings)
+                for tokens, ids in zip(generated, prompts, strict=True)]
 
 
 def context_length(model, tokenizer) -> int | None:
@@ -380,41 +295,3 @@ def context_length(model, tokenizer) -> int | None:
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 10**8 and (limit is None or tokenizer_limit < limit):
         limit = tokenizer_limit
     return limit
-
-
-def find_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Where the first stop string starts, or -1. Stops count only after the first non-blank character:
-    a small model often opens its answer with a blank line, which must not end it empty."""
-    start = len(text) - len(text.lstrip())
-    hits = [text.find(s, start) for s in stops]
-    return min((h for h in hits if h >= 0), default=-1)
-
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = eos if isinstance(eos, list) else [eos]
-    ids = [i for i in ids if i is not None]
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    if tokenizer.pad_token_id is not None:
-        ids.append(tokenizer.pad_token_id)
-    return ids
-
-
-class _StopOnStrings(StoppingCriteria):
-    """Per-row stopping on stop strings: a row is done once its generated text contains one."""
-
-    def __init__(self, tokenizer, stops: tuple[str, ...], prompt_width: int):
-        self.tokenizer = tokenizer
-        self.stops = stops
-        self.prompt_width = prompt_width
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        done = []
-        for row in input_ids:
-            # Answers are short (tens of tokens): decoding all generated tokens each step costs little.
-            text = self.tokenizer.decode(row[self.prompt_width:], skip_special_tokens=True)
-            done.append(find_stop(text, self.stops) >= 0)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

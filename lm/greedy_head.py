@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-# Beyond these many rows the screen is no faster than the fp32 matrix product (measured on 2-core CPUs).
+# Beyond these many rows the screen is no faster than the fp32 matrix product (docs/benchmarks.md).
 _ROWS_MAX_INT8_PRODUCTS = 64
 _ROWS_MAX_BF16_PRODUCTS = 16
 _CHUNK = 16384  # rows quantized at a time, so that building the copy needs little extra memory
@@ -96,7 +96,7 @@ class GreedyHead:
         return bound.approx, bound.radius()
 
     def _screen(self, hidden) -> "_Bound":
-        # One row: the bf16 kernel reads the same bytes with less work around it (15 against 22 ms measured).
+        # One row: the bf16 kernel reads the same bytes with less work around it (faster: docs/benchmarks.md).
         return self._screen_int8(hidden) if self.int8_products and len(hidden) > 1 else self._screen_bf16(hidden)
 
     def _screen_int8(self, hidden) -> "_Bound":

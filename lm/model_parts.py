@@ -2,8 +2,8 @@
 
 Running the decoder stack alone lets the prompt pass skip the output projection (with a 262k-token
 vocabulary, the largest matrix of a small model). Computing the projection as ``weight @ hidden.T``
-keeps the big matrix on the left, where CPU BLAS splits the work well; ``F.linear`` with a few rows
-runs 1.2-2x slower on the 2-core test machine and the result is the same as batch-1 ``F.linear``.
+keeps the big matrix on the left, where CPU BLAS splits the work well (``F.linear`` with a few rows is
+slower: docs/benchmarks.md), and the result is the same as batch-1 ``F.linear``.
 """
 
 # Config attributes through which some architectures rescale logits after the output projection.

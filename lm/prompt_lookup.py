@@ -8,8 +8,8 @@ position (the idea of prompt lookup decoding, Saxena 2023, also in transformers'
 greedy answers are unchanged, and a step that verifies a draft costs little more than a one-token
 step where decoding is bound by reading the weights (small batches on a CPU, most batches on a GPU).
 
-Measured on the shipped doc_qa program's answers (Gemma 3 270M), a draft of up to 7 tokens after a
-match of up to 3 tokens gives 2.8 tokens per step; one drafted token gives 1.6.
+Drafts of up to 7 tokens after a match of up to 3: several tokens per step on doc_qa's answers
+(docs/benchmarks.md).
 """
 
 _LONGEST_MATCH = 3  # tokens of the answer's end looked up, longest first

@@ -1,4 +1,4 @@
-"""BM25 over a fixed collection as a numpy inverted index: rank-bm25's scores in milliseconds at 100k chunks.
+"""BM25 over a fixed collection as a numpy inverted index: rank-bm25's scores, fast at 100k chunks.
 
 The scores are those of rank-bm25's ``BM25Okapi`` (k1=1.5, b=0.75, each query token counted as often as it
 occurs) with Lucene's always-positive idf log(1 + (N - n + 0.5) / (n + 0.5)): Okapi's own
@@ -7,7 +7,8 @@ chunks no term could score.
 
 Each term's contribution to each chunk holding it is computed once, at build, with the same floating-point
 operations in the same order as rank-bm25, so the scores match it bit for bit. A query then touches only
-the postings of its own terms, where rank-bm25 walks every chunk in Python for every token.
+the postings of its own terms, where rank-bm25 walks every chunk in Python for every token
+(docs/benchmarks.md).
 
 On disk an index is a directory: the raw statistics (postings, term frequencies, chunk lengths) in
 an uncompressed ``.npz`` read without pickle, and the vocabulary and parameters in JSON.
@@ -101,7 +102,7 @@ class BM25Index:
             term = self._vocabulary.get(token)
             if term is not None:
                 start, end = offsets[term], offsets[term + 1]
-                # Measured 3x faster than `scores[ids] += impacts` (numpy 2.4, 100k chunks).
+                # Faster than `scores[ids] += impacts` (docs/benchmarks.md).
                 np.add.at(scores, self._doc_ids[start:end], self._impacts[start:end])
         return scores
 

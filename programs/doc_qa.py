@@ -22,8 +22,8 @@ PLACEMENTS = typing.get_args(Placement)
 class DocQAOptions:
     """The knobs a sweep can turn. Recorded in the run manifest so a saved program reloads as built.
 
-    question_last is the default: on Japanese government documents, placing the question after the
-    document raised Qwen 2.5-7B from 6.35 to 6.88 (Recursive's Flow Benchmark).
+    question_last is the default: placing the question after the document scored better on Japanese
+    government documents in Recursive's Flow Benchmark (docs/benchmarks.md).
     """
 
     predictor: Predictor = "predict"
@@ -69,7 +69,9 @@ def load_doc_qa_shipped(data_dir: Path):
 
     `data_dir` is the folder holding those files (or its parent, holding a doc_qa/ folder).
     """
-    from smelt.programs.datasets import Splits, load_records, to_rows
+    from smelt.programs.data_files import load_records
+    from smelt.programs.datasets import Splits
+    from smelt.programs.field_mapping import to_rows
 
     data_dir = Path(data_dir)
     if not (data_dir / "documents.jsonl").exists() and (data_dir / "doc_qa").is_dir():
@@ -137,8 +139,8 @@ task = Task(
     load_data=_load_data,
     metric="f1",
     prepare_demo=_show_passages,
-    # A small base model gains nothing from chain of thought and pays ~5x the tokens, so the sweep adds "cot"
-    # only for capable models (smelt.optimizers.sweep.space).
+    # A small base model gains nothing from chain of thought and pays several times the tokens, so the sweep adds
+    # "cot" only for capable models (smelt.optimizers.sweep.space; docs/benchmarks.md).
     sweep_space={
         "predictor": ["predict", "cot"],
         "placement": ["question_last", "question_first"],

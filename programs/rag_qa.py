@@ -54,7 +54,7 @@ class RagQAOptions:
 @cache
 def load_collection(path: str) -> tuple[tuple[str, str], ...]:
     """(id, text) of each document in a JSONL file; ids must be unique."""
-    from smelt.programs.datasets import load_records
+    from smelt.programs.data_files import load_records
 
     documents: dict[str, str] = {}
     for line, record in load_records(path):
@@ -137,7 +137,8 @@ def _source(example: dspy.Example, prediction: dspy.Prediction | None) -> str | 
 
 def load_shipped(data_dir: Path = SHIPPED):
     """The shipped questions; each reference's documents become its ``citations`` ('none' if unanswerable)."""
-    from smelt.programs.datasets import Splits, load_records
+    from smelt.programs.data_files import load_records
+    from smelt.programs.datasets import Splits
 
     documents = collection_ids(str(data_dir / "documents.jsonl"))
     seen: dict[str, str] = {}

@@ -24,14 +24,8 @@ _RUN_RE = re.compile(f"([{_KANA}{_IDEOGRAPHS}]+)|((?:(?![{_KANA}{_IDEOGRAPHS}])[
 # Share of CJK ideographs among letters above which kana-less text (e.g. 東京都庁舎) counts as Japanese.
 _IDEOGRAPH_SHARE = 0.3
 
-# Measured with bench/bm25_tokenizers.py on data/doc_qa (36 answerable Japanese questions whose answer
-# is verbatim in the document; hit@1 / hit@2 of the answer-bearing chunk):
-#   chunk_chars   chars         bigrams       words
-#   200           1.000 / 1.000 0.972 / 1.000 0.556 / 0.778
-#   400           0.944 / 1.000 0.972 / 1.000 0.750 / 0.972
-#   100-400 (5)   0.950 / 0.994 0.972 / 0.989 0.567 / 0.778   (sizes 100, 150, 200, 300, 400 pooled)
-# At 200 chars beat bigrams by one question of 36; over the five sizes bigrams win hit@1 (175 vs 171
-# of 180), as they do at select_passages' 400, and unlike chars they hold up under plain Okapi idf.
+# Bigrams find the answer's chunk best over chunk sizes, and unlike single characters they hold up under plain
+# Okapi idf (bench/bm25_tokenizers.py; docs/benchmarks.md).
 DEFAULT_SCHEME = "bigrams"
 SCHEMES = ("chars", "bigrams", "words")
 

@@ -184,8 +184,8 @@ def _write_data(data: Path) -> None:
 def _compile_run(runs: Path, *, finished: bool) -> Path:
     from smelt.commands.compile import CompileOptions
     from smelt.files import write_json
+    from smelt.lifecycle import build_manifest, new_run_dir
     from smelt.programs.registry import get_task
-    from smelt.runs import build_manifest, new_run_dir
 
     task = get_task("doc_qa")
     run_dir = new_run_dir("doc_qa", "compile", runs)
@@ -203,8 +203,8 @@ def _compile_run(runs: Path, *, finished: bool) -> Path:
 def _eval_run(runs: Path, program_run: Path) -> Path:
     from smelt.commands.evaluate_run import EvalOptions
     from smelt.files import write_json
+    from smelt.lifecycle import build_manifest, new_run_dir
     from smelt.programs.registry import get_task
-    from smelt.runs import build_manifest, new_run_dir
 
     task = get_task("doc_qa")
     run_dir = new_run_dir("doc_qa", "eval", runs)
@@ -225,8 +225,8 @@ def _distill_run_with_foreign_adapter(runs: Path, teacher: Path) -> Path:
 
     from smelt.commands.distill import DistillOptions
     from smelt.files import write_json
+    from smelt.lifecycle import build_manifest, new_run_dir
     from smelt.programs.registry import get_task
-    from smelt.runs import build_manifest, new_run_dir
 
     task = get_task("doc_qa")
     run_dir = new_run_dir("doc_qa", "distill", runs)

@@ -161,7 +161,8 @@ def _fake_run(root: Path, task: str, name: str, finished: bool = True) -> Path:
 
 
 def test_distill_short_form_takes_the_latest_finished_compile_run(tmp_path):
-    from smelt.commands.distill import DistillOptions, resolve_teacher
+    from smelt.commands.distill import DistillOptions
+    from smelt.commands.teacher import resolve_teacher
 
     _fake_run(tmp_path, "doc_qa", "20261120-090000-compile")
     latest = _fake_run(tmp_path, "other", "20261121-080000-compile")

@@ -9,17 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from smelt.errors import SmeltError
-from smelt.programs.datasets import (
-    Splits,
-    load_hub_records,
-    load_records,
-    load_splits,
-    parse_field_mapping,
-    seeded_split,
-    sha256_of_file,
-    to_examples,
-)
+from smelt.programs.data_files import load_records, sha256_of_file
+from smelt.programs.datasets import Splits, load_hub_records, load_splits, seeded_split
 from smelt.programs.doc_qa import load_doc_qa_shipped
+from smelt.programs.field_mapping import parse_field_mapping, to_examples
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "doc_qa"
 UNANSWERABLE = {"The document does not say.", "文書に記載がありません。"}

@@ -9,10 +9,11 @@ from dspy.utils.exceptions import AdapterParseError
 
 from smelt.commands.answer import answer
 from smelt.commands.common import DataOptions, load_run
-from smelt.commands.distill import DistillOptions, run_distill, sft_completion, sft_messages
+from smelt.commands.distill import DistillOptions, run_distill
 from smelt.errors import SmeltError
 from smelt.lm import lm_for_spec
 from smelt.optimizers.distill.sft_data import tokenize_sft
+from smelt.optimizers.distill.sft_examples import sft_completion, sft_messages
 from smelt.programs.registry import get_task
 
 TINY = DataOptions(max_train=4, max_dev=0, max_test=2)

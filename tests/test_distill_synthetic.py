@@ -7,9 +7,9 @@ import dspy
 from dspy.adapters import ChatAdapter
 from dspy.utils.dummies import DummyLM
 
-from smelt.commands.distill import sft_row
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.build import ResolvedLM
+from smelt.optimizers.distill.sft_examples import sft_row
 from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
 from smelt.programs.registry import get_task
 

@@ -8,7 +8,8 @@ import pytest
 
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate, evaluate_example
-from smelt.eval.facts import extract_facts, invented, missing_facts
+from smelt.eval.fact_matching import invented, missing_facts
+from smelt.eval.facts import extract_facts
 from smelt.eval.judge import METRIC_NAMES, GroundedMetric, JudgeMetric, metric_name, resolve_metric
 from smelt.eval.metrics import METRICS, f1
 from smelt.eval.metrics import fact as fact_score

@@ -16,14 +16,9 @@ import pytest
 
 from smelt.commands.report import compare_runs, summarize_records, write_comparison
 from smelt.errors import SmeltError
-from smelt.eval.reports.html import (
-    language_scores,
-    pick_examples,
-    radar_values,
-    read_records,
-    record_language,
-    write_html_report,
-)
+from smelt.eval.reports.chart_data import language_scores, pick_examples, radar_values, record_language
+from smelt.eval.reports.html import write_html_report
+from smelt.eval.reports.run_records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_JA = "令和8年度の粗大ごみ収集は毎月第2水曜日です。申込みは環境課（電話 03-1234-5678）へ。手数料は1点500円です。"
@@ -155,7 +150,7 @@ def test_language_detected_when_records_lack_it(tmp_path, program_json):
     assert [record_language(r) for r in records] == ["ja", "ja", "ja", "en", "en", "en"]
     assert record_language({"language": "en", "inputs": {"question": "いつですか"}}) == "en"  # a record's own wins
     assert record_language({"inputs": {"document": DOC_EN + " 環境課", "question": "Who?"}}) == "en"
-    from smelt.eval.reports.html import Program
+    from smelt.eval.reports.run_records import Program
 
     languages, values, counts = language_scores([Program("c", records)])
     assert languages == ["ja", "en"] and counts == [[3, 3]]
@@ -165,7 +160,7 @@ def test_language_detected_when_records_lack_it(tmp_path, program_json):
 
 
 def test_radar_scales_every_axis_bigger_is_better():
-    from smelt.eval.reports.html import Program
+    from smelt.eval.reports.run_records import Program
 
     slow = Program("baseline", baseline_records(invented=[]), {"single_request_latency_s": 4.0,
                                                                 "prompt_tokens_per_example": 300})
@@ -181,7 +176,7 @@ def test_radar_scales_every_axis_bigger_is_better():
 
 
 def test_examples_mix_languages_and_put_regressions_first():
-    from smelt.eval.reports.html import Program
+    from smelt.eval.reports.run_records import Program
 
     rows = pick_examples([Program("a", baseline_records()), Program("b", compiled_records())], limit=4)
     assert [r["id"] for r in rows][:2] in (["ja1", "en1"], ["en1", "ja1"])

@@ -26,7 +26,7 @@ def test_adapter_attaches_and_generates(gemma_lora):
     import torch
 
     from smelt.lm import lm_for_spec
-    from smelt.lm.engine import GenerationSettings
+    from smelt.lm.generation import GenerationSettings
 
     base = lm_for_spec("gemma-3-270m", device="cpu", max_tokens=8, cache=False)
     tuned = lm_for_spec("gemma-3-270m", device="cpu", adapter=gemma_lora, max_tokens=8, cache=False)
@@ -50,7 +50,7 @@ def test_prefix_cache_is_per_adapter_and_reuses_states_computed_with_it(gemma_lo
     import torch
 
     from smelt.lm import lm_for_spec
-    from smelt.lm.engine import GenerationSettings
+    from smelt.lm.generation import GenerationSettings
 
     base = lm_for_spec("gemma-3-270m", device="cpu", cache=False)
     tuned = lm_for_spec("gemma-3-270m", device="cpu", adapter=gemma_lora, cache=False)

@@ -5,7 +5,7 @@ import threading
 import dspy
 import pytest
 
-from smelt.lm.engine import GenerationSettings, find_stop
+from smelt.lm.generation import GenerationSettings, find_stop
 
 PROMPTS = [
     "The capital of France is",

@@ -7,7 +7,8 @@ import dspy
 import pytest
 
 from smelt.lm import lm_for_spec, loading
-from smelt.lm.engine import GenerationSettings, PromptTooLong, context_length
+from smelt.lm.engine import PromptTooLong, context_length
+from smelt.lm.generation import GenerationSettings
 from smelt.lm.rendering import encode_prompt
 
 

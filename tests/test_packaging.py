@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("commands", "eval", "lm", "optimizers", "programs", "signatures")
+PACKAGES = ("commands", "eval", "eval/reports", "lifecycle", "lm", "optimizers", "optimizers/distill",
+            "optimizers/sweep", "programs", "signatures")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_the_cli_packages_and_data_only(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     files = [n for n in names if not n.split("/")[0].endswith(".dist-info")]
-    assert "smelt/cli.py" in files and "smelt/__init__.py" in files and "smelt/runs.py" in files
+    assert "smelt/cli.py" in files and "smelt/__init__.py" in files and "smelt/lifecycle/__init__.py" in files
     for package in PACKAGES:
         assert f"smelt/{package}/__init__.py" in files, package
     for split in ("train", "dev", "test", "documents"):

@@ -3,7 +3,7 @@
 import dspy
 import pytest
 
-from smelt.commands.distill import sft_row
+from smelt.optimizers.distill.sft_examples import sft_row
 from smelt.programs.citations import citation_precision, citation_recall, cited_ids, recall_at_k, split_citations
 from smelt.programs.registry import get_task
 

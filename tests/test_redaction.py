@@ -3,9 +3,9 @@
 import json
 import sys
 
+from smelt.lifecycle import build_manifest
 from smelt.programs.registry import get_task
 from smelt.redaction import redact_text, scrub, scrub_argv
-from smelt.runs import build_manifest
 
 
 def test_urls_in_text_lose_their_passwords():

@@ -15,7 +15,7 @@ from smelt.commands.distill import DistillOptions
 from smelt.commands.resume import resumed_options
 from smelt.errors import SmeltError
 from smelt.files import write_json
-from smelt.runs import lock_run_dir, new_run_dir
+from smelt.lifecycle import lock_run_dir, new_run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def test_a_recorded_api_base_password_must_be_given_again(tmp_path):
 def test_a_run_directory_is_written_by_one_process_at_a_time(tmp_path):
     run_dir = new_run_dir("doc_qa", "compile", tmp_path)
     lock_run_dir(run_dir)
-    code = ("from smelt.runs import lock_run_dir; from smelt.errors import SmeltError\n"
+    code = ("from smelt.lifecycle import lock_run_dir; from smelt.errors import SmeltError\n"
             f"try:\n    lock_run_dir({str(run_dir)!r})\nexcept SmeltError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert f"another smelt process (pid {os.getpid()}) is writing this run" in out
@@ -124,8 +124,8 @@ def test_a_run_directory_is_written_by_one_process_at_a_time(tmp_path):
 @pytest.fixture
 def program_run(tmp_path):
     """A compile run of doc_qa holding the uncompiled program on the embedded model (no model call to make it)."""
+    from smelt.lifecycle import build_manifest
     from smelt.programs.registry import get_task
-    from smelt.runs import build_manifest
 
     task = get_task("doc_qa")
     run_dir = new_run_dir("doc_qa", "compile", tmp_path / "runs")

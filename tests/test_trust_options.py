@@ -73,8 +73,8 @@ def test_every_trial_failed_is_not_advised_to_resume(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from smelt import runs
     from smelt.commands.sweep import _no_trial_finished
+    from smelt.lifecycle import directory as runs
     from smelt.optimizers.sweep.queue import ERROR
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -66,8 +66,8 @@ def _run(runs: Path, *, task_spec: str = "doc_qa", spec: str = "gemma-3-270m", f
     eval/test.jsonl from ``records``)."""
     from smelt.commands.compile import CompileOptions
     from smelt.files import write_json
+    from smelt.lifecycle import build_manifest, new_run_dir
     from smelt.programs.registry import get_task
-    from smelt.runs import build_manifest, new_run_dir
 
     task = get_task(task_spec)
     run_dir = new_run_dir(task.name, "compile", runs)
@@ -218,8 +218,8 @@ def test_a_runs_python_task_is_not_imported_unless_named(world, tmp_path, comman
 
 
 def test_a_python_task_named_by_the_user_loads(tmp_path):
-    from smelt.recorded_task import task_of_run
-    from smelt.runs import read_manifest
+    from smelt.lifecycle import read_manifest
+    from smelt.lifecycle.recorded_task import task_of_run
 
     marker = tmp_path / "imported.txt"
     run_dir, task_file = _run_of_python_task(tmp_path / "runs", tmp_path, marker)
@@ -256,7 +256,7 @@ def test_adapter_outside_the_run_is_refused(world, tmp_path):
 
 
 def test_resume_recreates_a_deleted_eval_folder(tmp_path):
-    from smelt.runs import open_run_dir
+    from smelt.lifecycle import open_run_dir
 
     run_dir = _run(tmp_path / "runs", finished=False)
     shutil.rmtree(run_dir / "eval")

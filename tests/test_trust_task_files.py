@@ -14,9 +14,10 @@ import pytest
 from mistakes import ENV, ROOT, run_mistake
 
 from smelt.errors import SmeltError
-from smelt.programs.datasets import is_blank, load_hub_records, load_splits
+from smelt.programs.datasets import load_hub_records, load_splits
 from smelt.programs.registry import get_task
 from smelt.programs.signature_text import ALLOWED_TYPES, SignatureTextError, parse_signature
+from smelt.programs.text import is_blank
 
 ZEN = "Beautiful is better"
 ROUTING = ROOT / "examples" / "inquiry_routing.toml"

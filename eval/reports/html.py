@@ -10,443 +10,29 @@ What it holds, for a compile, distill, eval or sweep run (and for several runs: 
 - ten example answers side by side, the worst regressions (first program -> last) first, both languages;
 - the compiled program's instructions and demos (from program.json).
 
-Records (eval/*.jsonl) are read defensively: a field a record lacks leaves its chart, axis or cell out.
+This module renders a ``Report`` (``smelt.eval.reports.run_records``: what a run holds) with the numbers of
+``smelt.eval.reports.chart_data`` (what the charts show) into HTML. A field a record lacks leaves its chart, axis
+or cell out.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from smelt.eval.language import JAPANESE_SHARE, LANGUAGES
 from smelt.eval.reports import plots
+from smelt.eval.reports.chart_data import as_number, language_scores, pick_examples, radar_values
+from smelt.eval.reports.run_records import Report, program_parts, run_report
+from smelt.eval.reports.tables import comparison_rows
+from smelt.files import write_text
 
 REPORT_FILE = "report.html"
 # In every page's head: `report --out` replaces an existing file only when it is a page smelt wrote.
 GENERATOR_TAG = "<meta name='generator' content='smelt'>"
-EXAMPLES = 10
-LANGUAGE_NAMES = {"ja": "Japanese", "en": "English"}
-
-_KANA_OR_IDEOGRAPH = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f\u3005\u3006\u3400-\u4dbf\u4e00-\u9fff"
-                                "\uf900-\ufaff]")
-_LATIN = re.compile("[A-Za-z]")
-
-
-@dataclass
-class Program:
-    """One column of the charts and examples: a program's records on the report's split, and its summary."""
-
-    label: str
-    records: list[dict]
-    summary: dict = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    title: str
-    subtitle: str
-    columns: dict[str, dict]  # the comparison table, as in report.md
-    split: str
-    programs: list[Program]
-    metric: str = "score"
-    program_files: list[tuple[str, Path]] = field(default_factory=list)  # (heading, program.json)
-    images: list[tuple[str, Path]] = field(default_factory=list)  # further PNGs (a sweep's plots)
-    notes: list[str] = field(default_factory=list)
-
-
-# --- reading a run ------------------------------------------------------------------------------------------
-
-
-def read_records(path: Path) -> list[dict]:
-    """The records of an eval/*.jsonl file; a torn or foreign line is skipped, a missing file is no records."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("id") is not None:
-            records.append(record)
-    return records
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@dataclass
-class Source:
-    """Where one program's numbers of a run are: its records file and its summary column."""
-
-    label: str
-    path: Path
-    column: dict
-    main: bool = False  # the program the run produced (compiled, distilled, the one evaluated, the best trial)
-
-
-def run_command(run_dir: Path) -> str | None:
-    return read_json(run_dir / "summary.json").get("command") or read_json(run_dir / "manifest.json").get("command")
-
-
-def run_sources(run_dir: Path, split: str | None = None) -> tuple[str, list[Source]]:
-    """The report's split of a run (``split``, else test, else dev) and its programs on it, in comparison order:
-    baseline -> compiled, teacher -> bare student -> distilled student, default -> best."""
-    summary = read_json(run_dir / "summary.json")
-    command = run_command(run_dir)
-    evals = run_dir / "eval"
-    if command == "compile":
-        def sources(s: str) -> list[Source]:
-            return [Source(f"{label} {s}", evals / f"{'baseline.' if label == 'baseline' else ''}{s}.jsonl",
-                           (summary.get(label) or {}).get(s) or {}, main=label == "compiled")
-                    for label in ("baseline", "compiled")]
-    elif command == "distill":
-        columns = summary.get("test") or {}
-
-        def sources(s: str) -> list[Source]:
-            if s != "test":
-                return []
-            files = {"teacher": "teacher.test", "student (no adapter)": "student.test", "distilled student": "test"}
-            return [Source(label, evals / f"{name}.jsonl", columns.get(label) or {}, main=label == "distilled student")
-                    for label, name in files.items()]
-    elif command == "eval":
-        program_run = Path(str(summary.get("program_run") or read_json(run_dir / "manifest.json").get(
-            "program_run") or "program"))
-
-        def sources(s: str) -> list[Source]:
-            return [Source(f"{program_run.name} {s}", evals / f"{s}.jsonl", summary.get(s) or {}, main=True)]
-    elif command == "sweep":
-        def sources(s: str) -> list[Source]:
-            return _sweep_sources(run_dir, summary) if s == "test" else []
-    else:
-        def sources(s: str) -> list[Source]:
-            return [Source(f"{run_dir.name} {s}", evals / f"{s}.jsonl", summary.get(s) or {}, main=True)]
-    for candidate in ([split] if split else ["test", "dev"]):
-        found = [s for s in sources(candidate) if s.path.is_file() or s.column]
-        if any(s.main and s.path.is_file() for s in found) or (found and split):
-            return candidate, found
-    return split or "test", []
-
-
-def _sweep_sources(run_dir: Path, summary: dict) -> list[Source]:
-    """The sweep's test columns (best and default), the default first; each trial's records in its run dir."""
-    best = {b.get("number"): b.get("run_dir") for b in summary.get("best") or [] if isinstance(b, dict)}
-    default = summary.get("default") or {}
-    first_best = next(iter(best), None)
-    sources = []
-    for label, column in (summary.get("test") or {}).items():
-        match = re.search(r"trial (\d+)", label)
-        number = int(match.group(1)) if match else None
-        recorded = best.get(number) or (default.get("run_dir") if number == default.get("number") else None)
-        trial_dir = _trial_dir(run_dir, number, recorded)
-        sources.append(Source(label, trial_dir / "eval" / "test.jsonl", column or {},
-                              main=number is not None and number == first_best))
-    sources.sort(key=lambda s: not ("default" in s.label and "best" not in s.label))
-    return sources
-
-
-def _trial_dir(run_dir: Path, number: int | None, recorded: str | None) -> Path:
-    candidates = []
-    if recorded:
-        candidates += [Path(recorded), run_dir / "trials" / Path(recorded).name]
-    if number is not None:
-        candidates += [run_dir / "trials" / f"trial-{number:03d}", run_dir / "remote-trials" / f"trial-{number:03d}"]
-    if recorded is None and number is None:
-        candidates.append(run_dir / "default")
-    return next((c for c in candidates if (c / "eval").is_dir()), candidates[0] if candidates else run_dir)
-
-
-def program_file(run_dir: Path) -> Path | None:
-    """The program.json a run's report shows: the run's own, a sweep's best, an eval run's program run's."""
-    summary = read_json(run_dir / "summary.json")
-    candidates = [run_dir / "program.json", run_dir / "best" / "program.json"]
-    program_run = summary.get("program_run") or read_json(run_dir / "manifest.json").get("program_run")
-    if program_run:
-        candidates += [Path(program_run) / "program.json", Path(program_run) / "best" / "program.json"]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def run_report(run_dir: Path) -> Report:
-    """The report of one run directory."""
-    run_dir = Path(run_dir)
-    summary = read_json(run_dir / "summary.json")
-    command = run_command(run_dir) or "run"
-    task = summary.get("task") or read_json(run_dir / "manifest.json").get("task") or ""
-    metric = summary.get("metric") or "score"
-    split, sources = run_sources(run_dir)
-    programs = [Program(s.label, read_records(s.path), s.column) for s in sources]
-    if command == "compile":
-        columns = {f"{label} {s}": (summary.get(label) or {}).get(s)
-                   for s in ("dev", "test") for label in ("baseline", "compiled")}
-        title = f"compile {task} — {summary.get('optimizer') or ''} on {summary.get('lm') or ''}"
-    elif command == "distill":
-        columns = dict(summary.get("test") or {})
-        title = f"distill {task}: {summary.get('teacher') or 'teacher'} → {summary.get('student') or 'student'}"
-    elif command == "sweep":
-        columns = dict(summary.get("test") or {})
-        title = f"sweep {task} — stage {summary.get('stage') or ''}, objective " \
-                f"{', '.join(summary.get('objectives') or ['score'])}"
-    else:
-        columns = {s.label: s.column for s in sources}
-        title = f"{command} {task}" + (f" — {summary.get('program_run')}" if summary.get("program_run") else "")
-    columns = {label: column for label, column in columns.items() if column}
-    report = Report(title=title, subtitle=f"{run_dir}", columns=columns, split=split, programs=programs,
-                    metric=metric)
-    found = program_file(run_dir)
-    if found:
-        heading = {"distill": "The distilled student's program (zero-shot)", "sweep": "The best trial's program",
-                   "eval": "The evaluated program"}.get(command, "The compiled program")
-        report.program_files.append((heading, found))
-    if command == "distill":
-        teacher = str(summary.get("teacher") or "")
-        if teacher.startswith("run ") and (Path(teacher[4:]) / "program.json").is_file():
-            report.program_files.append(("The teacher's program", Path(teacher[4:]) / "program.json"))
-    if command == "sweep":
-        report.images += [(name, run_dir / name) for name in summary.get("plots") or [] if (run_dir / name).is_file()]
-    return report
-
-
-# --- what the charts show -----------------------------------------------------------------------------------
-
-
-def _local_language(text: str) -> str:
-    """'ja' when kana or kanji make up a fair share of the letters (an English notice quoting one Japanese name
-    stays English), else 'en'."""
-    cjk = len(_KANA_OR_IDEOGRAPH.findall(text))
-    latin = len(_LATIN.findall(text))
-    return "ja" if cjk and cjk / (cjk + latin) >= 0.15 else "en"
-
-
-def _detector() -> Callable[[str], str]:
-    try:
-        from smelt.eval.language import detect_language  # a shared detector, where the project has one
-    except Exception:  # noqa: BLE001 - not there (yet): the local rule
-        return _local_language
-
-    def detect(text: str) -> str:
-        try:
-            found = detect_language(text)
-        except Exception:  # noqa: BLE001
-            return _local_language(text)
-        return found if isinstance(found, str) and found else _local_language(text)
-
-    return detect
-
-
-def record_language(record: dict, detect: Callable[[str], str] | None = None) -> str:
-    """The record's ``language``, else detected from its inputs."""
-    language = record.get("language")
-    if isinstance(language, str) and language:
-        return language
-    inputs = record.get("inputs")
-    values = inputs.values() if isinstance(inputs, dict) else [inputs]
-    text = "\n".join(str(v) for v in values if v is not None)  # as smelt.eval.language.inputs_language reads them
-    return (detect or _local_language)(text)
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def language_scores(programs: list[Program]) -> tuple[list[str], list[list[float | None]], list[list[int]]]:
-    """Languages (Japanese and English first), and each program's mean score and example count per language:
-    from its records, else from its summary's ``by_language``."""
-    detect = _detector()
-    per_program = []
-    for program in programs:
-        scores: dict[str, list[float]] = {}
-        for record in program.records:
-            value = _number(record.get("score"))
-            if value is not None:
-                scores.setdefault(record_language(record, detect), []).append(value)
-        if not scores and isinstance(program.summary.get("by_language"), dict):
-            for language, entry in program.summary["by_language"].items():
-                value = _number(entry.get("score") if isinstance(entry, dict) else entry)
-                n = int(entry.get("examples") or 0) if isinstance(entry, dict) else 0
-                if value is not None:
-                    scores[str(language)] = [value] * max(1, n)  # the mean, counted n times
-        per_program.append(scores)
-    found = dict.fromkeys(language for scores in per_program for language in scores)
-    languages = [code for code in LANGUAGE_NAMES if code in found] + sorted(c for c in found if c not in LANGUAGE_NAMES)
-    values = [[_mean(scores.get(code, [])) for code in languages] for scores in per_program]
-    counts = [[len(scores.get(code, [])) for code in languages] for scores in per_program]
-    return languages, values, counts
-
-
-def _exact_match() -> Callable[[str, str], float] | None:
-    try:
-        from smelt.eval.metrics import exact_match
-    except Exception:  # noqa: BLE001 - the metrics module being changed must not cost the whole report
-        return None
-    return exact_match
-
-
-def _record_fact(record: dict) -> float | None:
-    for value in (record.get("fact"), record.get("fact_score"), (record.get("scores") or {}).get("fact"),
-                  (record.get("scores") or {}).get("fact_score")):
-        if _number(value) is not None:
-            return float(value)
-    return None
-
-
-def _fact_mean(records: list[dict]) -> float | None:
-    """The records' own fact scores where every record has one, else ``fact`` computed from gold and prediction."""
-    from smelt.eval.metrics import fact
-
-    values = [_record_fact(r) for r in records]
-    if records and all(v is not None for v in values):
-        return _mean(values)
-    return _mean([fact(str(r.get("prediction") or ""), r["gold"]) for r in records if isinstance(r.get("gold"), str)])
-
-
-def _measured(records: list[dict], key: str) -> float | None:
-    """The mean of ``key`` over records that called the model (a cached answer took no time and no tokens)."""
-    return _mean([v for r in records if (v := _number(r.get(key))) and (r.get("prompt_tokens") or not r.get("cached"))])
-
-
-def _latency(program: Program) -> float | None:
-    """One-request latency where measured, else the per-example latency of the scoring pass."""
-    for value in (program.summary.get("single_request_latency_s"), program.summary.get("latency_s_per_example"),
-                  _measured(program.records, "latency_s")):
-        if _number(value) and value > 0:
-            return float(value)
-    return None
-
-
-def _prompt_tokens(program: Program) -> float | None:
-    for value in (program.summary.get("prompt_tokens_per_example"), _measured(program.records, "prompt_tokens")):
-        if _number(value) and value > 0:
-            return float(value)
-    return None
-
-
-@dataclass
-class Radar:
-    axes: list[str]
-    values: list[list[float]]  # per program, per axis, 0..1
-    raw: list[list[str]]  # per program, per axis: the number before scaling, for the table under the chart
-    scaling: list[str]  # one line per axis
-    left_out: list[str]  # axes without data, and why
-
-
-def radar_values(programs: list[Program], metric: str = "score") -> Radar:
-    """Each program over score, exact match, fact, grounding, speed and prompt tokens, scaled to 0..1 with bigger
-    better; an axis some program has no value for is left out, with the reason."""
-    candidates: list[tuple[str, list[float | None], str, Callable[[float], str]]] = []
-    left_out = []
-
-    scores = [_mean([v for r in p.records if (v := _number(r.get("score"))) is not None]) for p in programs]
-    scores = [s if s is not None else _number(p.summary.get("score")) for s, p in zip(scores, programs, strict=True)]
-    top = max([s for s in scores if s is not None] + [1.0])
-    candidates.append(("score", [None if s is None else s / top for s in scores],
-                       f"score: the mean {metric}" + (" (0–1)" if top == 1.0 else f", divided by the best ({top:.3g})"),
-                       lambda v: f"{v:.3f}"))
-
-    exact_match = _exact_match()
-    ems = []
-    for p in programs:
-        pairs = [(r.get("prediction"), r.get("gold")) for r in p.records if isinstance(r.get("gold"), str)]
-        ems.append(_mean([exact_match(str(pred or ""), gold) for pred, gold in pairs])
-                   if exact_match and pairs else None)
-    candidates.append(("exact match", ems, "exact match: share of answers equal to the reference after normalisation "
-                       "(smelt.eval.metrics.exact_match)", lambda v: f"{v:.3f}"))
-
-    facts = [_fact_mean(p.records) for p in programs]
-    candidates.append(("fact", facts, "fact: the mean fact score of the answers (0–1)", lambda v: f"{v:.3f}"))
-
-    grounding = []
-    for p in programs:
-        marked = [r for r in p.records if "invented" in r]
-        grounding.append(1 - sum(bool(r.get("invented")) for r in marked) / len(marked) if marked else None)
-    candidates.append(("grounding", grounding, "grounding: 1 − the share of answers with invented content "
-                       "(a non-empty \"invented\" list)", lambda v: f"{v:.3f}"))
-
-    latencies = [_latency(p) for p in programs]
-    fastest = min([v for v in latencies if v is not None], default=None)
-    candidates.append(("speed", [fastest / v if v and fastest else None for v in latencies],
-                       "speed: 1 / latency, divided by the fastest program's (the fastest is 1); one-request latency "
-                       "where measured, else the mean per-example latency", lambda v: f"{v:.2f} s"))
-    tokens = [_prompt_tokens(p) for p in programs]
-    fewest = min([v for v in tokens if v is not None], default=None)
-    candidates.append(("prompt tokens", [fewest / v if v and fewest else None for v in tokens],
-                       "prompt tokens: the fewest prompt tokens per example divided by this program's (the leanest "
-                       "prompt is 1)", lambda v: f"{v:.0f}"))
-
-    raw_values = {"score": scores, "exact match": ems, "fact": facts, "grounding": grounding, "speed": latencies,
-                  "prompt tokens": tokens}
-    reasons = {"exact match": "no reference answers in the records", "fact": "no fact metric (smelt.eval.facts) or "
-               "fact scores in the records", "grounding": 'no "invented" field in the records',
-               "speed": "no latency recorded", "prompt tokens": "no prompt tokens recorded",
-               "score": "no scores"}
-    kept = [c for c in candidates if programs and all(v is not None for v in c[1])]
-    for name, *_ in candidates:
-        if name not in [c[0] for c in kept]:
-            left_out.append(f"{name}: {reasons[name]}")
-    raw = [[c[3](raw_values[c[0]][i]) if raw_values[c[0]][i] is not None else "-" for c in kept]
-           for i in range(len(programs))]
-    return Radar([c[0] for c in kept], [[c[1][i] for c in kept] for i in range(len(programs))], raw,
-                 [c[2] for c in kept], left_out)
-
-
-def pick_examples(programs: list[Program], limit: int = EXAMPLES) -> list[dict]:
-    """Up to ``limit`` examples, Japanese and English in turn, the largest drop from the first program to the last
-    first (one program: its lowest scores first). Each: id, language, inputs, gold, records (one per program)."""
-    if not programs:
-        return []
-    detect = _detector()
-    by_id = [{str(r["id"]): r for r in p.records} for p in programs]
-    ids = list(dict.fromkeys(i for table in by_id for i in table))
-
-    def score(table: dict, i: str) -> float:
-        return _number((table.get(i) or {}).get("score")) or 0.0
-
-    def key(i: str) -> tuple:
-        change = score(by_id[-1], i) - score(by_id[0], i) if len(programs) > 1 else score(by_id[0], i)
-        return change, score(by_id[-1], i), i
-
-    rows = []
-    for i in ids:
-        first = next(table[i] for table in by_id if i in table)
-        rows.append({"id": i, "language": record_language(first, detect), "inputs": first.get("inputs"),
-                     "gold": first.get("gold"), "records": [table.get(i) for table in by_id], "key": key(i)})
-    by_language: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: r["key"]):
-        by_language.setdefault(row["language"], []).append(row)
-    picked, queues = [], list(by_language.values())
-    while len(picked) < limit and any(queues):
-        for queue in queues:
-            if queue and len(picked) < limit:
-                picked.append(queue.pop(0))
-    return sorted(picked, key=lambda r: r["key"])
-
-
-def program_parts(path: Path) -> list[dict]:
-    """Each predictor of a DSPy JSON save: its name, instructions and demos."""
-    state = read_json(path)
-    parts = []
-    for name, value in state.items():
-        if not isinstance(value, dict) or not ("signature" in value or "demos" in value):
-            continue
-        signature = value.get("signature") if isinstance(value.get("signature"), dict) else {}
-        demos = [d for d in value.get("demos") or [] if isinstance(d, dict)]
-        parts.append({"name": name, "instructions": str(signature.get("instructions") or ""), "demos": demos})
-    return parts
-
-
-# --- HTML ---------------------------------------------------------------------------------------------------
 
 
 def shorten(text, limit: int) -> str:
@@ -486,13 +72,7 @@ def _score_class(value: float | None) -> str:
 def _comparison_html(columns: dict[str, dict]) -> str:
     if not columns:
         return "<p class='note'>No scored program in this run.</p>"
-    try:
-        from smelt.eval.reports.tables import comparison_rows
-
-        rows = comparison_rows(columns)
-    except Exception:  # noqa: BLE001 - the markdown table's module being changed: the headline rows only
-        rows = [["", *columns], ["score", *(f"{c.get('score', '-')}" for c in columns.values())]]
-    header, *body = rows
+    header, *body = comparison_rows(columns)
     out = ["<div class='scroll'><table class='cmp'><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"]
     for row in body:
         out.append(f"<tr><th>{_e(row[0])}</th>" + "".join(f"<td class='n'>{_e(c)}</td>" for c in row[1:]) + "</tr>")
@@ -510,7 +90,7 @@ def _languages_html(report: Report) -> str:
     languages, values, counts = language_scores(programs)
     if not languages:
         return "<p class='note'>No scored records.</p>"
-    names = [LANGUAGE_NAMES.get(code, code) for code in languages]
+    names = [LANGUAGES.get(code, code) for code in languages]
     png = plots.language_bars([p.label for p in programs], names, values, counts, ylabel=report.metric)
     rows = ["<div class='scroll'><table><tr><th></th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"]
     for p, program in enumerate(programs):
@@ -519,8 +99,8 @@ def _languages_html(report: Report) -> str:
         rows.append(f"<tr><th>{_e(program.label)}</th>{cells}</tr>")
     return (_image(png, f"{report.metric} by language") + "\n" + "\n".join(rows) + "</table></div>"
             + f"<p class='note'>Mean {_e(report.metric)} on {_e(report.split)} per language of the inputs "
-              "(a record's <code>language</code>, else detected from its inputs: Japanese when kana or kanji make up "
-              "a fair share of the letters).</p>")
+              "(a record's <code>language</code>, else detected from its inputs: Japanese when kana and kanji make "
+              f"up more than {JAPANESE_SHARE:.0%} of the letters).</p>")
 
 
 def _radar_html(report: Report) -> str:
@@ -579,7 +159,7 @@ def _examples_html(report: Report) -> str:
             if record is None:
                 cells.append("<td class='note'>(not scored)</td>")
                 continue
-            value = _number(record.get("score"))
+            value = as_number(record.get("score"))
             badge = f"<span class='sc {_score_class(value)}'>{'-' if value is None else f'{value:.2f}'}</span>"
             problem = ""
             if record.get("parse_error"):
@@ -589,7 +169,7 @@ def _examples_html(report: Report) -> str:
             prediction = record.get("prediction")
             text = "—" if prediction in (None, "") else _e(shorten(prediction, 300))
             cells.append(f"<td>{badge} {text}{problem}</td>")
-        language = LANGUAGE_NAMES.get(row["language"], row["language"])
+        language = LANGUAGES.get(row["language"], row["language"])
         out.append(f"<tr><td class='n'>{n}</td><td><div class='field'>{_e(row['id'])} · {_e(language)}</div>"
                    f"{_inputs_html(row['inputs'])}</td><td>{_e(shorten(row['gold'], 300))}</td>{''.join(cells)}</tr>")
     order = ("the largest drop from the first program to the last first" if len(programs) > 1
@@ -643,8 +223,6 @@ def write_html_report(run_dir: Path, log: Callable[[str], None] | None = None) -
     """Write ``run_dir/report.html``; a failure is one logged line, never the end of the command that ran."""
     run_dir = Path(run_dir)
     try:
-        from smelt.files import write_text
-
         path = run_dir / REPORT_FILE
         write_text(path, render_html(run_report(run_dir)))
         return path

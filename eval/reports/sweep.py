@@ -74,7 +74,8 @@ def _value(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write_report(run_dir: Path, summary: dict, trials, columns: dict, *, pruned: int) -> None:
+def sweep_report(summary: dict, trials, columns: dict, *, pruned: int) -> str:
+    """The sweep's report.md: best vs default on test, then every trial."""
     objectives = summary["objectives"]
     names = sorted({name for t in trials for name in t.params})
     counts = summary["trials"]
@@ -111,4 +112,4 @@ def write_report(run_dir: Path, summary: dict, trials, columns: dict, *, pruned:
         lines += ["", "## Failed trials", ""] + [f"- #{n}: {e}" for n, e in errors]
     if summary["plots"]:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in summary["plots"]]
-    write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"

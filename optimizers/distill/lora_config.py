@@ -85,8 +85,8 @@ def default_config(device: str) -> LoraTrainingConfig:
     """Defaults sized for the device the student trains on.
 
     CPU (the dataclass defaults): r=8 on the attention projections, batch 4 at up to 1024 tokens
-    (doc_qa prompts run 350-650), 2 epochs at lr 1e-3, fp32. The 270M student trains at ~80 tokens/s
-    on two busy cores (bench/lora_throughput.py), so 40-80 examples of ~300 tokens take 5-10 minutes.
+    (doc_qa prompts run 350-650), 2 epochs at lr 1e-3, fp32: a few dozen examples train in minutes on a
+    laptop CPU (docs/benchmarks.md).
     CUDA: r=16, batch 8 at up to 2048 tokens, 3 epochs at lr 3e-4, bf16 autocast where supported,
     gradient checkpointing so a 7-8B student fits beside its weights on a 24 GB card.
     """

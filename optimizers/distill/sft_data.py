@@ -60,7 +60,7 @@ def write_sft_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
 
 def read_sft_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read chat rows; a malformed line fails with FILE:LINE and what is wrong."""
-    from smelt.programs.datasets import load_records
+    from smelt.programs.data_files import load_records
 
     rows = []
     for number, row in load_records(path):

@@ -35,9 +35,9 @@ ValueCheck = Callable[[str, Any], None]
 
 # Optimizers a small local model can drive: they only need it to answer, not to write instructions.
 ANSWER_ONLY_OPTIMIZERS = ("none", "labeled", "bootstrap")
-# random_search bootstraps every candidate one example at a time over train: on the 2-core CPU one such trial
-# of doc_qa took 447 s against 28-70 s for the others. Worth it where calls are cheap (a GPU or a server); a
-# space file can add it anywhere. mipro and simba need the model to write instructions: not a 270M base model.
+# random_search is left out of the default space: it bootstraps every candidate one example at a time, so a trial
+# costs several times the others on a CPU (docs/benchmarks.md). Worth it where calls are cheap (a GPU or a server);
+# a space file can add it anywhere. mipro and simba need the model to write instructions: not a 270M base model.
 CAPABLE_MODEL_OPTIMIZERS = ("random_search", "mipro", "simba")
 COMPILE_KNOBS = ("optimizer", "max_demos", "max_labeled_demos", "num_candidates")
 LORA_KNOBS = ("r", "alpha_ratio", "dropout", "learning_rate", "epochs", "target_modules")

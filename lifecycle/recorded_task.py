@@ -9,7 +9,7 @@ one the run was made with: the manifest records its sha256.
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.programs.datasets import sha256_of_file
+from smelt.programs.data_files import sha256_of_file
 from smelt.programs.registry import TASK_FILE_SUFFIXES, Task, get_task, shipped_tasks
 
 

@@ -1,0 +1,96 @@
+"""The teacher of a distillation: which one (``--teacher``, or the latest compile run), loading it, and the SFT set
+it teaches (its answers on train, gold answers standing in, synthetic examples)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dspy
+
+from smelt.commands.common import load_run
+from smelt.errors import SmeltError
+from smelt.lifecycle import runs_root
+from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
+from smelt.optimizers.distill.sft_examples import sft_row, sft_rows
+from smelt.programs.registry import get_task
+
+
+@dataclass
+class Teacher:
+    program: dspy.Module
+    lm: object
+    program_options: dict
+    source: str
+    run_dir: Path | None = None  # a compile run (or a sweep's best trial): what it recorded on test is reused
+
+
+def resolve_teacher(options, log=print):
+    """Fill in what the card's short form leaves out: ``distill --student X`` takes the most recent compile run
+    (of TASK, when given) as the teacher, and a teacher run directory supplies the task."""
+    from dataclasses import replace
+
+    from smelt.lifecycle import latest_run, read_manifest
+
+    teacher = options.teacher
+    if teacher is None:
+        task_name = get_task(options.task).name if options.task else None
+        found = latest_run("compile", task=task_name, root=options.runs_root)
+        if found is None:
+            where = runs_root(options.runs_root) / (task_name or "")
+            raise SmeltError(f"no finished compile run under {where}; run `python cli.py compile "
+                             f"{options.task or 'TASK'}` first, or pass --teacher RUN_DIR or a model spec")
+        teacher = str(found)
+        log(f"[smelt] teacher: the latest compile run, {teacher}")
+    task = options.task
+    if task is None:
+        if not (Path(teacher) / "manifest.json").is_file():
+            from smelt.lm.specs import parse_spec
+
+            parse_spec(teacher, "--teacher")  # a path that is not there is named as such, not taken for a model
+            raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
+                             f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
+        from smelt.lifecycle.recorded_task import recorded_task_spec
+
+        manifest = read_manifest(teacher, "--teacher")
+        task = recorded_task_spec(manifest, teacher, command="distill", option=f"--student {options.student} --teacher")
+    return replace(options, teacher=teacher, task=task)
+
+
+def load_teacher(options, task) -> Teacher:
+    """The teacher --teacher names: a run's program on its model, or the uncompiled program on a model spec."""
+    from smelt.lm import lm_for_spec
+
+    if (Path(options.teacher) / "manifest.json").is_file():
+        loaded = load_run(options.teacher, task_name=options.task, option="--teacher", device=options.device,
+                          api_base=options.api_base, cache=options.cache, command="distill")
+        options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
+        return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}", loaded.run_dir)
+    if Path(options.teacher).exists():
+        raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "
+                         "directory (runs/<task>/<run>) or a model spec")
+    lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base,
+                     cache=options.cache)
+    return Teacher(task.program(), lm, task.default_options(), f"model {options.teacher}")
+
+
+def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train, judge, options,
+                  *, score, log=print) -> list[dict]:
+    """The SFT rows at ``sft_path``, built there first if missing: the teacher's answers on ``train`` that reach
+    --min-score (gold answers standing in with --use-labels), plus --synthetic ones. ``score(program, lm,
+    examples)`` runs the teacher and returns its EvalResult."""
+    if not sft_path.exists():
+        traces = score(teacher.program, teacher.lm, train)  # every call failing stops it (ModelCallsFailed)
+        rows = sft_rows(task, student_program, train, traces.records, min_score=options.min_score,
+                        use_labels=options.use_labels, instructions=options.student_instructions)
+        if options.synthetic:
+            from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
+
+            first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
+            examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, first_judge or teacher.lm,
+                                                count=options.synthetic, seed=options.seed, log=log)
+            rows += [sft_row(task, student_program, example, outputs, "synthetic", options.student_instructions)
+                     for example, outputs in examples]
+        if not rows:
+            raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
+                             "the train inputs; lower --min-score or keep --use-labels")
+        write_sft_jsonl(sft_path, rows)
+    return read_sft_jsonl(sft_path)
