@@ -49,7 +49,8 @@ class Task:
     compile_defaults: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # how to find the task again (a shipped name, path.py:attr, module:attr or a task file)
     # The text an answer must not add facts to (grounding, smelt.eval.fact_matching): (example, prediction) -> text,
-    # or None for no check. None here: the text of all the task's inputs (`source_of`). rag_qa: the passages it retrieved.
+    # or None for no check. None here: the text of all the task's inputs (`source_of`). rag_qa: the passages it
+    # retrieved.
     source_text: Callable[[dspy.Example, dspy.Prediction | None], str | None] | None = None
 
     def __post_init__(self):
