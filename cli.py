@@ -15,18 +15,8 @@ import sys
 
 import click
 
-LM_HELP = ("model spec: gemma-3-270m (embedded, offline), an alias such as llama-3.2-3b or qwen2.5-7b, "
-           "hf:<hub id or folder>, or a LiteLLM model such as openai/gpt-4o-mini (see `cli.py models`)")
-
-
-def _lora_default(name: str) -> str:
-    """'default X' for a LoRA option, with the CUDA value where it differs from the CPU one."""
-    from smelt.optimizers.distill.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
-
-    cpu = getattr(LoraTrainingConfig, name)
-    cuda = CUDA_DEFAULTS.get(name, cpu)
-    text = lambda value: ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"  # noqa: E731
-    return f"default {text(cpu)}" if cuda == cpu else f"default {text(cpu)} on CPU, {text(cuda)} on CUDA"
+from smelt.cli_options import LM_HELP, given_options, lora_default, run_fields, run_options
+from smelt.optimizers.prompt import OPTIMIZERS, optimizers_help  # a table: no DSPy until an optimizer runs
 
 
 def _fail(message: str) -> None:
@@ -92,106 +82,6 @@ def _fail_keeping_the_run(exc) -> None:
                                    if hint else ""))
 
 
-METRIC_HELP = ("f1/em: answer vs reference (characters for Japanese); accuracy: a label answer; judge: an LLM rates "
-               "0-10 seeing the inputs. Default: judge when --judge is given, else the task's metric")
-
-
-def _check_metric_name(ctx, param, value):
-    """--metric's form, checked before anything loads (whether a judge is needed is the command's to check)."""
-    from smelt.eval.judge import metric_name
-
-    return value and metric_name(value, has_judge=True)
-
-
-def run_options(metric_help: str = METRIC_HELP):
-    """The options every scoring command shares (smelt.commands.common.RunOptions), data options last."""
-    options = [
-        click.option("--metric", metavar="NAME[+grounded]", callback=_check_metric_name,
-                     help=f"f1, em, accuracy, fact or judge, each also as NAME+grounded. {metric_help}. fact: F1, "
-                          "but 0 when the answer lacks a number, date, amount, time, phone, e-mail or URL of the "
-                          "reference; NAME+grounded (f1+grounded, fact+grounded, judge+grounded...): NAME's score, "
-                          "but 0 when the answer states such a fact that its source does not"),
-        click.option("--judge", multiple=True,
-                     help="model spec of the judge for --metric judge; repeat it for a jury (their mean rating, and "
-                          "the examples where they disagree by 4 or more in the report). " + LM_HELP),
-        click.option("--criteria", type=click.Path(),
-                     help="a rubric file (YAML, TOML or JSON: `name: what it asks` per item, e.g. accuracy, "
-                          "language, conciseness, no invention): the judge rates each item 0-10, the score is "
-                          "their mean"),
-        click.option("--seed", default=0, show_default=True,
-                     help="seed for data splits, optimizers, sampling and LoRA training"),
-        click.option("--threads", default=8, show_default=True,
-                     help="parallel requests (in-process models batch them)"),
-        click.option("--device", default="auto", show_default=True,
-                     help="auto, cpu, cuda, cuda:N or mps (for in-process models)"),
-        click.option("--api-base", help="server URL for LiteLLM models, e.g. http://gpu-box:8000/v1 for vLLM"),
-        click.option("--runs-root", type=click.Path(),
-                     help="where run directories go (default: ./runs or $SMELT_RUNS)"),
-        click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses"),
-        click.option("--latency-sample", default=8, show_default=True,
-                     help="also time this many test examples one request at a time, uncached (0: skip)"),
-        click.option("--data", help="JSONL, CSV or Parquet file (or a hub dataset id), split by --seed into "
-                                   "train/dev/test 40/20/40. Default: the task's shipped data."),
-        click.option("--train", "train_file", help="train split file (with --dev and --test)"),
-        click.option("--dev", "dev_file", help="dev split file"),
-        click.option("--test", "test_file", help="test split file"),
-        click.option("--field", "fields", multiple=True, metavar="NAME=COLUMN",
-                     help="map a task field to a column of your data, e.g. --field answer=gold (repeatable)"),
-        click.option("--max-train", type=int, help="use only the first N train examples"),
-        click.option("--max-dev", type=int, help="use only the first N dev examples"),
-        click.option("--max-test", type=int, help="use only the first N test examples"),
-    ]
-
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
-
-
-def _run_fields(kwargs) -> dict:
-    """Pops the shared options out of kwargs as RunOptions fields."""
-    from smelt.commands.common import DataOptions
-
-    data = DataOptions(
-        data=kwargs.pop("data"), train=kwargs.pop("train_file"), dev=kwargs.pop("dev_file"),
-        test=kwargs.pop("test_file"), fields=kwargs.pop("fields"), max_train=kwargs.pop("max_train"),
-        max_dev=kwargs.pop("max_dev"), max_test=kwargs.pop("max_test"),
-    )
-    shared = {name: kwargs.pop(name) for name in ("metric", "criteria", "seed", "threads", "device", "api_base",
-                                                  "runs_root", "latency_sample")}
-    shared["judge"] = ",".join(kwargs.pop("judge")) or None  # several specs: a jury
-    return {**shared, "data": data, "cache": not kwargs.pop("no_cache")}
-
-
-_DATA_PATHS = {"no_cache": "cache", "data": "data.data", "train_file": "data.train", "dev_file": "data.dev",
-               "test_file": "data.test", "fields": "data.fields", "max_train": "data.max_train",
-               "max_dev": "data.max_dev", "max_test": "data.max_test"}
-
-
-def _given_options(paths: dict[str, str] | None = None) -> dict[str, str]:
-    """The options typed on this command line (not left to their defaults), as {option path: flag}: what a
-    --resume compares with the run's recorded options (smelt.commands.resume). ``paths`` renames a parameter to
-    its place in the options dataclass, e.g. lora_r -> lora.r."""
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    paths = {**_DATA_PATHS, **(paths or {})}
-    given = {}
-    for param in ctx.command.params:
-        if ctx.get_parameter_source(param.name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
-            continue
-        flag = param.opts[0] if param.opts else param.name
-        if param.name == "option_pairs":  # -o key=value: each key is its own option
-            for pair in ctx.params["option_pairs"]:
-                key = pair.partition("=")[0].strip()
-                given[f"program_options.{key}"] = f"-o {key}"
-        else:
-            given[paths.get(param.name, param.name)] = flag
-    return given
-
-
 def _log(message: str) -> None:
     click.echo(message, err=True)
 
@@ -215,9 +105,8 @@ def cli():
 
 @cli.command()
 @click.argument("task", required=False)
-@click.option("--optimizer",
-              type=click.Choice(["none", "labeled", "bootstrap", "random_search", "mipro", "copro", "simba", "gepa"]),
-              help="DSPy optimizer (default: the task's, else bootstrap)")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)),
+              help=f"DSPy optimizer (default: the task's, else bootstrap). {optimizers_help()}")
 @click.option("--lm", default="gemma-3-270m", show_default=True, help=LM_HELP)
 @click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
               help="a program option of the task, e.g. -o predictor=cot -o top_k=3 (repeatable; a wrong key or type "
@@ -243,10 +132,10 @@ def compile(task, **kwargs):
     from smelt.programs.task import parse_option_pairs
 
     aliases = ("predictor", "placement", "context_chars", "top_k")
-    given = _given_options({name: f"program_options.{name}" for name in aliases})
+    given = given_options({name: f"program_options.{name}" for name in aliases})
     if task is None and not kwargs["resume"]:
         _fail("compile needs a TASK (see `cli.py tasks`), e.g. `python cli.py compile doc_qa`")
-    shared = _run_fields(kwargs)
+    shared = run_fields(kwargs)
     alias_values = {k: kwargs.pop(k) for k in aliases}
     pairs = [*kwargs.pop("option_pairs"), *(f"{k}={v}" for k, v in alias_values.items() if v is not None)]
     task = task or recorded_task(kwargs["resume"])
@@ -268,18 +157,18 @@ def compile(task, **kwargs):
 @click.option("--synthetic", default=0, show_default=True,
               help="N extra questions written by the teacher over the train documents, kept when the judge rates "
                    "them 7/10 or more (the teacher judges when --judge is not given)")
-@click.option("--lora-r", type=int, help=f"LoRA rank ({_lora_default('r')})")
+@click.option("--lora-r", type=int, help=f"LoRA rank ({lora_default('r')})")
 @click.option("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
-@click.option("--lora-dropout", type=float, help=f"LoRA dropout ({_lora_default('dropout')})")
+@click.option("--lora-dropout", type=float, help=f"LoRA dropout ({lora_default('dropout')})")
 @click.option("--target-modules", help="comma-separated module names, or all-linear (default q,k,v,o projections)")
-@click.option("--learning-rate", type=float, help=f"peak learning rate ({_lora_default('learning_rate')})")
-@click.option("--epochs", type=int, help=f"passes over the SFT set ({_lora_default('epochs')})")
-@click.option("--batch-size", type=int, help=f"examples per step ({_lora_default('batch_size')})")
-@click.option("--grad-accum", type=int, help=f"steps to accumulate before an update ({_lora_default('grad_accum')})")
+@click.option("--learning-rate", type=float, help=f"peak learning rate ({lora_default('learning_rate')})")
+@click.option("--epochs", type=int, help=f"passes over the SFT set ({lora_default('epochs')})")
+@click.option("--batch-size", type=int, help=f"examples per step ({lora_default('batch_size')})")
+@click.option("--grad-accum", type=int, help=f"steps to accumulate before an update ({lora_default('grad_accum')})")
 @click.option("--max-length", type=int,
-              help=f"max tokens of prompt + completion; longer examples are dropped ({_lora_default('max_length')})")
+              help=f"max tokens of prompt + completion; longer examples are dropped ({lora_default('max_length')})")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
-              help=f"trade compute for memory ({_lora_default('gradient_checkpointing')})")
+              help=f"trade compute for memory ({lora_default('gradient_checkpointing')})")
 @click.option("--qlora", is_flag=True, help="4-bit base weights (CUDA with bitsandbytes installed)")
 @click.option("--merge", is_flag=True, help="also write merged weights (for vLLM or llama.cpp conversion)")
 @click.option("--student-instructions", is_flag=True,
@@ -301,8 +190,8 @@ def distill(task, **kwargs):
                   "learning_rate": "learning_rate", "epochs": "epochs", "batch_size": "batch_size",
                   "grad_accum": "grad_accum", "max_length": "max_length",
                   "gradient_checkpointing": "gradient_checkpointing", "qlora": "qlora"}
-    given = _given_options({option: f"lora.{name}" for option, name in lora_names.items()})
-    shared = _run_fields(kwargs)
+    given = given_options({option: f"lora.{name}" for option, name in lora_names.items()})
+    shared = run_fields(kwargs)
     lora = {field: kwargs.pop(option) for option, field in lora_names.items()}
     lora = {k: v for k, v in lora.items() if v is not None and v is not False}
     options = DistillOptions(task=task, lora=lora, **shared, **kwargs)
@@ -354,8 +243,8 @@ def sweep(task, show_space, **kwargs):
     from smelt.commands.sweep import resumed_sweep_options, run_sweep
     from smelt.commands.sweep_options import SweepOptions, space_for
 
-    given = _given_options()
-    options = SweepOptions(task=task, **_run_fields(kwargs), **kwargs)
+    given = given_options()
+    options = SweepOptions(task=task, **run_fields(kwargs), **kwargs)
     if show_space:
         options = resumed_sweep_options(options, given) if options.resume else options
         options.check()
@@ -380,8 +269,8 @@ def eval_command(task, **kwargs):
     TASK (optional: the run knows its task) makes sure the run is of that task."""
     from smelt.commands.evaluate_run import EvalOptions, run_eval
 
-    given = _given_options()
-    options = EvalOptions(task=task, **_run_fields(kwargs), **kwargs)
+    given = given_options()
+    options = EvalOptions(task=task, **run_fields(kwargs), **kwargs)
     _print_outcome(run_eval(options, log=_log, given=given))
 
 

@@ -71,6 +71,7 @@ def student_record(student: str, spec, instructions: bool) -> dict:
             "instructions": instructions}
 
 
+# Long on purpose: the distill recipe, top to bottom (the module docstring's steps).
 def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | None = None) -> RunOutcome:
     """The recipe (module docstring): check and set up, teacher -> SFT set, reference points on test, LoRA
     training, the distilled student on test. Every step's output is kept, so --resume redoes none of them."""

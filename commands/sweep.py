@@ -27,6 +27,7 @@ from smelt.optimizers.sweep.queue import DEFAULT, StudyIdentity
 from smelt.programs.registry import get_task
 
 
+# Long on purpose: the study's steps in the order they run, as one recipe.
 def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None = None) -> RunOutcome:
     """The study: check everything, open the sweep's run and its study, let the workers run the trials, then the
     best against the default on test (``_finish``)."""

@@ -51,6 +51,7 @@ def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=N
                 deadline=deadline)
 
 
+# Long on purpose: one trial's outcomes (complete, pruned, failed, interrupted) told to the study side by side.
 def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, log) -> None:
     """One trial: sample, run the stage into trials/trial-NNN, tell the study its dev values (or pruned/failed)."""
     import optuna

@@ -61,6 +61,7 @@ def _score(record: dict, metric: Metric, example: dspy.Example, prediction: dspy
                 record["judge_error"] = True
 
 
+# Long on purpose: one example's record, field by field, in the order of the JSONL line it becomes.
 def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric, lm) -> dict:
     """Run and score one example; a parse failure or an error is a recorded failure, never a crash.
 
@@ -152,6 +153,8 @@ def _read_done(path: Path) -> dict[str, dict]:
     return done
 
 
+# Long on purpose: the workers' closure and the loop that collects them share one lock and one state dict;
+# split apart, that sharing would be harder to see.
 def evaluate(
     program: dspy.Module,
     examples: list[dspy.Example],

@@ -11,10 +11,10 @@ import dspy
 
 from smelt.errors import SmeltError
 from smelt.eval.metrics import METRICS, PASS_F1
-from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
+from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, METRICS_DECLARED, split_grounded
 from smelt.signatures.judge import JudgeOutput
 
-JUDGE_PASS = 0.7  # a judged answer must reach 7/10 to become a bootstrapped demo
+JUDGE_PASS = METRICS_DECLARED["judge"].pass_mark  # a judged answer must reach 7/10 to become a demo
 JUDGE_INPUT_CHARS = 2000  # each input is cut to this for the judge: a whole document adds cost, not judgment
 JUDGE_SOURCE_CHARS = 6000  # without a reference the judge checks the output against its source: more of it
 
@@ -160,5 +160,5 @@ def resolve_metric(name: str | None, task, judge=None, **judge_options) -> Metri
     if base_name == "judge":
         base = JudgeMetric("judge", task, judge=judge, **judge_options)
     else:
-        base = AnswerMetric(base_name, task, pass_mark=1.0 if base_name in ("em", "accuracy") else PASS_F1)
+        base = AnswerMetric(base_name, task, pass_mark=METRICS_DECLARED[base_name].pass_mark)
     return GroundedMetric(name, task, pass_mark=base.pass_mark, base=base) if grounded else base

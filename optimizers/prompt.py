@@ -1,13 +1,18 @@
 """Prompt optimizers: every DSPy 3.4 optimizer behind one call, with defaults sized for small data.
 
 ``compile_program(program, "bootstrap", trainset=..., metric=..., lm=...)`` returns the compiled program.
+``OPTIMIZERS`` is the one table of them: the CLI's --optimizer choices and help, the sweep's space and the
+checks are made from it. DSPy is imported inside each optimizer, so reading the table (``--help``) is instant.
 """
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dspy
+if TYPE_CHECKING:
+    import dspy
 
 from smelt.errors import SmeltError
 
@@ -43,11 +48,15 @@ def _none(program, trainset, metric, lm, s: CompileSettings):
 
 
 def _labeled(program, trainset, metric, lm, s):
+    import dspy
+
     labeled = dspy.LabeledFewShot(k=s.max_labeled_demos)
     return labeled.compile(program, trainset=trainset, sample=not s.labeled_in_order)
 
 
 def _bootstrap(program, trainset, metric, lm, s):
+    import dspy
+
     optimizer = dspy.BootstrapFewShot(
         metric=metric, max_bootstrapped_demos=s.max_demos, max_labeled_demos=s.max_labeled_demos,
         max_rounds=1, max_errors=len(trainset) + 1,
@@ -56,6 +65,8 @@ def _bootstrap(program, trainset, metric, lm, s):
 
 
 def _random_search(program, trainset, metric, lm, s):
+    import dspy
+
     optimizer = dspy.BootstrapFewShotWithRandomSearch(
         metric=metric, max_bootstrapped_demos=s.max_demos, max_labeled_demos=s.max_labeled_demos,
         num_candidate_programs=s.num_candidates, num_threads=s.threads, max_errors=len(trainset) + 1,
@@ -65,6 +76,8 @@ def _random_search(program, trainset, metric, lm, s):
 
 
 def _mipro(program, trainset, metric, lm, s):
+    import dspy
+
     optimizer = dspy.MIPROv2(
         metric=metric, prompt_model=lm.lm, task_model=lm.lm, auto="light", num_threads=s.threads, seed=s.seed,
         max_bootstrapped_demos=s.max_demos, max_labeled_demos=s.max_labeled_demos, max_errors=len(trainset) + 1,
@@ -74,12 +87,16 @@ def _mipro(program, trainset, metric, lm, s):
 
 
 def _copro(program, trainset, metric, lm, s):
+    import dspy
+
     optimizer = dspy.COPRO(prompt_model=lm.lm, metric=metric, breadth=3, depth=1)
     eval_kwargs = {"num_threads": s.threads, "display_progress": True}
     return optimizer.compile(program, trainset=trainset, eval_kwargs=eval_kwargs)
 
 
 def _simba(program, trainset, metric, lm, s):
+    import dspy
+
     optimizer = dspy.SIMBA(
         metric=metric, bsize=min(8, len(trainset)), num_candidates=3, max_steps=2, max_demos=s.max_demos,
         num_threads=s.threads,
@@ -88,6 +105,8 @@ def _simba(program, trainset, metric, lm, s):
 
 
 def _gepa(program, trainset, metric, lm, s):
+    import dspy
+
     def metric_with_feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
         value, detail = metric.score(gold, pred)
         reference = gold.get(metric.task.answer_field)
@@ -122,6 +141,7 @@ def interleave_labels(examples: list, field: str, *, seed: int = 0) -> list:
 class Optimizer:
     compile: Callable[..., Any]  # (program, trainset, metric, lm, settings) -> the compiled program
     min_train: int  # train examples it cannot run without (DSPy 3.4.1; see OPTIMIZERS)
+    help: str  # what it does, for --optimizer's help
 
 
 # The optimizers, and the fewest train examples each runs on, as DSPy 3.4.1 has it: BootstrapFewShot loops over
@@ -129,15 +149,20 @@ class Optimizer:
 # non-empty train, MIPROv2 splits train into its own train and validation sets (2 at least); labeled would
 # only return the program unchanged.
 OPTIMIZERS: dict[str, Optimizer] = {
-    "none": Optimizer(_none, 0),
-    "labeled": Optimizer(_labeled, 1),
-    "bootstrap": Optimizer(_bootstrap, 1),
-    "random_search": Optimizer(_random_search, 1),
-    "mipro": Optimizer(_mipro, 2),
-    "copro": Optimizer(_copro, 1),
-    "simba": Optimizer(_simba, 1),
-    "gepa": Optimizer(_gepa, 1),
+    "none": Optimizer(_none, 0, "the program as written"),
+    "labeled": Optimizer(_labeled, 1, "LabeledFewShot: train examples as demos"),
+    "bootstrap": Optimizer(_bootstrap, 1, "BootstrapFewShot: the model's own passing answers as demos"),
+    "random_search": Optimizer(_random_search, 1, "BootstrapFewShotWithRandomSearch: the best of several demo sets"),
+    "mipro": Optimizer(_mipro, 2, "MIPROv2 (light): instructions and demos proposed and searched"),
+    "copro": Optimizer(_copro, 1, "COPRO: instructions proposed and refined"),
+    "simba": Optimizer(_simba, 1, "SIMBA: rules and demos from the hardest examples"),
+    "gepa": Optimizer(_gepa, 1, "GEPA: the model reflects on its failures to rewrite instructions"),
 }
+
+
+def optimizers_help() -> str:
+    """--optimizer's help, one clause an optimizer."""
+    return "; ".join(f"{name}: {optimizer.help}" for name, optimizer in OPTIMIZERS.items())
 
 
 def check_optimizer(name: str) -> None:

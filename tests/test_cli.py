@@ -206,13 +206,3 @@ def test_sweep_shows_its_space():
     result = smelt("sweep", "doc_qa", "--show-space", "--stage", "distill")
     assert result.returncode == 0
     assert "learning_rate" in result.stdout and "(log)" in result.stdout
-
-
-def test_optimizer_choices_are_the_registry():
-    """`--optimizer`'s choices are spelled out in cli.py (so --help answers without importing DSPy); they must be
-    the optimizers the registry runs."""
-    from smelt.cli import compile as compile_command
-    from smelt.optimizers.prompt import OPTIMIZERS
-
-    option = next(p for p in compile_command.params if p.name == "optimizer")
-    assert list(option.type.choices) == list(OPTIMIZERS)

@@ -215,16 +215,16 @@ def test_same_seed_same_adapter_and_resume_after_an_interruption(student, exampl
     assert _same(_adapter(whole.adapter_dir), _adapter(again.adapter_dir))  # bit for bit
     assert whole.losses == again.losses
 
-    save = lora_training._save_checkpoint
+    save = lora_training.save_checkpoint
 
     def save_then_stop(*args, **kwargs):
         save(*args, **kwargs)
         raise KeyboardInterrupt  # the run is stopped right after the epoch-1 checkpoint
 
-    monkeypatch.setattr(lora_training, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(lora_training, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train_lora(model, tokenizer, examples, TINY, tmp_path / "cut", **quiet)
-    monkeypatch.setattr(lora_training, "_save_checkpoint", save)
+    monkeypatch.setattr(lora_training, "save_checkpoint", save)
     assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["epoch-1"]
     with pytest.raises(SmeltError, match="--resume"):
         train_lora(model, tokenizer, examples, TINY, tmp_path / "cut", **quiet)

@@ -132,6 +132,7 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
     return LoadedModel(model, tokenizer, spec, device, source, dtype="nf4")
 
 
+# Long on purpose: the merge is one pass over the adapted layers, then the folder written whole.
 def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, tokenizer=None) -> Path:
     """Write base + adapter as one full model folder (safetensors weights, config, tokenizer) for serving.
 

@@ -22,12 +22,9 @@ The output folder:
 A fixed seed gives the same adapter: bit for bit on CPU, and after a resume too.
 """
 
-import hashlib
 import json
 import math
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -36,6 +33,17 @@ from pathlib import Path
 
 from smelt.errors import SmeltError
 from smelt.lm.loading import peft_quietly
+from smelt.optimizers.distill.checkpoints import (
+    ADAPTER,
+    CHECKPOINTS,
+    TrainingProgress,
+    fingerprint,
+    restore,
+    save_atomically,
+    save_checkpoint,
+    starting_checkpoint,
+    truncate_log,
+)
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig
 from smelt.optimizers.distill.lora_model import (
     is_quantized,
@@ -56,8 +64,6 @@ __all__ = [
     "train_lora",
 ]
 
-ADAPTER = "adapter"
-CHECKPOINTS = "checkpoints"
 LOG_NAME = "train_log.jsonl"
 LENGTH_WINDOW = 16  # batches per window of examples sorted by length (less padding; order still shuffled)
 
@@ -84,21 +90,15 @@ def train_lora(
     resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> TrainingResult:
-    """Train a LoRA adapter on ``examples`` and save it under ``output_dir/adapter``."""
+    """Train a LoRA adapter on ``examples`` and save it under ``output_dir/adapter``. The recipe, top to bottom:
+    data, where to start, the model, optimizer and schedule, the loop (a checkpoint each epoch), the adapter."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
     from tqdm.auto import tqdm
 
     output_dir = Path(output_dir)
     device = next(model.parameters()).device
-    if config.qlora:
-        require_qlora(str(device))
-        if not is_quantized(model):
-            raise SmeltError("--qlora: the student has full-precision weights; load it with load_for_training()")
-    if config.bf16 and device.type != "cuda":
-        raise SmeltError(f"--bf16 needs a CUDA GPU; on {device.type} training runs in fp32 (drop --bf16)")
+    _check_precision(model, config, device)
 
     # 1. Data.
     examples, dropped = fit_examples(list(examples), config.max_length, tokenizer.bos_token_id)
@@ -107,25 +107,14 @@ def train_lora(
     if not examples:
         raise SmeltError(f"no training example fits in --max-length {config.max_length}; raise --max-length")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    batches_per_epoch = math.ceil(len(examples) / config.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    steps_per_epoch = math.ceil(math.ceil(len(examples) / config.batch_size) / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     lengths = [len(example) for example in examples]
-    fingerprint = _fingerprint(config, examples)
+    examples_fingerprint = fingerprint(config, examples)
 
     # 2. Where to start: fresh, or the latest complete checkpoint.
     checkpoints = output_dir / CHECKPOINTS
-    if not resume and (checkpoints.exists() or (output_dir / ADAPTER).exists()):
-        raise SmeltError(f"{output_dir} already holds a training run; pass --resume to continue it, or a new folder")
-    checkpoint = _latest_checkpoint(checkpoints) if resume else None
-    saved = json.loads((checkpoint / "state.json").read_text()) if checkpoint else None
-    if saved and saved["fingerprint"] != fingerprint:
-        changed = [k for k, v in config.to_dict().items() if saved["config"].get(k) != v]
-        what = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {config.to_dict()[k]!r}" for k in changed)
-        raise SmeltError(
-            f"--resume: the checkpoint {checkpoint} was made with {what or 'different training examples'}; "
-            "rerun with the same data and settings, or train into a new output folder"
-        )
+    checkpoint, saved = starting_checkpoint(output_dir, config, examples_fingerprint, resume)
 
     # 3. The model: memory check, seed, LoRA wrap.
     estimate = estimate_resources(model, config, str(device), max(len(e.completion_ids) for e in examples))
@@ -146,83 +135,46 @@ def train_lora(
         f"batch {config.batch_size} x accum {config.grad_accum}, max length {config.max_length}, on {device}"
     )
 
-    # 4. Optimizer and schedule over the LoRA weights only.
+    # 4. Optimizer and schedule over the LoRA weights only; a checkpoint's state restored over them.
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    warmup = math.ceil(config.warmup_ratio * total_steps)
-
-    def warmup_then_decay(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay)
-
-    step, start_epoch, tokens, seconds, losses = 0, 0, 0, 0.0, []
+    scheduler = _warmup_then_decay(optimizer, config, total_steps)
+    progress = TrainingProgress()
     if saved:
-        set_peft_model_state_dict(peft_model, load_file(str(checkpoint / "adapter_model.safetensors")))
-        trainer_state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(trainer_state["optimizer"])
-        scheduler.load_state_dict(trainer_state["scheduler"])
-        _set_rng_state(trainer_state["rng"])
-        step, start_epoch, tokens, seconds = saved["step"], saved["epoch"], saved["tokens"], saved["seconds"]
-        losses = saved["losses"]
-        log(f"[smelt] resuming from {checkpoint}: epoch {start_epoch}/{config.epochs}, step {step}/{total_steps}")
+        progress = restore(checkpoint, saved, peft_model, optimizer, scheduler)
+        log(f"[smelt] resuming from {checkpoint}: epoch {progress.epoch}/{config.epochs}, "
+            f"step {progress.step}/{total_steps}")
     elif resume:
         log(f"[smelt] no checkpoint in {checkpoints}; starting from the beginning")
 
-    # 5. The loop.
+    # 5. The loop: an optimizer step per grad_accum batches, a line in the log each step, a checkpoint each epoch.
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / LOG_NAME
-    _truncate_log(log_path, step)
+    truncate_log(log_path, progress.step)
     compute = torch.autocast("cuda", dtype=torch.bfloat16) if config.bf16 else nullcontext()
     peft_model.train()
-    bar = tqdm(total=total_steps, initial=step, desc="LoRA", unit="step", disable=None, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=progress.step, desc="LoRA", unit="step", disable=None, dynamic_ncols=True)
     try:
         with log_path.open("a", encoding="utf-8") as log_file:
-            for epoch in range(start_epoch, config.epochs):
+            for epoch in range(progress.epoch, config.epochs):
                 batches = _epoch_batches(lengths, config.batch_size, config.seed + epoch)
                 for index, first in enumerate(range(0, len(batches), config.grad_accum)):
-                    started = time.perf_counter()
-                    group = [
-                        collate_sft([examples[i] for i in batch], pad_id=pad_id, max_length=config.max_length)
-                        for batch in batches[first : first + config.grad_accum]
-                    ]
-                    n_targets = sum(int((micro["labels"] != IGNORE_INDEX).sum()) for micro in group)
-                    step_loss = torch.zeros((), device=device)
-                    for micro in group:
-                        micro = {name: tensor.to(device) for name, tensor in micro.items()}
-                        with compute:
-                            loss_sum = _completion_loss_sum(peft_model, micro)
-                        (loss_sum / n_targets).backward()
-                        step_loss += loss_sum.detach()
-                        tokens += int(micro["attention_mask"].sum())
-                    if config.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                    lr = scheduler.get_last_lr()[0]
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    losses.append(step_loss.item() / n_targets)
-                    seconds += time.perf_counter() - started
-                    record = {
-                        "step": step,
-                        "epoch": round(epoch + (index + 1) / steps_per_epoch, 4),
-                        "loss": round(losses[-1], 6),
-                        "lr": lr,
-                        "tokens": tokens,
-                        "seconds": round(seconds, 3),
-                    }
-                    log_file.write(json.dumps(record) + "\n")
+                    group = [collate_sft([examples[i] for i in batch], pad_id=pad_id, max_length=config.max_length)
+                             for batch in batches[first : first + config.grad_accum]]
+                    lr = _optimizer_step(peft_model, group, trainable, optimizer, scheduler, config, compute,
+                                         device, progress)
+                    log_file.write(json.dumps({
+                        "step": progress.step, "epoch": round(epoch + (index + 1) / steps_per_epoch, 4),
+                        "loss": round(progress.losses[-1], 6), "lr": lr, "tokens": progress.tokens,
+                        "seconds": round(progress.seconds, 3)}) + "\n")
                     log_file.flush()
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.1e}")
-                state = {"epoch": epoch + 1, "step": step, "tokens": tokens, "seconds": seconds, "losses": losses}
-                state |= {"fingerprint": fingerprint, "config": config.to_dict()}
-                _save_checkpoint(peft_model, optimizer, scheduler, checkpoints, state)
+                    bar.set_postfix(loss=f"{progress.losses[-1]:.3f}", lr=f"{lr:.1e}")
+                progress.epoch = epoch + 1
+                save_checkpoint(peft_model, optimizer, scheduler, checkpoints,
+                                 progress.state() | {"fingerprint": examples_fingerprint, "config": config.to_dict()})
 
         # 6. The adapter.
-        adapter_dir = _save_atomically(peft_model.save_pretrained, output_dir / ADAPTER)
+        adapter_dir = save_atomically(peft_model.save_pretrained, output_dir / ADAPTER)
     finally:
         bar.close()
         peft_model.unload()  # the student's own layers go back in place
@@ -230,18 +182,64 @@ def train_lora(
             _set_checkpointing(model, False)
         model.train(was_training)
 
+    losses = progress.losses
     log(f"[smelt] adapter saved to {adapter_dir}" + (f" (final loss {losses[-1]:.3f})" if losses else ""))
     return TrainingResult(
-        adapter_dir=adapter_dir,
-        losses=losses,
-        steps=step,
-        tokens=tokens,
-        seconds=seconds,
-        tokens_per_second=tokens / seconds if seconds else 0.0,
-        examples=len(examples),
-        dropped=dropped,
-        log_path=log_path,
+        adapter_dir=adapter_dir, losses=losses, steps=progress.step, tokens=progress.tokens,
+        seconds=progress.seconds, tokens_per_second=progress.tokens / progress.seconds if progress.seconds else 0.0,
+        examples=len(examples), dropped=dropped, log_path=log_path,
     )
+
+
+def _check_precision(model, config: LoraTrainingConfig, device) -> None:
+    if config.qlora:
+        require_qlora(str(device))
+        if not is_quantized(model):
+            raise SmeltError("--qlora: the student has full-precision weights; load it with load_for_training()")
+    if config.bf16 and device.type != "cuda":
+        raise SmeltError(f"--bf16 needs a CUDA GPU; on {device.type} training runs in fp32 (drop --bf16)")
+
+
+def _warmup_then_decay(optimizer, config: LoraTrainingConfig, total_steps: int):
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0."""
+    import torch
+
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _optimizer_step(peft_model, group: list[dict], trainable, optimizer, scheduler, config: LoraTrainingConfig,
+                    compute, device, progress: TrainingProgress) -> float:
+    """One optimizer step over a group of micro-batches (gradient accumulation), the loss averaged over all their
+    completion tokens; ``progress`` counts it. Returns the learning rate the step used."""
+    import torch
+
+    started = time.perf_counter()
+    n_targets = sum(int((micro["labels"] != IGNORE_INDEX).sum()) for micro in group)
+    step_loss = torch.zeros((), device=device)
+    for micro in group:
+        micro = {name: tensor.to(device) for name, tensor in micro.items()}
+        with compute:
+            loss_sum = _completion_loss_sum(peft_model, micro)
+        (loss_sum / n_targets).backward()
+        step_loss += loss_sum.detach()
+        progress.tokens += int(micro["attention_mask"].sum())
+    if config.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    progress.step += 1
+    progress.losses.append(step_loss.item() / n_targets)
+    progress.seconds += time.perf_counter() - started
+    return lr
 
 
 def _completion_loss_sum(model, batch: dict):
@@ -312,75 +310,3 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # every device
 
 
-def _rng_state() -> dict:
-    import torch
-
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import torch
-
-    random.setstate(tuple(s if not isinstance(s, list) else tuple(s) for s in state["python"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _fingerprint(config: LoraTrainingConfig, examples: list[SftExample]) -> str:
-    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for example in examples:
-        digest.update(json.dumps([example.prompt_ids, example.completion_ids]).encode())
-    return digest.hexdigest()
-
-
-def _latest_checkpoint(checkpoints: Path) -> Path | None:
-    complete = [p for p in checkpoints.glob("epoch-*") if (p / "state.json").is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def _save_atomically(save: Callable[[Path], None], target: Path) -> Path:
-    """Write a folder under a temporary name, then rename it into place."""
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    save(partial)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
-    return target
-
-
-def _save_checkpoint(peft_model, optimizer, scheduler, checkpoints: Path, state: dict) -> Path:
-    import torch
-
-    def save(folder: Path) -> None:
-        peft_model.save_pretrained(folder)
-        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
-        torch.save(trainer_state, folder / "trainer_state.pt")
-        (folder / "state.json").write_text(json.dumps(state))  # written last: its presence marks a complete save
-
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    target = _save_atomically(save, checkpoints / f"epoch-{state['epoch']}")
-    for older in checkpoints.glob("epoch-*"):
-        if older != target:
-            shutil.rmtree(older, ignore_errors=True)
-    return target
-
-
-def _truncate_log(log_path: Path, step: int) -> None:
-    """Keep the log lines up to the checkpoint's step (an interrupted epoch's lines are trained again)."""
-    if not log_path.exists():
-        return
-    kept = []
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):  # a line cut short by the interruption
-            continue
-    partial = log_path.with_name(f".{log_path.name}.partial")
-    partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(partial, log_path)
