@@ -94,7 +94,7 @@ def test_pruning_stops_a_hopeless_trial(tmp_path):
 
 
 def test_resume_after_ctrl_c_finishes_the_study(tmp_path, monkeypatch):
-    import smelt.commands.sweep_trials as trials_module
+    import smelt.lifecycle.run as trials_module  # every trial scores its dev split through Run.score
 
     real_evaluate = trials_module.evaluate
 

@@ -81,6 +81,8 @@ class TrainingResult:
     log_path: Path
 
 
+# Long on purpose: a training run read top to bottom, as a torchtune recipe (numbered steps); each step's own
+# work is in a function of its own (checkpoints.py, _optimizer_step, _warmup_then_decay).
 def train_lora(
     model,
     tokenizer,
