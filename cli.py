@@ -20,9 +20,18 @@ from smelt.optimizers.prompt import OPTIMIZERS, optimizers_help  # a table: no D
 
 
 def _fail(message: str) -> None:
+    from smelt.redaction import redact_text
+
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())  # a library's own newlines
-    click.echo(f"error: {one_line}", err=True)
+    click.echo(f"error: {redact_text(one_line)}", err=True)
     _exit(2)
+
+
+def _echo(message: str, err: bool = False) -> None:
+    """Print a line with no password or registered secret in it (``smelt.redaction``)."""
+    from smelt.redaction import redact_text
+
+    click.echo(redact_text(message), err=err)
 
 
 def _exit(status: int) -> None:
@@ -83,13 +92,13 @@ def _fail_keeping_the_run(exc) -> None:
 
 
 def _log(message: str) -> None:
-    click.echo(message, err=True)
+    _echo(message, err=True)
 
 
 def _print_outcome(outcome) -> None:
     """A command's table, then its run directory (smelt.lifecycle.RunOutcome)."""
-    click.echo(outcome.table)
-    click.echo(f"\nrun directory: {outcome.run_dir}")
+    _echo(outcome.table)
+    _echo(f"\nrun directory: {outcome.run_dir}")
 
 
 @click.group(cls=SmeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,6 +110,9 @@ def cli():
     sweep: search compile or distill settings with Optuna (on one machine, or many sharing a study).
     eval / run: score a finished run, or answer one question with it.
     """
+    from smelt.redaction import register_url_secrets
+
+    register_url_secrets(" ".join(sys.argv))  # --api-base, --storage: their passwords are never printed
 
 
 @cli.command()
@@ -294,9 +306,9 @@ def run_command(task, program, input_pairs, document, question, lm, device, api_
 
     pairs = [*input_pairs, *([f"document=@{document}"] if document else []),
              *([f"question={question}"] if question else [])]
-    outputs = answer(program, parse_inputs(pairs), task=task, lm=lm, device=device, api_base=api_base)
+    outputs = answer(program, parse_inputs(pairs), task=task, lm=lm, device=device, api_base=api_base, log=_log)
     for name, value in outputs.items():
-        click.echo(value if len(outputs) == 1 else f"{name}: {value}")
+        _echo(value if len(outputs) == 1 else f"{name}: {value}")
 
 
 @cli.command("report")

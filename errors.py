@@ -41,3 +41,17 @@ def filesystem_error(exc: OSError) -> SmeltError | None:
     path = exc.filename if exc.filename is not None else "a file of the run"
     also = f" (and {exc.filename2})" if exc.filename2 else ""
     return SmeltError(f"{path}{also}: {os.strerror(exc.errno)} ({errno.errorcode[exc.errno]}); {advice}")
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` (its first ``limit`` characters) and, when it says more, the innermost exception it was
+    raised from: a server's "Connection error." then reads "... (ConnectError: [Errno 111] Connection refused)"."""
+    text = f"{type(exc).__name__}: {str(exc)[:limit]}"
+    root, seen = exc, {id(exc)}
+    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        root = cause
+    detail = str(root).strip()
+    if root is not exc and detail and detail not in text:
+        text += f" ({type(root).__name__}: {detail[:200]})"
+    return text

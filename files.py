@@ -1,21 +1,25 @@
-"""Writing a file atomically: a temporary file, then a rename, so a reader never sees half of it."""
+"""Writing a file atomically: a temporary file, then a rename, so a reader never sees half of it; and never a
+secret in it (every string passes through ``smelt.redaction.redact_text``)."""
 
 import json
 import os
 from pathlib import Path
 
+from smelt.redaction import redact_strings, redact_text
+
 
 def write_json(path: Path, data) -> None:
-    """Write JSON atomically: readers never see a half-written file."""
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """Write JSON atomically: readers never see a half-written file. URLs lose their passwords and registered
+    secrets are replaced (``smelt.redaction``)."""
+    write_text(path, json.dumps(redact_strings(data), indent=2, ensure_ascii=False) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write text atomically (a temporary file, then a rename); a failed write leaves no ``path`` and no temporary
-    file behind, and its OSError names ``path``."""
+    """Write text atomically (a temporary file, then a rename), with URLs' passwords and registered secrets
+    redacted; a failed write leaves no ``path`` and no temporary file behind, and its OSError names ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact_text(text), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -79,13 +79,18 @@ def _recorded_task(program_run: str, task: str | None):
 
 
 def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None, lm: str | None = None,
-           device: str = "auto", api_base: str | None = None) -> dict[str, str]:
-    """The run's program on ``inputs`` (checked against its task's input fields): {output field: value}."""
+           device: str = "auto", api_base: str | None = None, log=None) -> dict[str, str]:
+    """The run's program on ``inputs`` (checked against its task's input fields): {output field: value}.
+
+    A server model is called on --api-base, else on the API base the run recorded (``log`` hears which). A model
+    call that fails (the server down, no API key) is one SmeltError naming it, as ``compile`` and ``eval`` say it.
+    """
     configure_dspy(threads=1)
     recorded = _recorded_task(program_run, task)
     if recorded is not None:  # a wrong input is named in a moment, before the model is loaded
         check_inputs(recorded, inputs)
-    loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base, command="run")
+    loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base, command="run",
+                      log=log)
     check_inputs(loaded.task, inputs)
     from dspy.utils.exceptions import AdapterParseError
 
@@ -93,5 +98,20 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
         with loaded.lm.context():
             prediction = loaded.program(**inputs)
     except AdapterParseError as exc:
-        raise SmeltError(f"the model's output could not be read: {str(exc.lm_response)[:200]!r}") from exc
+        raise SmeltError(f"the model's output could not be read: {str(exc.lm_response)[:200]!r}") from None
+    except (SmeltError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, never a traceback
+        raise SmeltError(model_call_failed(loaded.lm.spec.raw, exc)) from None
     return {name: str(prediction.get(name, "")).strip() for name in loaded.task.output_fields}
+
+
+def model_call_failed(spec: str, exc: Exception) -> str:
+    """One line for a failed model call: the error's type and first 300 characters, and the one it was raised from
+    (no password), and what to check."""
+    from smelt.errors import describe_exception
+    from smelt.redaction import redact_text
+
+    detail = " ".join(redact_text(describe_exception(exc)).split())
+    return (f"the call to {spec} failed: {detail}; check the model spec, --api-base, the API key and that the server "
+            "is up")

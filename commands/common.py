@@ -87,14 +87,65 @@ def check_model_options(lm: str | None, judge: str | None, metric: str | None, d
     resolve_device(device)
 
 
-def load_judge(options: RunOptions, spec: str | None = None):
-    """The judge models of --judge (or ``spec``): one ResolvedLM, a list of them for a jury, or None."""
+def load_judge(options: RunOptions, spec: str | None = None, *, api_bases: list[str | None] | None = None):
+    """The judge models of --judge (or ``spec``): one ResolvedLM, a list of them for a jury, or None. Each judge
+    is called on --api-base, or on its entry of ``api_bases`` (a run's recorded judges, ``recorded_judge``)."""
     from smelt.eval.jury import judge_specs
     from smelt.lm import lm_for_spec
 
-    judges = [lm_for_spec(one, option="--judge", device=options.device, api_base=options.api_base,
-                          cache=options.cache) for one in judge_specs(spec or options.judge)]
+    specs = judge_specs(spec or options.judge)
+    bases = api_bases if api_bases is not None else [options.api_base] * len(specs)
+    judges = [lm_for_spec(one, option="--judge", device=options.device, api_base=base, cache=options.cache)
+              for one, base in zip(specs, bases, strict=True)]
     return None if not judges else judges[0] if len(judges) == 1 else judges
+
+
+def recorded_judge(options: RunOptions, manifest: dict, run_dir: Path, log=print):
+    """The judge (or jury) a run recorded, on the API base each of its models recorded (or --api-base, when
+    given): ``log`` hears which."""
+    record = (manifest.get("models") or {}).get("judge") or {}
+    members = record["jury"] if isinstance(record.get("jury"), list) else [record]
+    bases = [run_api_base(member.get("spec"), options.api_base, _recorded_base(member, manifest), role="judge",
+                          run_dir=run_dir, log=log) for member in members]
+    return load_judge(options, record.get("spec"), api_bases=bases)
+
+
+def run_api_base(spec: str | None, given: str | None, recorded: str | None, *, role: str, run_dir: Path,
+                 log=print) -> str | None:
+    """The API base a run's server model is called on now: ``given`` (--api-base) if any, else the one the run
+    recorded, never silently the provider's public API. ``log`` hears which, in one line (no password). A
+    recorded URL whose password was redacted is reused only with ``$SMELT_API_KEY`` (the key it then sends);
+    otherwise --api-base must be given again. In-process models have none: None, and nothing is said."""
+    from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
+    from smelt.lm.specs import parse_spec
+    from smelt.redaction import REDACTED, redact
+
+    if not isinstance(spec, str) or parse_spec(spec, f"the run's {role}").in_process:
+        return given
+    if given:
+        log(f"[smelt] {role} {spec}: API base {redact(given)} (--api-base)")
+        return given
+    if not recorded:
+        log(f"[smelt] {role} {spec}: the provider's own API (no --api-base given, and {run_dir} recorded none "
+            "for it)")
+        return None
+    if REDACTED in recorded:
+        base = strip_userinfo(recorded)
+        if REDACTED in base or not environment_key():
+            raise SmeltError(f"{run_dir}: its {role} {spec} ran on {recorded}, whose password is not recorded; pass "
+                             f"--api-base again with it (or set {API_KEY_ENV} to the key)")
+        log(f"[smelt] {role} {spec}: the run's API base {base}, with the key in ${API_KEY_ENV}")
+        return base
+    log(f"[smelt] {role} {spec}: the run's API base {recorded}")
+    return recorded
+
+
+def _recorded_base(record: dict, manifest: dict) -> str | None:
+    """A model's recorded API base: its own (``models.<role>.api_base``), or, in a manifest written before models
+    recorded theirs, the run's --api-base."""
+    if "api_base" in record:
+        return record["api_base"]
+    return (manifest.get("options") or {}).get("api_base")
 
 
 def describe_judge(judge) -> dict:
@@ -162,6 +213,7 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, option)
+    fallback = manifest  # where a model without a recorded API base finds the run's --api-base
     if manifest.get("command") == "sweep":  # a sweep stands for its best trial
         best = run_dir / "best"
         if not (best / "manifest.json").is_file():
@@ -183,16 +235,29 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
     if not isinstance(recorded, dict) or not isinstance(recorded.get("spec"), str):
         raise SmeltError(f"{run_dir / 'manifest.json'}: records no program model (models.program.spec); it is not a "
                          "manifest smelt wrote")
+    role = "teacher" if option == "--teacher" else "program model"
+    say = log or _stderr
     if lm_spec:  # another model: no adapter, and the full prompt it needs without one
-        lm = lm_for_spec(lm_spec, device=device, api_base=api_base, cache=cache)
+        # The run's server is reused for the model the run recorded, not for another one (--api-base names its).
+        same = _recorded_base(recorded, fallback) if lm_spec == recorded["spec"] else None
+        lm = lm_for_spec(lm_spec, device=device, cache=cache,
+                         api_base=run_api_base(lm_spec, api_base, same, role=role, run_dir=run_dir, log=say))
     else:
         adapter = recorded.get("adapter")
         if adapter is not None and not (isinstance(adapter, str) and _inside(run_dir / adapter, run_dir)):
             raise SmeltError(f"{run_dir / 'manifest.json'}: models.program.adapter {adapter!r} is not a folder inside "
                              "the run; a run's adapter is its own adapter/ folder")
+        base = run_api_base(recorded["spec"], api_base, _recorded_base(recorded, fallback), role=role,
+                            run_dir=run_dir, log=say)
         lm = lm_for_spec(recorded["spec"], device=device, adapter=str(run_dir / adapter) if adapter else None,
-                         api_base=api_base, cache=cache, instructions=recorded.get("instructions", True))
+                         api_base=base, cache=cache, instructions=recorded.get("instructions", True))
     return LoadedRun(run_dir, manifest, task, program, lm)
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -187,7 +187,7 @@ def _setup(options: DistillOptions, log) -> _Setup:
         raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
     if not splits.test:
         raise SmeltError("the test split is empty: distill compares teacher and student on test")
-    teacher = load_teacher(options, task)
+    teacher = load_teacher(options, task, log=log)
     judge = load_judge(options)
     metric = scoring_metric(options, task, judge)
     student_program = task.program(zero_shot_options(teacher.program_options))

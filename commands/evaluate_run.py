@@ -11,6 +11,7 @@ from smelt.commands.common import (
     load_judge,
     load_run,
     load_task_data,
+    recorded_judge,
     scoring_metric,
 )
 from smelt.commands.resume import resumed_options
@@ -47,7 +48,10 @@ def run_eval(options: EvalOptions, log=print, *, given: dict[str, str] | None = 
     judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
     metric_name = options.metric or loaded.manifest.get("metric")
     wants_judge = metric_name is None or split_grounded(metric_name)[0] == "judge"
-    judge = load_judge(options, judge_spec) if judge_spec and wants_judge else None
+    judge = None
+    if judge_spec and wants_judge:  # --judge on --api-base; the run's judge on the API base it recorded
+        judge = load_judge(options) if options.judge else recorded_judge(options, loaded.manifest, loaded.run_dir,
+                                                                         log=log)
     metric = scoring_metric(options, loaded.task, judge, metric_name)
     data, split = options.data, options.split
     if data.data and not (data.train or data.dev or data.test):  # --data FILE alone: every line is evaluated

@@ -58,8 +58,12 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
         recorded_task_spec(manifest, run_dir, command=command, option="--resume")  # says how to name it
     redacted = getattr(recorded, "api_base", None)
     if redacted and "***" in redacted and "api_base" not in keep:
-        raise SmeltError(f"--resume {run_dir}: pass --api-base again ({redacted}, with its password: passwords are "
-                         "never recorded)")
+        from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
+
+        if "***" in strip_userinfo(redacted) or not environment_key():
+            raise SmeltError(f"--resume {run_dir}: pass --api-base again ({redacted}, with its password: passwords "
+                             f"are never recorded), or set {API_KEY_ENV} to the key")
+        keep["api_base"] = strip_userinfo(redacted)  # the recorded server, with the key in $SMELT_API_KEY
     return replace(recorded, **keep)
 
 

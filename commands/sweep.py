@@ -122,11 +122,16 @@ def resumed_sweep_options(options: SweepOptions, given: dict[str, str] | None = 
 
 
 def _models(options: SweepOptions) -> dict:
+    """The sweep's models as its manifest records them; a server model with the API base it is called on (no
+    password), as each trial's manifest records it too."""
+    from smelt.redaction import redact
+
+    server = {"api_base": redact(options.api_base)} if options.api_base else {}
     if options.stage == "compile":
-        models = {"program": {"spec": options.lm}}
+        models = {"program": {"spec": options.lm, **server}}
     else:
         models = {"program": {"spec": options.student}, "teacher": {"source": options.teacher}}
-    return models | ({"judge": {"spec": options.judge}} if options.judge else {})
+    return models | ({"judge": {"spec": options.judge, **server}} if options.judge else {})
 
 
 def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None:

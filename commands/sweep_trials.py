@@ -161,7 +161,7 @@ class DistillStage:
             return self.rows
         from smelt.commands.teacher import load_teacher
 
-        teacher = load_teacher(self.distill, self.task)
+        teacher = load_teacher(self.distill, self.task, log=self.log)
         self.teacher_program_options = teacher.program_options
         student_program = self.task.program(self.student_options())
 

@@ -122,7 +122,10 @@ def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, 
 def _fail(trial, study, exc: Exception, label: str, log) -> None:
     from optuna.trial import TrialState
 
-    message = f"{type(exc).__name__}: {str(exc)[:300]}" if not isinstance(exc, SmeltError) else str(exc)
+    from smelt.redaction import redact_text
+
+    # The study's storage (a journal file in the run, or a database) holds the message: no password in it.
+    message = redact_text(f"{type(exc).__name__}: {str(exc)[:300]}" if not isinstance(exc, SmeltError) else str(exc))
     trial.set_user_attr(ERROR, message)
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     log(f"{label}: failed, {message}")
@@ -166,16 +169,18 @@ def run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str, 
 def _worker_process(options: SweepOptions, run_dir: Path, study_name: str, worker: int, env: dict) -> None:
     import sys
 
+    from smelt.redaction import redact_text
+
     os.environ.update(env)
     if options.device.startswith("cuda:"):
         options = replace(options, device="cuda")  # the one GPU this process sees
     try:
         run_worker(options, run_dir, study_name,
-                   log=lambda message: print(f"[worker {worker}] {message}", file=sys.stderr, flush=True))
+                   log=lambda message: print(redact_text(f"[worker {worker}] {message}"), file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         sys.exit(130)
     except SmeltError as exc:
-        print(f"[worker {worker}] error: {exc}", file=sys.stderr, flush=True)
+        print(redact_text(f"[worker {worker}] error: {exc}"), file=sys.stderr, flush=True)
         sys.exit(2)
 
 

@@ -55,13 +55,14 @@ def resolve_teacher(options, log=print):
     return replace(options, teacher=teacher, task=task)
 
 
-def load_teacher(options, task) -> Teacher:
-    """The teacher --teacher names: a run's program on its model, or the uncompiled program on a model spec."""
+def load_teacher(options, task, log=print) -> Teacher:
+    """The teacher --teacher names: a run's program on its model (a server model on --api-base, else on the API
+    base the run recorded; ``log`` hears which), or the uncompiled program on a model spec."""
     from smelt.lm import lm_for_spec
 
     if (Path(options.teacher) / "manifest.json").is_file():
         loaded = load_run(options.teacher, task_name=options.task, option="--teacher", device=options.device,
-                          api_base=options.api_base, cache=options.cache, command="distill")
+                          api_base=options.api_base, cache=options.cache, command="distill", log=log)
         options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
         return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}", loaded.run_dir)
     if Path(options.teacher).exists():

@@ -21,12 +21,13 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from tqdm import tqdm
 
-from smelt.errors import ModelCallsFailed
+from smelt.errors import ModelCallsFailed, describe_exception
 from smelt.eval.fact_matching import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
 from smelt.lm.truncation import install_truncation_filter, truncation_count
 from smelt.programs.text import is_blank
+from smelt.redaction import redact_strings, redact_text
 
 EARLY_STOP_AFTER = 8  # when this many first examples all fail on their model (or judge) call, stop the evaluation
 
@@ -51,7 +52,7 @@ def _score(record: dict, metric: Metric, example: dspy.Example, prediction: dspy
     try:
         value, detail = metric.score(example, prediction)
     except Exception as exc:  # noqa: BLE001 - a failed judge call fails this example, not the run
-        record["error"] = f"{metric.name}: {type(exc).__name__}: {str(exc)[:300]}"
+        record["error"] = f"{metric.name}: {describe_exception(exc)}"
         record["judge_error"] = True
     else:
         record["score"] = round(float(value), 6)
@@ -98,7 +99,7 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
             record["parse_error"] = True
             record["error"] = f"unparseable output: {str(exc.lm_response)[:300]!r}"
         except Exception as exc:  # noqa: BLE001 - one failing example must not end the run
-            record["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            record["error"] = describe_exception(exc)
     record["latency_s"] = round(time.perf_counter() - started, 4)
     if truncation_count() > truncated_before:
         record["truncated"] = True
@@ -193,7 +194,9 @@ def evaluate(
     def run(example: dspy.Example) -> dict:
         # Each worker writes its own record, whole, under the lock: Ctrl-C (raised in the main thread) cannot
         # cut a line, and a worker finishing after the evaluation stopped finds ``closed`` and writes nothing.
-        record = evaluate_example(program, example, metric, lm)
+        # No credential reaches a record, or the errors built from it: an error naming the server's URL shows it
+        # without its password, and a registered secret (an API key) is replaced wherever it appears.
+        record = redact_strings(evaluate_example(program, example, metric, lm))
         with lock:
             if state["closed"]:
                 return record
@@ -261,7 +264,7 @@ def completed_promptly(futures, poll_s: float = 0.5):
 
 
 def _stderr(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+    tqdm.write(redact_text(message), file=sys.stderr)
 
 
 def _every_call_failed(records: list[dict], metric: Metric) -> ModelCallsFailed | None:

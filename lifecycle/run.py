@@ -24,10 +24,11 @@ from smelt.eval.reports.html import write_html_report
 from smelt.files import write_json, write_text
 from smelt.lifecycle.directory import open_run_dir
 from smelt.programs.task import Task
+from smelt.redaction import redact_text
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact_text(message), file=sys.stderr)
 
 
 class RunOutcome(NamedTuple):

@@ -17,6 +17,8 @@ API_RETRIES = 4
 # 600 s default. A timeout is retried too, so a hung server costs (API_RETRIES + 1) x this; 300 s still lets a
 # slow local server (ollama on a CPU, queueing --threads requests) finish a long answer.
 REQUEST_TIMEOUT_S = 300
+# A server request's token budget when its predictor sets none (a judge's verdict): every request carries one.
+SERVER_MAX_TOKENS = 1024
 
 
 @dataclass
@@ -28,6 +30,7 @@ class ResolvedLM:
     adapter: dspy.Adapter
     engine: object | None = None
     adapter_dir: str | None = None
+    api_base: str | None = None  # a server model's --api-base as it may be recorded (no password)
 
     def context(self):
         """``with resolved.context(): ...`` runs DSPy calls on this model without touching global settings."""
@@ -41,6 +44,8 @@ class ResolvedLM:
             described["dtype"] = self.engine.dtype
         if self.adapter_dir:
             described["adapter"] = self.adapter_dir
+        if self.api_base:
+            described["api_base"] = self.api_base
         if not getattr(self.adapter, "instructions", True):
             described["instructions"] = False
         return described
@@ -70,10 +75,7 @@ def lm_for_spec(
 
         if adapter:
             raise SmeltError(f"{option} {spec}: a LoRA adapter can only be attached to an in-process (hf:) model")
-        kwargs = {"api_base": api_base} if api_base else {}
-        lm = dspy.LM(parsed.target, temperature=temperature, max_tokens=max_tokens or 1024, cache=cache,
-                     num_retries=API_RETRIES, timeout=REQUEST_TIMEOUT_S, **kwargs)
-        return ResolvedLM(parsed, lm, dspy.ChatAdapter())
+        return _server_lm(parsed, api_base, temperature=temperature, max_tokens=max_tokens, cache=cache)
 
     from smelt.lm.generation import DEFAULT_MAX_TOKENS
     from smelt.lm.loading import load_model
@@ -94,6 +96,28 @@ def lm_for_spec(
     )
     return ResolvedLM(parsed, lm, PrefillChatAdapter(instructions=instructions), engine,
                       str(adapter) if adapter else None)
+
+
+def _server_lm(parsed: ModelSpec, api_base: str | None, *, temperature: float, max_tokens: int | None,
+               cache: bool) -> ResolvedLM:
+    """A LiteLLM model. The URL goes on without its user part, which becomes the key (``smelt.lm.credentials``).
+    Your own server (``--api-base``) is called through LiteLLM, which sends the token budget as ``max_tokens``, the
+    field every OpenAI-compatible server reads (DSPy's native engine sends ``openai/`` requests
+    ``max_completion_tokens``, which llama.cpp's server ignores); with the stop strings of ``ServerChatAdapter``,
+    every request ends where the answer does."""
+    from smelt.lm.credentials import endpoint
+    from smelt.lm.server_adapter import ServerChatAdapter
+    from smelt.redaction import redact
+
+    where = endpoint(api_base, parsed.target.split("/", 1)[0])
+    kwargs = {}
+    if where.api_base:
+        kwargs.update(api_base=where.api_base, engine="litellm")
+    if where.api_key:
+        kwargs["api_key"] = where.api_key
+    lm = dspy.LM(parsed.target, temperature=temperature, max_tokens=max_tokens or SERVER_MAX_TOKENS, cache=cache,
+                 num_retries=API_RETRIES, timeout=REQUEST_TIMEOUT_S, **kwargs)
+    return ResolvedLM(parsed, lm, ServerChatAdapter(), api_base=redact(api_base) if api_base else None)
 
 
 def build_lm(spec: str, **kwargs) -> dspy.LM:

@@ -23,6 +23,12 @@ def field_marker(name: str) -> str:
     return f"[[ ## {name} ## ]]"
 
 
+def with_stops(lm_kwargs: dict[str, Any], stops: list[str]) -> dict[str, Any]:
+    """``lm_kwargs`` with ``stops`` first in its ``stop`` list, followed by any stop strings it already had."""
+    extra = lm_kwargs.get("stop") or []
+    return {**lm_kwargs, "stop": list(dict.fromkeys([*stops, *([extra] if isinstance(extra, str) else extra)]))}
+
+
 class PrefillChatAdapter(ChatAdapter):
     def __init__(self, instructions: bool = True, **kwargs):
         kwargs.setdefault("use_json_adapter_fallback", False)  # a second format rarely rescues a small model
@@ -61,9 +67,7 @@ class PrefillChatAdapter(ChatAdapter):
         return stops
 
     def _with_stops(self, lm_kwargs, signature) -> dict[str, Any]:
-        stops = self.stop_strings(signature)
-        extra = lm_kwargs.get("stop") or []
-        return {**lm_kwargs, "stop": list(dict.fromkeys([*stops, *([extra] if isinstance(extra, str) else extra)]))}
+        return with_stops(lm_kwargs, self.stop_strings(signature))
 
     def parse(self, signature, completion: str) -> dict[str, Any]:
         text = completion

@@ -132,7 +132,9 @@ SLOW = [
     # Nothing listens on port 9: every call is refused (with retries).
     ("server-refuses-every-call", _REFUSED, ["every model call failed", "--api-base"], [], True,
      {**ENV, "OPENAI_API_KEY": "sk-smelt-test-not-a-key"}, 600),
-    ("api-model-without-key", _REFUSED, ["OPENAI_API_KEY"], [], True, _NO_KEY, 600),
+    # A hosted API's model and no key (a server named by --api-base that takes no key is sent the placeholder EMPTY).
+    ("api-model-without-key", [a for a in _REFUSED if a not in ("--api-base", "http://127.0.0.1:9/v1")],
+     ["OPENAI_API_KEY"], [], True, _NO_KEY, 600),
 ]
 
 

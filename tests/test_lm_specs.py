@@ -126,21 +126,24 @@ def test_litellm_models_get_explicit_retries_and_timeout():
 
 
 def test_a_dead_server_is_retried_with_backoff_then_fails(monkeypatch):
-    """DSPy owns the retries: a refused connection is retried API_RETRIES times after 1, 2, 4, 8 s."""
+    """DSPy owns the retries: a refused connection is retried API_RETRIES times after 1, 2, 4, 8 s. A server
+    (--api-base) is called through LiteLLM, whose "Connection error." smelt's one line completes with its cause."""
     from types import SimpleNamespace
 
     import dspy.clients.execution as execution
-    from dspy.utils.exceptions import LMTransportError
+    from dspy.utils.exceptions import LMError
 
+    from smelt.errors import describe_exception
     from smelt.lm import lm_for_spec
 
     slept = []
     monkeypatch.setattr(execution, "time", SimpleNamespace(sleep=slept.append))  # the retry loop's sleep only
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     resolved = lm_for_spec("openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1", cache=False)
-    with pytest.raises(LMTransportError, match="Connection refused"):
+    with pytest.raises(LMError, match="Connection") as caught:
         resolved.lm("hello")
     assert slept == [1, 2, 4, 8]
+    assert "Connection refused" in describe_exception(caught.value)
 
 
 def test_importing_litellm_stays_offline():

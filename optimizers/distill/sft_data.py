@@ -15,6 +15,7 @@ from typing import Any
 
 from smelt.errors import SmeltError
 from smelt.lm.rendering import encode_prompt
+from smelt.redaction import redact_strings
 
 IGNORE_INDEX = -100  # labels with this value carry no loss (torch cross_entropy's default ignore_index)
 ROLES = ("system", "user", "assistant")
@@ -51,7 +52,7 @@ def write_sft_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
                     raise SmeltError(f"{path}: row {number}: {problem}")
                 # Extra keys (id, source) travel along for the audit trail.
                 line = {**row, "messages": [dict(m) for m in row["messages"]], "completion": row["completion"]}
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+                f.write(json.dumps(redact_strings(line), ensure_ascii=False) + "\n")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

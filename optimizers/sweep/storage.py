@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 
 from smelt.errors import SmeltError
-from smelt.redaction import redact
+from smelt.redaction import redact, register_secret
 
 JOURNAL_FILE = "study.journal"
 # A trial lasts minutes to hours: keep pooled connections alive (pre-ping), recycle them before a server or
@@ -36,8 +36,13 @@ def storage_kind(url: str | None) -> str:
 
 
 def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = 60, workers: int = 1, log=print):
-    """The Optuna storage for ``--storage`` (None: the run directory's journal file)."""
+    """The Optuna storage for ``--storage`` (None: the run directory's journal file). A password in the URL is
+    registered as a secret: no line smelt prints or writes holds it."""
     kind = storage_kind(url)
+    if url and "@" in url.split("://", 1)[-1]:
+        userinfo = url.split("://", 1)[1].rpartition("@")[0]
+        if ":" in userinfo:
+            register_secret(userinfo.split(":", 1)[1])
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
