@@ -8,6 +8,7 @@ import dspy
 from smelt.errors import SmeltError
 from smelt.files import write_json
 from smelt.lifecycle import read_manifest
+from smelt.log import to_stderr
 from smelt.programs.registry import Task
 
 
@@ -236,7 +237,7 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
         raise SmeltError(f"{run_dir / 'manifest.json'}: records no program model (models.program.spec); it is not a "
                          "manifest smelt wrote")
     role = "teacher" if option == "--teacher" else "program model"
-    say = log or _stderr
+    say = log or to_stderr
     if lm_spec:  # another model: no adapter, and the full prompt it needs without one
         # The run's server is reused for the model the run recorded, not for another one (--api-base names its).
         same = _recorded_base(recorded, fallback) if lm_spec == recorded["spec"] else None
@@ -252,12 +253,6 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
         lm = lm_for_spec(recorded["spec"], device=device, adapter=str(run_dir / adapter) if adapter else None,
                          api_base=base, cache=cache, instructions=recorded.get("instructions", True))
     return LoadedRun(run_dir, manifest, task, program, lm)
-
-
-def _stderr(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr)
 
 
 def _inside(path: Path, folder: Path) -> bool:

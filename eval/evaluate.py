@@ -9,7 +9,6 @@ tried again). A failing call is a failed example, never a crash; but when the fi
 import json
 import os
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,8 +25,9 @@ from smelt.eval.fact_matching import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
 from smelt.lm.truncation import install_truncation_filter, truncation_count
+from smelt.log import to_stderr
 from smelt.programs.text import is_blank
-from smelt.redaction import redact_strings, redact_text
+from smelt.redaction import redact_strings
 
 EARLY_STOP_AFTER = 8  # when this many first examples all fail on their model (or judge) call, stop the evaluation
 
@@ -245,7 +245,7 @@ def evaluate(
     records = [done[str(ex.get("id"))] for ex in examples if str(ex.get("id")) in done]
     summary = summarize(records, metric.name, wall_s=time.perf_counter() - started) | {"threads": threads}
     if summary["truncated"]:
-        (log or _stderr)(f"[smelt] {desc}: {summary['truncated']} of {len(records)} answers hit max_tokens")
+        (log or to_stderr)(f"[smelt] {desc}: {summary['truncated']} of {len(records)} answers hit max_tokens")
     if latency_sample > 0:
         from smelt.eval.latency import single_request_latency
 
@@ -261,10 +261,6 @@ def completed_promptly(futures, poll_s: float = 0.5):
     while pending:
         done, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
         yield from done
-
-
-def _stderr(message: str) -> None:
-    tqdm.write(redact_text(message), file=sys.stderr)
 
 
 def _every_call_failed(records: list[dict], metric: Metric) -> ModelCallsFailed | None:

@@ -23,12 +23,8 @@ from smelt.eval.evaluate import EvalResult, evaluate
 from smelt.eval.reports.html import write_html_report
 from smelt.files import write_json, write_text
 from smelt.lifecycle.directory import open_run_dir
+from smelt.log import to_stderr
 from smelt.programs.task import Task
-from smelt.redaction import redact_text
-
-
-def _stderr(message: str) -> None:
-    print(redact_text(message), file=sys.stderr)
 
 
 class RunOutcome(NamedTuple):
@@ -47,12 +43,12 @@ class Run:
     command: str
     task: Task
     threads: int = 8
-    log: Callable[[str], None] = _stderr
+    log: Callable[[str], None] = to_stderr
     started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def open(cls, task: Task, command: str, *, manifest: Callable[[], dict], resume: str | None = None,
-             runs_root: str | None = None, threads: int = 8, log: Callable[[str], None] = _stderr,
+             runs_root: str | None = None, threads: int = 8, log: Callable[[str], None] = to_stderr,
              started: float | None = None) -> "Run":
         """A new run directory under the runs root (or the one --resume names), locked for this process; its
         manifest is written once, from ``manifest()``, and kept as it is on resume. ``started``: when the command
@@ -65,7 +61,7 @@ class Run:
 
     @classmethod
     def in_folder(cls, folder: Path, command: str, task: Task, *, manifest: Callable[[], dict], threads: int = 8,
-                  log: Callable[[str], None] = _stderr) -> "Run":
+                  log: Callable[[str], None] = to_stderr) -> "Run":
         """A run in a folder its caller owns (a sweep's trial under ``trials/``), not under the runs root."""
         (folder / "eval").mkdir(parents=True, exist_ok=True)
         run = cls(folder, command, task, threads, log)

@@ -8,27 +8,23 @@ with one line naming the file, the predictor and the key.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.log import to_stderr
 
 # What DSPy 3.4's Predict.dump_state writes; everything but ``lm`` is prompt text, demos or their traces.
 PREDICTOR_KEYS = ("traces", "train", "demos", "signature", "fields", "lm")
 _LISTS = ("traces", "train", "demos")
 
 
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def load_program_file(program: dspy.Module, path: str | Path, *, task_name: str, log=None) -> dspy.Module:
     """Load ``path`` into ``program`` (built by task ``task_name``'s factory) and return it. ``log`` (default:
     stderr) hears about a dropped saved model; a file of another program, or with keys beyond prompts and demos, is
     refused."""
-    log = log or _to_stderr
+    log = log or to_stderr
     path = Path(path)
     state = _read(path)
     predictors = dict(program.named_predictors())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from smelt.eval.reports.chart_data import as_number, language_scores, pick_examp
 from smelt.eval.reports.run_records import Report, program_parts, run_report
 from smelt.eval.reports.tables import comparison_rows
 from smelt.files import write_text
+from smelt.log import to_stderr
 
 REPORT_FILE = "report.html"
 # In every page's head: `report --out` replaces an existing file only when it is a page smelt wrote.
@@ -227,6 +227,6 @@ def write_html_report(run_dir: Path, log: Callable[[str], None] | None = None) -
         write_text(path, render_html(run_report(run_dir)))
         return path
     except Exception as exc:  # noqa: BLE001 - report.md and summary.json are written; the page is a convenience
-        (log or (lambda m: print(m, file=sys.stderr)))(
+        (log or to_stderr)(
             f"[smelt] no {REPORT_FILE}: {type(exc).__name__}: {str(exc)[:200]}")
         return None
