@@ -163,6 +163,9 @@ def compile(task, **kwargs):
 @click.option("--teacher",
               help="a compile run directory (its program on its model), a sweep run directory (its best trial), or "
                    "a model spec (the uncompiled program). Default: the most recent compile run (of TASK, if given)")
+@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="a program option for a model-spec --teacher (and so the student), e.g. -o rewrite=true for "
+                   "rag_qa; a teacher run brings its own")
 @click.option("--min-score", default=0.5, show_default=True, help="keep teacher answers scoring at least this (0-1)")
 @click.option("--use-labels/--no-use-labels", default=True, show_default=True,
               help="where the teacher missed, train on the gold answer")
@@ -197,6 +200,8 @@ def distill(task, **kwargs):
     Otherwise it is a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml).
     Scores the teacher, the bare student and the distilled student side by side on test."""
     from smelt.commands.distill import DistillOptions, run_distill
+    from smelt.programs.registry import get_task
+    from smelt.programs.task import parse_option_pairs
 
     lora_names = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules",
                   "learning_rate": "learning_rate", "epochs": "epochs", "batch_size": "batch_size",
@@ -206,7 +211,12 @@ def distill(task, **kwargs):
     shared = run_fields(kwargs)
     lora = {field: kwargs.pop(option) for option, field in lora_names.items()}
     lora = {k: v for k, v in lora.items() if v is not None and v is not False}
-    options = DistillOptions(task=task, lora=lora, **shared, **kwargs)
+    pairs = kwargs.pop("option_pairs")
+    if pairs and task is None:
+        _fail("-o needs the TASK named, e.g. `python cli.py distill rag_qa -o rewrite=true --student ... --teacher "
+              "MODEL`")
+    program_options = parse_option_pairs(get_task(task), pairs) if pairs else {}
+    options = DistillOptions(task=task, lora=lora, program_options=program_options, **shared, **kwargs)
     _print_outcome(run_distill(options, log=_log, given=given))
 
 

@@ -39,6 +39,7 @@ from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.optimizers.distill.adapter import train_adapter
+from smelt.optimizers.distill.sft_examples import sft_counts_by_predictor
 from smelt.programs.registry import get_task
 
 SFT_FILE = "sft.jsonl"
@@ -50,6 +51,7 @@ class DistillOptions(RunOptions):
     student: str | None = None  # required; None only for a --resume, which reads it from the run
     teacher: str | None = None  # a compile or sweep run directory, or a model spec; None: the latest compile run
     task: str | None = None  # None: the teacher run's task
+    program_options: dict = field(default_factory=dict)  # -o key=value, for a model-spec teacher
     min_score: float = 0.5
     use_labels: bool = True
     synthetic: int = 0
@@ -95,6 +97,9 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
                                                                             "teacher train"), log=log)
     counts = {source: sum(r.get("source") == source for r in rows) for source in ("teacher", "label", "synthetic")}
     log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {run.dir / SFT_FILE}")
+    per_predictor = sft_counts_by_predictor(setup.student_program, rows)
+    if len(per_predictor) > 1:  # one adapter learns every step of the program
+        log("[smelt] SFT examples per predictor: " + ", ".join(f"{name} {n}" for name, n in per_predictor.items()))
 
     # 4. Reference points on test, before the student is changed by training.
     columns, results = {}, {}
@@ -132,7 +137,8 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
 
     summary = {
         "task": task.name, "command": "distill", "student": options.student, "teacher": teacher_source,
-        "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "training": training,
+        "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "sft_predictors": per_predictor,
+        "training": training,
         "test": columns,
     }
     disagreeing = [line for label, result in results.items()
@@ -203,6 +209,7 @@ def _manifest(setup: _Setup) -> dict:
                 **({"judge": describe_judge(judge)} if judge else {})},
         data_sources=setup.splits.sources, program_options=zero_shot_options(teacher.program_options),
         extra={"metric": setup.metric.name, "lora": setup.config.to_dict(),
+               "predictors": list(sft_counts_by_predictor(setup.student_program, [])),
                "teacher_program_options": teacher.program_options})
 
 
@@ -262,7 +269,8 @@ def _report(summary: dict, columns: dict) -> str:
         f"# distill {summary['task']}: {summary['teacher']} -> {summary['student']} (LoRA)",
         "",
         f"Metric: **{summary['metric']}** on test. SFT set: {summary['sft_examples']} examples "
-        f"{summary['sft_sources']}. Training: {t['steps']} steps, loss {t['first_loss']} -> {t['final_loss']}, "
+        f"{summary['sft_sources']}{_per_predictor(summary)}. "
+        f"Training: {t['steps']} steps, loss {t['first_loss']} -> {t['final_loss']}, "
         f"{t['tokens_per_second']} tokens/s, {t['trainable_parameters']:,} trainable of "
         f"{t['total_parameters']:,} parameters.",
         "",
@@ -271,3 +279,8 @@ def _report(summary: dict, columns: dict) -> str:
         "Files: `adapter/` (safetensors), `program.json` (the zero-shot student program), `sft.jsonl`, "
         "`train_log.jsonl`, `eval/*.jsonl`.",
     ]) + "\n"
+
+
+def _per_predictor(summary: dict) -> str:
+    counts = summary.get("sft_predictors") or {}
+    return f", per predictor {counts}" if len(counts) > 1 else ""

@@ -10,7 +10,7 @@ from smelt.commands.common import load_run
 from smelt.errors import SmeltError
 from smelt.lifecycle import runs_root
 from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
-from smelt.optimizers.distill.sft_examples import sft_row, sft_rows
+from smelt.optimizers.distill.sft_examples import example_rows, sft_rows
 from smelt.programs.registry import get_task
 
 
@@ -61,6 +61,10 @@ def load_teacher(options, task, log=print) -> Teacher:
     from smelt.lm import lm_for_spec
 
     if (Path(options.teacher) / "manifest.json").is_file():
+        if options.program_options:
+            given = " ".join(f"-o {key}={value}" for key, value in options.program_options.items())
+            raise SmeltError(f"{given}: the teacher run {options.teacher} brings its own program options; -o applies "
+                             "to a model-spec --teacher (compile with -o, then distill that run)")
         loaded = load_run(options.teacher, task_name=options.task, option="--teacher", device=options.device,
                           api_base=options.api_base, cache=options.cache, command="distill", log=log)
         options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
@@ -70,7 +74,8 @@ def load_teacher(options, task, log=print) -> Teacher:
                          "directory (runs/<task>/<run>) or a model spec")
     lm = lm_for_spec(options.teacher, option="--teacher", device=options.device, api_base=options.api_base,
                      cache=options.cache)
-    return Teacher(task.program(), lm, task.default_options(), f"model {options.teacher}")
+    program_options = {**task.default_options(), **options.program_options}
+    return Teacher(task.program(program_options), lm, program_options, f"model {options.teacher}")
 
 
 def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train, judge, options,
@@ -88,8 +93,9 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
             first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
             examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, first_judge or teacher.lm,
                                                 count=options.synthetic, seed=options.seed, log=log)
-            rows += [sft_row(task, student_program, example, outputs, "synthetic", options.student_instructions)
-                     for example, outputs in examples]
+            rows += [row for example, outputs in examples
+                     for row in example_rows(task, student_program, example, outputs, "synthetic",
+                                             options.student_instructions)]
         if not rows:
             raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
                              "the train inputs; lower --min-score or keep --use-labels")

@@ -24,6 +24,7 @@ from smelt.errors import ModelCallsFailed, describe_exception
 from smelt.eval.fact_matching import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
+from smelt.eval.program_trace import recording_trace
 from smelt.lm.truncation import install_truncation_filter, truncation_count
 from smelt.log import to_stderr
 from smelt.programs.text import is_blank
@@ -92,7 +93,7 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     started = time.perf_counter()
     prediction = None
     truncated_before = truncation_count()
-    with lm.context(), dspy.track_usage() as tracker:
+    with lm.context(), dspy.track_usage() as tracker, recording_trace(program) as trace:
         try:
             prediction = program(**example.inputs())
         except AdapterParseError as exc:
@@ -106,6 +107,8 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
     prompt, completion, calls = _usage_totals(tracker)
     record.update(prompt_tokens=prompt, completion_tokens=completion, lm_calls=calls)
     record["cached"] = prediction is not None and calls == 0
+    if trace:
+        record["trace"] = trace
     if prediction is not None:
         record["prediction"] = prediction.get(task.answer_field)
         others = {name: prediction.get(name) for name in task.output_fields[1:]}

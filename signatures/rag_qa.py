@@ -14,6 +14,14 @@ class AskCollection(dspy.Signature):
     citations: str = dspy.OutputField(desc="ids of the documents the answer comes from, comma-separated, or none")
 
 
+class RewriteQuery(dspy.Signature):
+    """Rewrite the question as a search query for a keyword search over the documents: its key terms, in the
+language of the question, with other words the documents may use for them."""
+
+    question: str = dspy.InputField()
+    search_query: str = dspy.OutputField(desc="key terms, separated by spaces, in the question's language")
+
+
 class AnswerFromPassages(dspy.Signature):
     __doc__ = f"""Answer the question using only the passages. Each passage starts with its document id in brackets.
 Reply with a short phrase taken from the passages, in the language of the question, followed by the id of each

@@ -9,7 +9,7 @@ from dspy.utils.dummies import DummyLM
 
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.build import ResolvedLM
-from smelt.optimizers.distill.sft_examples import sft_row
+from smelt.optimizers.distill.sft_examples import example_rows
 from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
 from smelt.programs.registry import get_task
 
@@ -27,7 +27,8 @@ def _synthesize(rating: str, wanted: int):
     judge = ResolvedLM(parse_spec("openai/stand-in-judge"), verdicts, ChatAdapter())
     logged = []
     written = write_synthetic_examples(task, program, teacher_lm, train, judge, count=wanted, log=logged.append)
-    rows = [sft_row(task, program, example, outputs, "synthetic", False) for example, outputs in written]
+    rows = [row for example, outputs in written
+            for row in example_rows(task, program, example, outputs, "synthetic", False)]
     return rows, logged
 
 

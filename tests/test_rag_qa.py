@@ -3,7 +3,7 @@
 import dspy
 import pytest
 
-from smelt.optimizers.distill.sft_examples import sft_row
+from smelt.optimizers.distill.sft_examples import example_rows
 from smelt.programs.citations import citation_precision, citation_recall, cited_ids, recall_at_k, split_citations
 from smelt.programs.registry import get_task
 
@@ -74,7 +74,7 @@ def test_demos_and_sft_rows_show_passages_and_inline_citations():
     example = TASK.shipped_data().train[0]
     demo = TASK.as_demo(program, example)
     assert demo.cited_answer == f"{example.answer} [{example.citations}]" and demo.passages.startswith("[r")
-    row = sft_row(TASK, program, example, {"answer": "1,200 yen", "citations": "r01"}, "teacher", False)
+    [row] = example_rows(TASK, program, example, {"answer": "1,200 yen", "citations": "r01"}, "teacher", False)
     assert "[[ ## passages ## ]]" in row["messages"][0]["content"]
     assert row["completion"] == "1,200 yen [r01]\n\n[[ ## completed ## ]]"
 
