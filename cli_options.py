@@ -3,8 +3,9 @@ command line typed, for --resume to compare with the run's recorded options. cli
 
 import click
 
-LM_HELP = ("model spec: gemma-3-270m (embedded, offline), an alias such as llama-3.2-3b or qwen2.5-7b, "
-           "hf:<hub id or folder>, or a LiteLLM model such as openai/gpt-4o-mini (see `cli.py models`)")
+from smelt.lm.backends import lm_help
+
+LM_HELP = lm_help()
 
 
 def lora_default(name: str) -> str:

@@ -3,6 +3,7 @@
 Everything here is read from local caches only: listing models never loads one and never reaches the network.
 """
 
+from smelt.lm.backends import BACKENDS
 from smelt.lm.embedded import EMBEDDED_SPEC, embedded_model_dir, is_embedded_model_cached
 from smelt.lm.specs import ALIASES
 
@@ -36,26 +37,9 @@ def list_models() -> list[dict]:
                 "location": config.rsplit("/", 1)[0] if config else f"not downloaded: `hf download {hub_id}`",
             }
         )
-    rows.append(
-        {
-            "spec": "hf:<hub id or folder>",
-            "kind": "hf",
-            "target": "any transformers causal LM",
-            "description": "a hub id (hf:Qwen/Qwen2.5-0.5B-Instruct) or a local folder with config.json, in-process",
-            "cached": None,
-            "location": "",
-        }
-    )
-    rows.append(
-        {
-            "spec": "provider/model",
-            "kind": "litellm",
-            "target": "anything LiteLLM serves",
-            "description": "openai/gpt-4o-mini, ollama_chat/llama3.2, hosted_vllm/<model> with --api-base",
-            "cached": None,
-            "location": "",
-        }
-    )
+    rows += [{"spec": backend.form, "kind": backend.kind, "target": "", "description": backend.description,
+              "cached": None, "location": ""}
+             for backend in BACKENDS.values() if backend.form != EMBEDDED_SPEC]  # the open-ended forms
     return rows
 
 

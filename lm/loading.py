@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import threading
 import warnings
 from contextlib import contextmanager
@@ -12,7 +11,6 @@ from typing import Any
 
 from smelt.errors import SmeltError
 from smelt.lm.devices import default_dtype, resolve_device
-from smelt.lm.embedded import ensure_embedded_model
 from smelt.lm.specs import ModelSpec
 
 
@@ -81,7 +79,7 @@ def load_model(spec: ModelSpec, *, device: str = "auto", adapter: str | Path | N
 def _load_uncached(spec: ModelSpec, device: str, dtype, adapter: str | Path | None) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = str(ensure_embedded_model()) if spec.kind == "embedded" else _resolve_hf_source(spec)
+    source = spec.weights_source()
     local_only = Path(source).is_dir()
 
     def from_pretrained(cls, **kwargs):
@@ -115,19 +113,6 @@ def _no_progress_bar():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def _resolve_hf_source(spec: ModelSpec) -> str:
-    target = os.path.expanduser(spec.target)
-    if Path(target).is_dir():
-        return str(Path(target).resolve())
-    looks_like_path = target.startswith((".", "/", "~")) or target.count("/") != 1 or os.sep + os.sep in target
-    if looks_like_path:
-        raise SmeltError(
-            f"{spec.raw}: no such model folder {target!r}; pass an existing folder with config.json, "
-            "or a hub id such as hf:Qwen/Qwen2.5-0.5B-Instruct"
-        )
-    return target
 
 
 def _from_hub(cls, hub_id: str, **kwargs):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from smelt.errors import SmeltError
+from smelt.lm.backends import BACKENDS
 from smelt.lm.embedded import EMBEDDED_SPEC
 
 # Aliases resolve to instruct checkpoints: the users who name a model want it to follow instructions.
@@ -32,7 +33,7 @@ ALIASES: dict[str, str] = {
     "phi-4-mini": "microsoft/Phi-4-mini-instruct",
 }
 
-Kind = Literal["embedded", "hf", "litellm"]
+Kind = Literal["embedded", "hf", "litellm"]  # the keys of backends.BACKENDS
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,14 @@ class ModelSpec:
 
     @property
     def in_process(self) -> bool:
-        return self.kind in ("embedded", "hf")
+        return BACKENDS[self.kind].in_process
+
+    def weights_source(self) -> str:
+        """The folder or hub id an in-process model's weights load from."""
+        weights = BACKENDS[self.kind].weights
+        if weights is None:
+            raise ValueError(f"{self.raw} is served by LiteLLM, not loaded in-process")
+        return weights(self.raw, self.target)
 
 
 def parse_spec(spec: str, option: str = "--lm") -> ModelSpec:
