@@ -109,6 +109,7 @@ def cli():
     distill: train a LoRA adapter on a small student from a compiled program.
     sweep: search compile or distill settings with Optuna (on one machine, or many sharing a study).
     eval / run: score a finished run, or answer one question with it.
+    bundle: pack smelt (and model folders) for an offline machine, with an install script.
     """
     from smelt.redaction import register_url_secrets
 
@@ -129,6 +130,9 @@ def cli():
 @click.option("--top-k", type=int, help="doc_qa, rag_qa: same as -o top_k=...")
 @click.option("--max-demos", type=int, help="bootstrapped demos per predictor (default: the task's, else 2)")
 @click.option("--max-labeled-demos", type=int, help="labeled demos per predictor (default: the task's, else 2)")
+@click.option("--diverse-demos/--no-diverse-demos", default=None,
+              help="no two demos with the same answer while train offers others (default: on for tasks with labels, "
+                   "an answer format or short answers)")
 @click.option("--resume", type=click.Path(),
               help="continue an interrupted compile run in this run directory, with the options it was started with "
                    "(TASK may be left out; a flag that contradicts the run is refused)")
@@ -321,6 +325,38 @@ def run_command(task, program, input_pairs, document, question, lm, device, api_
         _echo(value if len(outputs) == 1 else f"{name}: {value}")
 
 
+@cli.command("serve")
+@click.argument("run_dir", type=click.Path())
+@click.option("--task", help="the run's TASK, as elsewhere; required when it is Python code (path.py:task), which a "
+                             "run directory never runs by itself; otherwise it makes sure the run is of that task")
+@click.option("--lm", help="answer with another model. " + LM_HELP)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
+@click.option("--api-base", help="server URL for LiteLLM models (default: the one the run recorded)")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="the address to listen on; any other than this machine's loopback needs --token-env")
+@click.option("--port", default=8000, show_default=True, help="the port to listen on (0: any free one, printed)")
+@click.option("--threads", default=8, show_default=True,
+              help="predictions running at once: concurrent requests reach the model together and are batched")
+@click.option("--token-env", metavar="NAME", help="require the bearer token held in the environment variable NAME "
+                                                  "(Authorization: Bearer ...); it is never printed or logged")
+@click.option("--max-request-bytes", default=1_000_000, show_default=True,
+              help="a larger request body is refused (413)")
+@click.option("--timeout", default=120.0, show_default=True,
+              help="seconds a request may wait for its answer, queueing included (then 504)")
+@click.option("--log", "log_file", type=click.Path(), help="append one JSON line per request to this file: inputs, "
+                                                           "outputs, latency, tokens (never a header or a token)")
+def serve_command(run_dir, log_file, **kwargs):
+    """Serve a finished run's program over HTTP until Ctrl-C or SIGTERM (in-flight requests finish first).
+
+    RUN_DIR: a compile or distill run directory, or a sweep's (its best trial). Open http://HOST:PORT/ to try it;
+    POST /v1/predict takes the task's input fields as JSON; /v1/chat/completions is the model itself, as OpenAI's
+    API; /openapi.json describes every route."""
+    from smelt.serving.options import ServeOptions
+    from smelt.serving.server import serve
+
+    serve(ServeOptions(run_dir=run_dir, log=log_file, **kwargs), log=_log)
+
+
 @cli.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(), metavar="RUN_DIR...")
 @click.option("--out", default="report.html", show_default=True, type=click.Path(),
@@ -363,6 +399,36 @@ def models():
     for row in rows:
         status = {True: f"cached: {row['location']}", False: row["location"], None: row["description"]}[row["cached"]]
         click.echo(f"{row['spec']:<{width}}  {row['target']:<34}  {status}")
+
+
+@cli.command("bundle")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--python-version", metavar="X.Y",
+              help="the offline machine's Python, as pip download takes it, e.g. 3.12 (default: this interpreter's)")
+@click.option("--platform", "platform_tag", metavar="TAG",
+              help="the offline machine's wheel platform tag, as pip download takes it, e.g. manylinux_2_28_x86_64 "
+                   "(Linux x86-64 with glibc 2.28 or newer) or manylinux_2_28_aarch64 (default: this machine's)")
+@click.option("--with-torch", is_flag=True,
+              help="also bundle PyTorch, the version this interpreter runs (PyPI's Linux x86-64 build of it is the "
+                   "CUDA one: several GB). By default torch and the packages only it needs are left out: a GPU box "
+                   "brings its own CUDA build")
+@click.option("--model", "models", multiple=True, metavar="SPEC",
+              help="a model folder to bundle (repeatable): gemma-3-270m (the embedded model, converted: no conversion "
+                   "on the machine), hf:<local transformers folder>, or a hub model already in the local Hugging "
+                   "Face cache (hf:<hub id> or an alias such as llama-3.2-3b); nothing is downloaded")
+@click.option("--force", is_flag=True, help="replace OUT_DIR if it exists and is not empty")
+def bundle_command(out_dir, python_version, platform_tag, with_torch, models, force):
+    """Pack smelt for an offline machine into OUT_DIR: the wheels of smelt and its dependencies for the target Python
+    and platform, the --model folders, and install.sh (pip install --no-index from the bundle, then it checks the
+    imports and runs `smelt tasks`). Prints the bundle's size.
+
+    Versions are those this interpreter runs (what was tested here). Run it from smelt's checkout, on a machine
+    that reaches the package index."""
+    from smelt.commands.bundle import BundleOptions, make_bundle
+
+    options = BundleOptions(out_dir=out_dir, python_version=python_version, platform=platform_tag,
+                            with_torch=with_torch, models=tuple(models), force=force)
+    _echo(make_bundle(options, log=_log).describe())
 
 
 if __name__ == "__main__":

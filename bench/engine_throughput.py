@@ -22,10 +22,15 @@ asks a bare ``document, question -> answer`` predictor about short notices, with
 
     python -m bench.engine_throughput [--docs doc_qa|short] [--program FILE] [--split mixed|test]
                                       [--device auto] [--n 16] [--threads 8] [--max-tokens 32]
-                                      [--transformers-batch]
+                                      [--transformers-batch] [--model SPEC] [--answer-tokens N] [--json FILE]
+
+``--model`` runs another in-process model (``hf:<folder>``: bench/gpu_check.sh passes a random-weight one, whose
+answers never reach a stop string, so ``--answer-tokens`` fixes every answer's length and tokens/s compare);
+``--json`` writes the numbers.
 """
 
 import argparse
+import json
 import os
 import statistics
 import threading
@@ -187,12 +192,16 @@ def run_engine(resolved, program, inputs: list[dict[str, str]], threads: int):
 def run_transformers_batch(model, tokenizer, prompt_ids: list[list[int]], max_tokens: int, stops: list[str]):
     """transformers' own continuous batching (``generate_batch``) on the same prompts, greedy; returns (seconds,
     generated tokens, answers cut at the stop strings)."""
-    from transformers import GenerationConfig
+    from transformers import ContinuousBatchingConfig, GenerationConfig
 
     config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                               eos_token_id=model.generation_config.eos_token_id)
+    # Its paged cache takes most of the free memory by default: on a CPU, the machine's RAM; a tenth is plenty here.
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    batching = ContinuousBatchingConfig(max_memory_percent=0.1) if on_cpu else None
     started = time.perf_counter()
-    outputs = model.generate_batch(prompt_ids, generation_config=config, warmup=False)
+    outputs = model.generate_batch(prompt_ids, generation_config=config, continuous_batching_config=batching,
+                                   warmup=False)
     _sync(next(model.parameters()).device)
     seconds = time.perf_counter() - started
     generated = [output.generated_tokens for output in outputs.values()]  # in the order of the prompts
@@ -280,6 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transformers-batch", action="store_true",
                         help="also run transformers' generate_batch (its continuous batching) on the same prompts")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--model", default="gemma-3-270m", help="the in-process model spec (default: the embedded one)")
+    parser.add_argument("--answer-tokens", type=int, default=None,
+                        help="max new tokens of every answer, the predictor's own setting overridden")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -288,7 +301,9 @@ def main(argv: list[str] | None = None) -> None:
         program, predictor, inputs, predictor_inputs = short_workload(args.n)
     else:
         program, predictor, inputs, predictor_inputs = doc_qa_workload(args.n, args.split, args.program)
-    resolved = lm_for_spec("gemma-3-270m", device=args.device, max_tokens=args.max_tokens, cache=False)
+    if args.answer_tokens:
+        predictor.config["max_tokens"] = args.answer_tokens
+    resolved = lm_for_spec(args.model, device=args.device, max_tokens=args.max_tokens, cache=False)
     engine = resolved.engine
     model, tokenizer = engine.model, engine.tokenizer
     adapter = PrefillChatAdapter()
@@ -317,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
         anchor_s, anchor_tokens, anchor_answers = run_anchor(model, tokenizer, prompt_ids, max_tokens, stops)
     anchor_gpu = torch.cuda.max_memory_allocated() if on_gpu else 0
     n = len(inputs)
+    results = {"model": args.model, "device": engine.device, "device_name": device_name(engine.device),
+               "dtype": str(engine.dtype), "prompts": n, "max_new_tokens": max_tokens, "threads": args.threads,
+               "anchor": _numbers(n, anchor_s, anchor_tokens, anchor_gpu)}
     print(f"anchor  sequential generate, batch 1: {n / anchor_s:6.3f} examples/s  {anchor_tokens / anchor_s:6.1f} "
           f"generated tokens/s  ({anchor_s:.1f} s, {anchor_tokens} tokens)")
     runs = {}
@@ -329,12 +347,15 @@ def main(argv: list[str] | None = None) -> None:
               f"{run.steps} steps, parse errors {run.parse_errors}/{n}, {run.admissions} admissions, at most "
               f"{run.peak_rows} decoding together)")
         differing = [i for i, ids in enumerate(prompt_ids) if run.answers.get(tuple(ids)) != anchor_answers[i]]
+        results["drafts" if drafts else "no_drafts"] = _numbers(n, run.seconds, run.tokens, run.gpu) | {
+            "steps": run.steps, "identical_answers": n - len(differing)}
         print(f"        answers identical to sequential generate: {n - len(differing)} of {n}"
               + (f" (differing: prompts {differing})" if differing else ""))
     engine.prompt_lookup = True
     best = runs[True]
     print(f"prefix cache: {best.hit_rate:.1%} of prompt tokens reused, {engine.prefix_cache.nbytes / 2**20:.0f} MiB "
           f"held at the end (budget {engine.prefix_cache.max_bytes / 2**20:.0f} MiB)")
+    results["ratio"], results["ratio_no_drafts"] = anchor_s / best.seconds, anchor_s / runs[False].seconds
     print(f"ratio (smelt / anchor examples/s): {anchor_s / best.seconds:.2f}x; without drafts "
           f"{anchor_s / runs[False].seconds:.2f}x; drafts / no drafts {runs[False].seconds / best.seconds:.2f}x")
     memory = (f"peak RSS (whole process): anchor {anchor_rss.peak / 2**20:.0f} MiB, "
@@ -342,14 +363,24 @@ def main(argv: list[str] | None = None) -> None:
     if on_gpu:
         memory += f"; peak GPU allocated: anchor {anchor_gpu / 2**20:.0f} MiB, smelt {best.gpu / 2**20:.0f} MiB"
     print(memory)
+    if args.json:  # the engine's numbers are kept even if generate_batch below fails
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.transformers_batch:
         seconds, tokens, answers = run_transformers_batch(model, tokenizer, prompt_ids, max_tokens, stops)
         same = sum(answer == expected for answer, expected in zip(answers, anchor_answers, strict=True))
+        results["generate_batch"] = _numbers(n, seconds, tokens, 0) | {"identical_answers": same}
         print(f"transformers generate_batch (continuous batching, paged attention): {n / seconds:6.3f} examples/s "
               f"({seconds:.1f} s, {tokens} tokens generated: it has no stop strings, so it runs to max_tokens or "
               f"the end token); ratio to anchor {anchor_s / seconds:.2f}x; answers (cut at the stop strings) "
               f"identical to sequential generate: {same} of {n}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (other busy processes on this machine skew both sides)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _numbers(n: int, seconds: float, tokens: int, gpu_bytes: int) -> dict:
+    return {"seconds": round(seconds, 3), "generated_tokens": tokens, "examples_per_s": round(n / seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1), "peak_gpu_mib": gpu_bytes // 2**20 if gpu_bytes else None}
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ On a busy machine torch's OpenMP threads stall one another; --threads 1 and --re
     python -m bench.lora_throughput [--steps 4] [--repeats 2] [--threads 1]   # from the repository root
 
 --gpu-mfu instead trains LoRA on a Llama-3.2-3B-shaped model with random weights (built from its
-config, nothing downloaded) on a CUDA GPU and reports tokens/s and model FLOPs utilisation:
-6 * N * tokens/s over the GPU's peak dense bf16 FLOP/s (N = all parameters). It exits 2 without CUDA.
+config, nothing downloaded; or --model FOLDER, a random-weight folder such as bench/gpu_check.sh builds) on a
+CUDA GPU and reports tokens/s and model FLOPs utilisation: 6 * N * tokens/s over the GPU's peak dense bf16
+FLOP/s (N = all parameters). --compare-trainer also trains the same LoRA with transformers.Trainer + peft on
+the same model and data; --json FILE writes the numbers. It exits 2 without CUDA, unless --device cpu (a tiny
+--model, for bench/gpu_check.sh's SMALL=1 mode: no MFU there).
 """
 
 import argparse
@@ -143,6 +146,8 @@ def run_trainer(model, tokenizer, examples, config, workdir: Path, steps: int) -
         disable_tqdm=True,
         use_cpu=not device.startswith("cuda"),
         bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,  # as our loop, so both trade the same compute
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
@@ -208,21 +213,11 @@ def cpu_benchmark(args) -> None:
     print(json.dumps({"ratio": round(ratio, 3), "best_tokens_per_s": best, "runs": results}))
 
 
-def gpu_mfu(args) -> int:
-    import torch
+def llama_3b_shape():
+    """Llama-3.2-3B's config (random weights are built from it; nothing is downloaded)."""
+    from transformers import LlamaConfig
 
-    if not torch.cuda.is_available():
-        print("--gpu-mfu needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() is False)")
-        return 2
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from smelt.optimizers.distill.lora_config import default_config
-    from smelt.optimizers.distill.lora_training import train_lora
-    from smelt.optimizers.distill.sft_data import SftExample
-
-    name = torch.cuda.get_device_name()
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else next((p for k, p in PEAK_BF16 if k in name), None)
-    shape = LlamaConfig(  # Llama-3.2-3B
+    return LlamaConfig(
         hidden_size=3072,
         num_hidden_layers=28,
         num_attention_heads=24,
@@ -236,48 +231,109 @@ def gpu_mfu(args) -> int:
         eos_token_id=128001,
         pad_token_id=128001,
     )
+
+
+def random_model(args):
+    """The model to train: --model's folder, else Llama-3.2-3B's shape built in memory; bf16 on CUDA, fp32 on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    if args.model:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(args.device)
+        return model, f"{Path(args.model).name} (random weights)"
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(shape).to(torch.bfloat16)
+    with torch.device(args.device):
+        model = LlamaForCausalLM(llama_3b_shape()).to(dtype)
+    return model, "Llama-3.2-3B shape, random weights"
+
+
+def random_examples(vocabulary: int, count: int, length: int):
+    """``count`` examples of ``length`` random tokens, the last quarter the completion."""
+    import torch
+
+    from smelt.optimizers.distill.sft_data import SftExample
+
+    generator = torch.Generator().manual_seed(0)
+    completion = length // 4
+    return [SftExample(torch.randint(0, vocabulary, (length - completion,), generator=generator).tolist(),
+                       torch.randint(0, vocabulary, (completion,), generator=generator).tolist())
+            for _ in range(count)]
+
+
+# Long on purpose: one measurement, set-up to printed result, read top to bottom.
+def gpu_mfu(args) -> int:
+    import torch
+
+    from smelt.optimizers.distill.lora_config import default_config
+    from smelt.optimizers.distill.lora_training import train_lora
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--gpu-mfu needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() is False); "
+              "--device cpu with a tiny --model runs the same steps on a CPU")
+        return 2
+    on_gpu = args.device.startswith("cuda")
+    name = torch.cuda.get_device_name() if on_gpu else cpu_name()
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else next((p for k, p in PEAK_BF16 if k in name), None)
+    peak = peak if on_gpu else None
+    model, described = random_model(args)
     n_params = sum(p.numel() for p in model.parameters())
-    tokenizer = SimpleNamespace(bos_token_id=None, pad_token_id=128001, eos_token_id=128001)
+    text = model.config.get_text_config()
+    tokenizer = SimpleNamespace(bos_token_id=None, pad_token_id=text.pad_token_id or 0, eos_token_id=text.eos_token_id)
     config = replace(
-        default_config("cuda"),
+        default_config(args.device),
         epochs=1,
         batch_size=args.batch_size,
         max_length=args.max_length,
         r=args.lora_r,
         gradient_checkpointing=not args.no_checkpointing,
     )
-    generator = torch.Generator().manual_seed(0)
-    completion = args.max_length // 4
-    examples = [
-        SftExample(
-            torch.randint(0, 128000, (args.max_length - completion,), generator=generator).tolist(),
-            torch.randint(0, 128000, (completion,), generator=generator).tolist(),
-        )
-        for _ in range(args.steps * args.batch_size)
-    ]
-    print(f"device: {name}; Llama-3.2-3B shape, random bf16 weights, {n_params / 1e9:.2f}B params")
+    examples = random_examples(min(text.vocab_size, 128000), args.steps * args.batch_size, args.max_length)
+    print(f"device: {name}; {described}, {'bf16' if on_gpu else 'fp32'} weights, {n_params / 1e9:.2f}B params")
     print(
         f"LoRA r={config.r} on {','.join(config.target_modules)}, batch {config.batch_size} x {args.max_length} "
-        f"tokens, {args.steps} steps, bf16 autocast, gradient checkpointing {config.gradient_checkpointing}"
+        f"tokens, {args.steps} steps, {'bf16 autocast' if config.bf16 else 'fp32'}, gradient checkpointing "
+        f"{config.gradient_checkpointing}"
     )
-    with tempfile.TemporaryDirectory() as tmp, PeakMemory("cuda") as memory:
+    with tempfile.TemporaryDirectory() as tmp, PeakMemory(args.device) as memory:
+        started = time.perf_counter()
         result = train_lora(model, tokenizer, examples, config, Path(tmp) / "run", log=print)
+        seconds = time.perf_counter() - started
         records = [json.loads(line) for line in result.log_path.read_text().splitlines()]
     first = records[0]  # the first step warms up kernels and the allocator: leave it out
     tokens_per_second = (records[-1]["tokens"] - first["tokens"]) / (records[-1]["seconds"] - first["seconds"])
-    print(f"tokens/s: {tokens_per_second:,.0f} (steps 2-{len(records)}); peak GPU memory {memory.peak / 2**30:.1f} GiB")
+    print(f"tokens/s: {tokens_per_second:,.0f} (steps 2-{len(records)}); peak memory {memory.peak / 2**30:.1f} GiB")
+    report = {"device": args.device, "device_name": name, "model": described, "parameters": n_params,
+              "lora_r": config.r, "batch_size": config.batch_size, "max_length": args.max_length,
+              "steps": args.steps, "bf16": config.bf16, "gradient_checkpointing": config.gradient_checkpointing,
+              "smelt": {"tokens": result.tokens, "seconds": round(seconds, 3),
+                        "tokens_per_s": round(result.tokens / seconds, 1),
+                        "steady_tokens_per_s": round(tokens_per_second, 1), "peak_mib": memory.peak // 2**20,
+                        "loss": round(result.losses[-1], 4)},
+              "trainer": None, "ratio_smelt_over_trainer": None, "mfu": None, "peak_tflops": peak and peak / 1e12}
     if peak is None:
-        print(f"MFU: no peak bf16 FLOP/s known for {name!r}; pass --peak-tflops")
-        return 0
-    mfu = 6 * n_params * tokens_per_second / peak
-    print(f"MFU: {100 * mfu:.1f}% (6 * N * tokens/s over {peak / 1e12:.0f} TFLOP/s peak bf16)")
-    print(
-        f"     LoRA freezes the base, so the hardware does ~4N per token (+2N recomputed with checkpointing): "
-        f"{100 * mfu * (6 if config.gradient_checkpointing else 4) / 6:.1f}% of peak by that count"
-    )
+        print(f"MFU: no peak bf16 FLOP/s known for {name!r}" + ("; pass --peak-tflops" if on_gpu else " (a CPU)"))
+    else:
+        mfu = 6 * n_params * tokens_per_second / peak
+        report["mfu"] = round(mfu, 4)
+        print(f"MFU: {100 * mfu:.1f}% (6 * N * tokens/s over {peak / 1e12:.0f} TFLOP/s peak bf16; target >= 35%)")
+        print(
+            f"     LoRA freezes the base, so the hardware does ~4N per token (+2N recomputed with checkpointing): "
+            f"{100 * mfu * (6 if config.gradient_checkpointing else 4) / 6:.1f}% of peak by that count"
+        )
+    if args.compare_trainer:
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = run_trainer(model, tokenizer, examples, config, Path(tmp), args.steps)
+        ratio = (result.tokens / seconds) / (trainer["tokens"] / trainer["seconds"])
+        report["trainer"] = {"tokens": trainer["tokens"], "seconds": round(trainer["seconds"], 3),
+                             "tokens_per_s": round(trainer["tokens"] / trainer["seconds"], 1),
+                             "peak_mib": trainer["peak"] // 2**20, "loss": round(trainer["loss"], 4)}
+        report["ratio_smelt_over_trainer"] = round(ratio, 3)
+        print(f"smelt {result.tokens / seconds:,.0f} vs Trainer + peft {trainer['tokens'] / trainer['seconds']:,.0f} "
+              f"tokens/s, whole calls (set-up included): ratio {ratio:.2f}x; peak memory "
+              f"{memory.peak / 2**30:.1f} vs {trainer['peak'] / 2**30:.1f} GiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
@@ -293,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-mfu", action="store_true", help="Llama-3.2-3B-shaped MFU measurement on CUDA")
     parser.add_argument("--no-checkpointing", action="store_true", help="--gpu-mfu without gradient checkpointing")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's peak dense bf16 TFLOP/s")
+    parser.add_argument("--model", default=None, help="--gpu-mfu: a random-weight model folder instead of the "
+                                                      "Llama-3.2-3B shape built in memory")
+    parser.add_argument("--device", default="cuda",
+                        help="--gpu-mfu: cuda (default), cuda:N, or cpu with a tiny --model")
+    parser.add_argument("--compare-trainer", action="store_true",
+                        help="--gpu-mfu: also train with transformers.Trainer + peft on the same model and data")
+    parser.add_argument("--json", default=None, help="--gpu-mfu: write the numbers to this JSON file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notices from peft/transformers internals
     if args.gpu_mfu:

@@ -42,6 +42,7 @@ class CompileOptions(RunOptions):
     lm: str = "gemma-3-270m"
     max_demos: int | None = None  # None: the task's, else 2
     max_labeled_demos: int | None = None  # None: the task's, else 2
+    diverse_demos: bool | None = None  # no two demos with the same answer; None: by task (optimizers.demo_diversity)
     program_options: dict = field(default_factory=dict)  # -o key=value, e.g. {"predictor": "cot"}
     resume: str | None = None
 
@@ -105,7 +106,8 @@ def _checked(options: CompileOptions):
     splits = load_task_data(task, options.data, options.seed)
     if not splits.dev and not splits.test:
         raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
-    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos)
+    settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos,
+                               diverse_demos=options.diverse_demos)
     check_train_size(options.optimizer, len(splits.train), max_train=options.data.max_train)
     return task, options, splits, program_options, settings
 
@@ -146,7 +148,8 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
         train = interleave_labels(train, task.answer_field, seed=settings.seed)
         settings = replace(settings, labeled_in_order=True)
     trainset = [task.as_demo(program, ex) for ex in train]
-    compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings)
+    compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings,
+                               log=log)
     save_program(compiled, run_dir)
     return compiled
 

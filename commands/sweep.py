@@ -146,13 +146,11 @@ def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None
 
 
 def _check_workers_fit(options: SweepOptions) -> None:
-    if options.workers > 1 and options.device.startswith("cuda"):
-        import torch
+    """One worker per GPU (``--device auto`` too, where CUDA is there), checked before any model loads."""
+    if options.workers > 1:
+        from smelt.commands.sweep_worker import worker_gpus
 
-        gpus = torch.cuda.device_count()
-        if options.workers > gpus:
-            raise SmeltError(f"--workers {options.workers} with --device {options.device}: this machine has {gpus} "
-                             f"GPU(s); use at most --workers {gpus} (one worker per GPU)")
+        worker_gpus(options.device, options.workers)
 
 
 def _open_study(options: SweepOptions, storage, name: str, space, stage):

@@ -135,16 +135,40 @@ def _describe(params: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
+def worker_gpus(device: str, workers: int) -> list[str | None]:
+    """The GPU each of ``workers`` worker processes gets, as its CUDA_VISIBLE_DEVICES: one per GPU, in the order
+    CUDA_VISIBLE_DEVICES lists them (else 0, 1, ...); None for every worker on the CPU. ``--device auto`` where
+    CUDA is available means CUDA; ``cuda:N`` puts every worker on GPU N. More workers than GPUs is refused."""
+    import torch
+
+    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not on_cuda:
+        return [None] * workers
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = ([gpu.strip() for gpu in visible.split(",") if gpu.strip()] if visible is not None
+            else [str(index) for index in range(torch.cuda.device_count())])
+    seen = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    if device.startswith("cuda:"):
+        index = int(device.partition(":")[2])
+        if index >= len(gpus):
+            raise SmeltError(f"--device {device}: {len(gpus)} GPU(s) visible{seen}; use cuda:0 .. cuda:{len(gpus) - 1}")
+        return [gpus[index]] * workers
+    if workers > len(gpus):
+        raise SmeltError(f"--workers {workers} with --device {device}: {len(gpus)} GPU(s) visible{seen}, and each "
+                         f"worker takes one; use at most --workers {len(gpus)}, or --device cuda:N to share GPU N")
+    return gpus[:workers]
+
+
 def run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str, log) -> None:
     """--workers N: N processes on this machine, each with its own model (and, with CUDA, its own GPU)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or CUDA state
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = visible.split(",") if visible else [str(i) for i in range(options.workers)]
     processes = []
-    for worker in range(options.workers):
-        env = {"CUDA_VISIBLE_DEVICES": gpus[worker]} if options.device.startswith("cuda") else {}
+    for worker, gpu in enumerate(worker_gpus(options.device, options.workers)):
+        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+        if gpu is not None:
+            log(f"[smelt] worker {worker}: GPU {gpu}")
         process = context.Process(target=_worker_process, args=(options, run_dir, study_name, worker, env),
                                   name=f"smelt-sweep-worker-{worker}")
         process.start()

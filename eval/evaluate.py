@@ -75,7 +75,8 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
 
     ``language`` is the inputs' language ("ja" or "en", smelt.eval.language); ``invented`` the facts of the answer
     its source does not hold, as written (smelt.eval.fact_matching; [] when none or no answer, None when the task gives
-    no source to check against)."""
+    no source to check against). ``malformed`` (a task declaring formats, smelt.programs.answer_format): the output
+    fields whose answer lacks its format; such an answer scores 0, without a metric call."""
     task = metric.task
     inputs = {key: example[key] for key in example.inputs().keys()}
     record = {
@@ -89,6 +90,7 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
         "parse_error": False,
         "error": None,
         "invented": [],
+        **({"malformed": []} if task.formats else {}),  # the output fields without their declared format
     }
     started = time.perf_counter()
     prediction = None
@@ -121,9 +123,11 @@ def evaluate_example(program: dspy.Module, example: dspy.Example, metric: Metric
         except Exception as exc:  # noqa: BLE001 - a task's source_text that fails must not end the run
             record["invented"] = None
             record["grounding_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if task.formats:
+            record["malformed"] = task.malformed(prediction)
         if is_blank(str(record["prediction"] or "")):  # spaces or U+200B only: no answer, 0 without a judge call
             record["blank_answer"] = True
-        else:
+        elif not record.get("malformed"):  # an answer without its declared format scores 0, unjudged
             _score(record, metric, example, prediction)
     if task.extra_scores:
         record["scores"] = task.extra_scores(example, prediction)
@@ -338,10 +342,13 @@ def summarize(records: list[dict], metric_name: str, *, wall_s: float | None = N
         **({"by_language": languages} if languages else {}),
         "invented_rate": invented_rate(records),
         "parse_failures": sum(r["parse_error"] for r in records),
+        **({"malformed": sum(bool(r["malformed"]) for r in records if "malformed" in r)}
+           if any("malformed" in r for r in records) else {}),
         "errors": sum(call_failed(r) and not r.get("judge_error") for r in records),
         "judge_errors": sum(bool(r.get("judge_error")) for r in records),
         "truncated": sum(bool(r.get("truncated")) for r in records),
         "cached_examples": sum(bool(r.get("cached")) for r in records),
+        **({"usage_reused": reused} if (reused := sum(bool(r.get("usage_from")) for r in records)) else {}),
         "latency_s_per_example": _mean([r["latency_s"] for r in measured]),
         "prompt_tokens_per_example": _mean([r["prompt_tokens"] for r in measured]),
         "completion_tokens_per_example": _mean([r["completion_tokens"] for r in measured]),

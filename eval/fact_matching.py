@@ -5,25 +5,29 @@ facts out of a text.
 One fact is *found* among the facts of another text when that text holds the same value, where:
 - a number is found in any fact carrying it: a bare number, an amount, a date's year, month or day, a time's
   hour, a phone number's digits;
-- an amount is found in the same amount (3万円 in 30,000 yen) or in its number carried by anything but an
-  amount (30,000円 in "30,000" or in a table's "30,000"; not in $30,000);
+- an amount is found in the same amount (3万円 in 30,000 yen, 1.2万円 in 12,000円, 千二百円 in 1,200円) or in its
+  number carried by anything but an amount (30,000円 in "30,000" or in a table's "30,000"; not in $30,000);
 - a date is found in a date with the same month and day (when it names them) and, where both name a year,
-  the same year; a year the other date leaves out must appear elsewhere in that text (as a year or a
-  number), except when scoring an answer: an answer may leave out the reference's year;
+  the same year, whatever the notation (2026-06-30, 令和8年6月30日, June 30, 2026 and 30 June 2026 are one
+  date; 令和7年度末 and "the end of March 2026" are 2026-03-31); a year the other date leaves out must appear
+  elsewhere in that text (as a year or a number), except when scoring an answer: an answer may leave out the
+  reference's year;
 - a time is found in a time with a common reading (9:00 in 午前9時; 9:00 p.m. is not 9 a.m.);
 - a URL is found in the same URL or a longer one under it (city.example.jp in city.example.jp/pool);
 - an e-mail address and a phone number: the same.
 
-The `fact` score of an answer against its reference (`smelt.eval.metrics.fact`): the answer's F1 (`f1` there,
-characters for Japanese, words otherwise) when every fact of the reference is found among the answer's
-facts, else 0. A reference without facts scores plain F1. So gold 令和8年8月31日 against the answer
-令和8年6月1日 scores 0, where character F1 gives 0.8: F1 rewards the shared characters of a wrong date, the
-fact score does not. The answer's extra facts cost nothing beyond what F1 charges; grounding (below)
-judges those.
+The `fact` score of an answer against its reference (`smelt.eval.metrics.fact`): 0 when a fact of the reference
+is not found among the answer's facts; else F1 (characters for Japanese, words otherwise) where each fact counts
+as one token, equal to the reference's fact it matches whatever its notation: 令和8年6月30日 against gold
+2026-06-30 scores 1, "30 June 2026, by post" against it 0.5. A reference without facts scores plain F1. So gold
+令和8年8月31日 against the answer 令和8年6月1日 scores 0, where character F1 gives 0.8: F1 rewards the shared
+characters of a wrong date, the fact score does not. The answer's extra facts cost nothing beyond what F1
+charges; grounding (below) judges those.
 
 Grounding (`invented`): the facts of an answer that are not found in its source text (the task's inputs,
 or what a retrieval program retrieved), as written in the answer: a date, number, URL, e-mail, phone,
-amount or time the model made up. It checks that each fact is stated in the source, not that it follows
+amount or time the model made up, and every date the calendar does not have (2026-06-31), wherever it
+appears. It checks that each fact is stated in the source, not that it follows
 from it: a sum of two fees the source lists separately is flagged too (11 of the 216 shipped reference
 answers of doc_qa and rag_qa are such sums, all of them multi-step or multi-document questions).
 """
@@ -139,12 +143,35 @@ def missing_facts(answer: str, reference: str) -> list[Fact]:
 
 
 def invented(answer: str | None, source: str | None) -> list[str]:
-    """The facts of ``answer`` that ``source`` does not hold, as written in the answer (each once)."""
+    """The facts of ``answer`` that ``source`` does not hold, and its impossible dates, as written in the answer
+    (each once)."""
     facts = extract_facts(answer)
     if not facts:
         return []
     have = FactSet.of(source)
-    return list(dict.fromkeys(fact.raw for fact in facts if not have.find(fact)))
+    return list(dict.fromkeys(fact.raw for fact in facts if fact.kind == "bad_date" or not have.find(fact)))
+
+
+def in_reference_notation(answer: str, reference: str) -> str:
+    """``answer`` with each fact that matches one of the reference's (same kind, found as above) written as the
+    reference writes it: 令和8年6月30日 becomes 2026-06-30 against gold 2026-06-30, 1.2万円 becomes 12,000円."""
+    pending = extract_facts(reference)
+    parts, cursor = [], 0
+    for fact in extract_facts(answer):
+        match = next((r for r in pending if r.kind == fact.kind
+                      and FactSet([fact], years=_years_of(fact)).find(r, year_may_be_missing=True)), None)
+        at = answer.find(fact.raw, cursor)
+        if match is None or at < 0:
+            continue
+        pending.remove(match)
+        parts += [answer[cursor:at], match.raw]
+        cursor = at + len(fact.raw)
+    return "".join(parts) + answer[cursor:]
+
+
+def _years_of(fact: Fact) -> set[int]:
+    year = _date_parts(fact.value)[0] if fact.kind == "date" else None
+    return {year} if year is not None else set()
 
 
 def invented_in_answer(task, example, prediction) -> list[str] | None:

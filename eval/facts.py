@@ -10,28 +10,34 @@ later pattern cannot read it again (the 2026 of a date is not also a number):
     url     host/path           https://www.city.example.jp/pool/, www.city.example.jp/pool, city.example.jp
     email   local@host          Bosai@Example.jp (lower-cased)
     date    2026-08-31          2026-08-31, 2026/8/31, 2026年8月31日, 令和8年8月31日 (平成, 昭和, 大正; 元年 = year 1),
-                                August 31, 2026, 31 August 2026, 8/31/2026 (month first)
-            --08-31             8月31日, August 31, 31 August, 8/31(月) (a bare 1/3 is two numbers)
+                                August 31, 2026, 31 August 2026, 8/31/2026 (month first); a month's end:
+                                2026年8月末, end of August 2026
+            2026-03-31          令和7年度末, 2025年度末: the end of a Japanese fiscal year (April to March)
+            --08-31             8月31日, August 31, 31 August, 8/31(月) (a bare 1/3 is two numbers), 8月末
             2026-08 / 2026      2026年8月, 令和7年2月, August 2026 / 2026年, 令和8年度
+    bad_date 2026-06-31         a day the calendar does not have, written as a date no other way reads
+                                (2026-06-31, 2026-14-14, 令和8年2月30日, June 31, 2026): never grounded
     time    09:00               9:00, 9時, 午前9時, 9 a.m., 9 o'clock; 17:30, 午後5時半, 5:30 p.m.; 正午, noon
     phone   0312345678          03-1234-5678, (03) 1234-5678, +81-3-1234-5678, 0120-555-318 (digits only)
-    amount  JPY 30000           3万円, 30,000円, 30000 yen, ¥30,000; USD 5 ($5, 5 dollars), EUR, GBP
+    amount  JPY 30000           3万円, 30,000円, 30000 yen, ¥30,000, 三万円 (kanji numerals before 円: 千二百円 is
+                                JPY 1200); USD 5 ($5, 5 dollars), EUR, GBP
     number  30000               30,000, 3万, 1億2000万, 3 million, 37.5 (thousands separators dropped)
 
 An hour written without a.m./p.m./午前/午後 (9:00, 9時) reads as either 9:00 or 21:00. Numbers written in
-kanji (三万) are not read; English number words (one ... twelve, first ... twelfth) are no facts of their
-own, and neither are digits glued to Latin letters (r03, DVD3点), but both count as the number when another
-text's fact is looked up (gold "2 weeks" is found in "two weeks", an answer's 3点 in a source's DVD3点).
+kanji (三万) are read only as an amount of yen; English number words (one ... twelve, first ... twelfth) are no
+facts of their own, and neither are digits glued to Latin letters (r03, DVD3点), but both count as the number
+when another text's fact is looked up (gold "2 weeks" is found in "two weeks", an answer's 3点 in a source's DVD3点).
 """
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-KINDS = ("url", "email", "date", "time", "phone", "amount", "number")
+KINDS = ("url", "email", "date", "bad_date", "time", "phone", "amount", "number")
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,11 @@ _TRAILING = ".,;:!?)]}'\""
 
 
 def _ymd(year, month, day) -> str | None:
-    """The canonical date, or None when month or day is out of range."""
+    """The canonical date, or None when the calendar has no such day (a 13th month, June 31, 2026-02-29)."""
     if month is not None and not 1 <= month <= 12:
         return None
-    if day is not None and not 1 <= day <= 31:
-        return None
+    if day is not None and not 1 <= day <= calendar.monthrange(year or 2000, month)[1]:  # 2000: a leap year, so
+        return None  # a yearless February 29 exists
     if year is None:
         return f"--{month:02d}-{day:02d}" if day is not None else None
     if month is None:
@@ -91,10 +97,42 @@ def _int(text):
     return int(text) if text else None
 
 
+def _era_year(era: str, year: str) -> int:
+    return _ERAS[era] + (1 if year == "元" else int(year))
+
+
 def _era_date(m):
-    era, year, month, day = m.group(1), m.group(2), _int(m.group(3)), _int(m.group(4))
-    year = _ERAS[era] + (1 if year == "元" else int(year))
-    return _date(m, _ymd(year, month, day))
+    return _date(m, _ymd(_era_year(m.group(1), m.group(2)), _int(m.group(3)), _int(m.group(4))))
+
+
+def _fiscal_year_end(year: int):  # a Japanese fiscal year runs April to March: 令和7年度 (2025) ends 2026-03-31
+    return "date", f"{year + 1:04d}-03-31"
+
+
+def _era_fiscal_end(m):
+    return _fiscal_year_end(_era_year(m.group(1), m.group(2)))
+
+
+def _ja_fiscal_end(m):
+    return _fiscal_year_end(int(m.group(1)))
+
+
+def _month_end(m, year: int | None, month: int):
+    if not 1 <= month <= 12:
+        return _date(m, None)
+    return _date(m, _ymd(year, month, calendar.monthrange(year or 2001, month)[1]))  # 2001: February ends on 28
+
+
+def _era_month_end(m):
+    return _month_end(m, _era_year(m.group(1), m.group(2)), int(m.group(3)))
+
+
+def _ja_month_end(m):  # 2026年3月末, 3月末日
+    return _month_end(m, _int(m.group(1)), int(m.group(2)))
+
+
+def _en_month_end(m):  # the end of March 2026
+    return _month_end(m, _int(m.group(2)), _month_number(m.group(1)))
 
 
 def _ja_date(m):
@@ -113,24 +151,28 @@ def _month_number(name: str) -> int:
     return _MONTHS[name.lower().rstrip(".")[:3]]
 
 
-def _en_month_day(m):  # August 31, 2026 / August 31
-    return _date(m, _ymd(_int(m.group(3)), _month_number(m.group(1)), int(m.group(2))))
+def _en_month_day(m):  # August 31, 2026 / August 31; a day past 31 is no date (March 45 is two words)
+    day = int(m.group(2))
+    return _date(m, _ymd(_int(m.group(3)), _month_number(m.group(1)), day)) if day <= 31 else None
 
 
 def _en_day_month(m):  # 31 August 2026 / 31 August
-    return _date(m, _ymd(_int(m.group(3)), _month_number(m.group(2)), int(m.group(1))))
+    day = int(m.group(1))
+    return _date(m, _ymd(_int(m.group(3)), _month_number(m.group(2)), day)) if day <= 31 else None
 
 
 def _en_month_year(m):  # August 2026
     return _date(m, _ymd(int(m.group(2)), _month_number(m.group(1)), None))
 
 
-def _slash_date(m):  # 8/31/2026, 8/31
-    return _date(m, _ymd(_int(m.group(3)), int(m.group(1)), int(m.group(2))))
+def _slash_date(m):  # 8/31/2026, 8/31; 31/8/2026 may be day first: no date, but no bad one either
+    value = _ymd(_int(m.group(3)), int(m.group(1)), int(m.group(2)))
+    return None if value is None else ("date", value)
 
 
 def _date(m, value):
-    return None if value is None else ("date", value)
+    """A date, or for a day the calendar lacks a bad date (its text, spaces collapsed)."""
+    return ("date", value) if value is not None else ("bad_date", " ".join(m.group(0).split()))
 
 
 def _time_value(hour: int, minute: int, marker: str | None) -> tuple[str, tuple[str, ...]] | None:
@@ -217,6 +259,30 @@ def _number(m):
     return None if value is None else ("number", value)
 
 
+_KANJI_DIGITS = {ch: n for n, ch in enumerate("〇一二三四五六七八九")}
+_KANJI_UNITS = {"十": 10, "百": 100, "千": 1000}
+_KANJI_LARGE = {"万": 10**4, "億": 10**8}
+
+
+def kanji_number(text: str) -> int:
+    """三万 -> 30000, 千二百 -> 1200, 二〇二六 -> 2026: kanji numerals, positional or with 十百千万億."""
+    total = section = digits = 0
+    for ch in text:
+        if ch in _KANJI_DIGITS:
+            digits = digits * 10 + _KANJI_DIGITS[ch]
+        elif ch in _KANJI_UNITS:
+            section += (digits or 1) * _KANJI_UNITS[ch]
+            digits = 0
+        else:
+            total += ((section + digits) or 1) * _KANJI_LARGE[ch]
+            section = digits = 0
+    return total + section + digits
+
+
+def _kanji_amount(m):
+    return "amount", f"JPY {kanji_number(m.group(1))}"
+
+
 def _url(m):
     text = m.group(0).rstrip(_TRAILING)
     value = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text, flags=re.I)
@@ -236,11 +302,16 @@ _PATTERNS = [  # (pattern, reader): in this order, each claiming its span
     (rf"(?<![A-Za-z0-9])(?:https?://|www\.){_URL_END}", _url),
     (r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", _email),
     (rf"(?<![A-Za-z0-9@.-])(?:[a-z0-9][a-z0-9-]*\.)+{_TLDS}(?![A-Za-z0-9-])(?:/{_URL_END})?", _url),
+    (r"(令和|平成|昭和|大正)\s*(元|\d{1,2})\s*年度\s*末", _era_fiscal_end),
+    (r"(?<!\d)(\d{4})\s*年度\s*末", _ja_fiscal_end),
+    (r"(令和|平成|昭和|大正)\s*(元|\d{1,2})\s*年\s*(\d{1,2})\s*月\s*末日?", _era_month_end),
+    (r"(?:(?<!\d)(\d{4})\s*年\s*)?(?<!\d)(\d{1,2})\s*月\s*末日?", _ja_month_end),
     (r"(令和|平成|昭和|大正)\s*(元|\d{1,2})\s*年(?:度)?(?:\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?)?", _era_date),
     (r"(?<!\d)(\d{4})\s*年(?:度)?(?:\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?)?", _ja_date),
     (r"(?<![\d.])(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?![\d.])", _iso_date),
     (rf"(?<![A-Za-z]){_MONTH}\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?!\d)(?:,?\s+(\d{{4}})(?!\d))?", _en_month_day),
     (rf"(?<![\d.,])(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\.?(?:,?\s+(\d{{4}})(?!\d))?", _en_day_month),
+    (rf"(?<![A-Za-z])end\s+of\s+{_MONTH}\.?(?:,?\s+(\d{{4}})(?!\d))?", _en_month_end),
     (rf"(?<![A-Za-z]){_MONTH}\.?,?\s+(\d{{4}})(?!\d)", _en_month_year),
     (r"(?<!\d)(\d{1,2})\s*月\s*(\d{1,2})\s*日", _ja_month_day),
     (r"(?:(午前|午後)\s*)?(?<![\d:.])(\d{1,2}):([0-5]\d)(?![\d:])(?:\s*([ap])\.?\s?m\b\.?)?", _colon_time),
@@ -254,6 +325,8 @@ _PATTERNS = [  # (pattern, reader): in this order, each claiming its span
     (rf"(?<![\d/])(\d{{1,2}})/(\d{{1,2}})()(?=\s?\((?:{_WEEKDAYS})\b)", _slash_date),  # 8/31(月)
     (rf"{_PREFIX_CURRENCY}\s?({_CNUM})", _amount_prefix),
     (rf"{_NOT_AFTER_WORD}({_CNUM})\s?{_SUFFIX_CURRENCY}", _amount_suffix),
+    (r"(?<![数何幾〇一二三四五六七八九十百千万億])([一二三四五六七八九十百千][〇一二三四五六七八九十百千万億]*)円",
+     _kanji_amount),
     (rf"{_NOT_AFTER_WORD}(?<!\d[.,]){_CNUM}", _number),
 ]
 

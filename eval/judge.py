@@ -35,7 +35,9 @@ class Metric:
         return None if value is None else str(value)
 
     def __call__(self, example, prediction, trace=None, *args) -> float | bool:
-        value, _ = self.score(example, prediction)
+        # An answer without its declared format (a date that is not YYYY-MM-DD) is never a success, whatever the
+        # score: an optimizer must not learn from it.
+        value = 0.0 if self.task.malformed(prediction) else self.score(example, prediction)[0]
         if trace is not None:
             return value >= self.pass_mark
         return value

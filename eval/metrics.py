@@ -5,7 +5,7 @@ accuracy, and `fact` (F1 when the answer holds every number, date, amount... of 
 from collections import Counter
 from collections.abc import Callable
 
-from smelt.eval.fact_matching import missing_facts
+from smelt.eval.fact_matching import in_reference_notation, missing_facts
 from smelt.programs.metric_names import METRICS_DECLARED
 from smelt.programs.text import is_japanese, label_key, metric_tokens
 
@@ -52,11 +52,12 @@ def accuracy(prediction: str, reference: str, labels: tuple[str, ...] | None = N
 
 
 def fact(prediction: str, reference: str) -> float:
-    """F1 when every fact of the reference (numbers, amounts, dates, times, phones, e-mails, URLs) is among the
-    answer's, else 0; plain F1 for a reference without facts (see `smelt.eval.fact_matching`)."""
+    """0 when a fact of the reference (number, amount, date, time, phone, e-mail, URL) is not among the answer's;
+    else the F1 of the answer with its facts written as the reference writes them (令和8年6月30日 against gold
+    2026-06-30 scores 1); plain F1 for a reference without facts (see `smelt.eval.fact_matching`)."""
     if missing_facts(prediction, reference):
         return 0.0
-    return f1(prediction, reference)
+    return f1(in_reference_notation(prediction, reference), reference)
 
 
 METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy, "fact": fact}

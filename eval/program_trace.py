@@ -15,7 +15,8 @@ def predictor_name(name: str) -> str:
 
 def traced(program: dspy.Module) -> bool:
     """Only programs with several predictors record a trace: one predictor's inputs and outputs are the record's."""
-    return len(program.predictors()) > 1
+    predictors = getattr(program, "predictors", None)  # a plain callable stands in for a program in some callers
+    return callable(predictors) and len(predictors()) > 1
 
 
 @contextmanager

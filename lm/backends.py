@@ -10,6 +10,8 @@ from pathlib import Path
 from smelt.errors import SmeltError
 from smelt.lm.embedded import EMBEDDED_SPEC, ensure_embedded_model
 
+COMPLETION_PROVIDER = "text-completion-openai"  # LiteLLM's name for an OpenAI-compatible completion endpoint
+
 
 def _embedded_weights(raw: str, target: str) -> str:
     return str(ensure_embedded_model())
@@ -44,6 +46,9 @@ BACKENDS: dict[str, Backend] = {backend.kind: backend for backend in (
     Backend("hf", "hf:<hub id or folder>", "in-process; or an alias such as llama-3.2-3b",
             "any transformers causal LM, in-process (an alias such as llama-3.2-3b names an instruct checkpoint)",
             True, hf_weights),
+    Backend("completion", "text-completion-openai/<model>", "a base model behind a server, with --api-base",
+            "a base model (no chat template) behind an OpenAI-compatible server's /v1/completions, prompted as "
+            "in-process", False),
     Backend("litellm", "provider/model", "LiteLLM, e.g. openai/gpt-4o-mini, hosted_vllm/... with --api-base",
             "anything LiteLLM serves, e.g. openai/gpt-4o-mini, ollama_chat/llama3.2, hosted_vllm/<model> with "
             "--api-base", False),

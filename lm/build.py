@@ -109,6 +109,8 @@ def _server_lm(parsed: ModelSpec, api_base: str | None, *, temperature: float, m
     from smelt.lm.server_adapter import ServerChatAdapter
     from smelt.redaction import redact
 
+    if parsed.kind == "completion":
+        return _completion_server_lm(parsed, api_base, temperature=temperature, max_tokens=max_tokens, cache=cache)
     where = endpoint(api_base, parsed.target.split("/", 1)[0])
     kwargs = {}
     if where.api_base:
@@ -118,6 +120,28 @@ def _server_lm(parsed: ModelSpec, api_base: str | None, *, temperature: float, m
     lm = dspy.LM(parsed.target, temperature=temperature, max_tokens=max_tokens or SERVER_MAX_TOKENS, cache=cache,
                  num_retries=API_RETRIES, timeout=REQUEST_TIMEOUT_S, **kwargs)
     return ResolvedLM(parsed, lm, ServerChatAdapter(), api_base=redact(api_base) if api_base else None)
+
+
+def _completion_server_lm(parsed: ModelSpec, api_base: str | None, *, temperature: float, max_tokens: int | None,
+                          cache: bool) -> ResolvedLM:
+    """A base model behind a server's completion endpoint (``completion_engine``), sent the in-process engine's
+    prompts through the same adapter: the same tokens reach the same weights wherever they run."""
+    from smelt.errors import SmeltError
+    from smelt.lm.completion_engine import CompletionServerEngine
+    from smelt.lm.credentials import endpoint
+    from smelt.lm.prefill_adapter import PrefillChatAdapter
+    from smelt.redaction import redact
+
+    if not api_base:
+        raise SmeltError(f"{parsed.raw}: a completion-endpoint model needs --api-base, the server's URL, e.g. "
+                         "http://127.0.0.1:8000/v1")
+    where = endpoint(api_base)
+    engine = CompletionServerEngine(parsed.target, where.api_base, where.api_key, timeout_s=REQUEST_TIMEOUT_S)
+    # DSPy caches by model name: the server is part of it (two servers may serve different weights as one name).
+    lm = dspy.LM(f"smelt-completion/{parsed.target}@{redact(where.api_base)}", engine=engine,
+                 temperature=temperature, max_tokens=max_tokens or SERVER_MAX_TOKENS, cache=cache,
+                 num_retries=API_RETRIES)
+    return ResolvedLM(parsed, lm, PrefillChatAdapter(), api_base=redact(api_base))
 
 
 def build_lm(spec: str, **kwargs) -> dspy.LM:

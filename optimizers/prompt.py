@@ -30,6 +30,9 @@ class CompileSettings:
     num_candidates: int = 4  # candidate programs tried by random_search
     candidate_eval_size: int | None = None  # random_search scores candidates on this many train examples (None: all)
     labeled_in_order: bool = False  # labeled demos: the first of train (as interleave_labels ordered it), not a sample
+    # No two demos with the same answer while train offers others (smelt.optimizers.demo_diversity); None: on for
+    # tasks with labels, an answer format or short answers.
+    diverse_demos: bool | None = None
 
     def __post_init__(self):
         for name, option in _COUNT_OPTIONS.items():
@@ -108,8 +111,13 @@ def _gepa(program, trainset, metric, lm, s):
     import dspy
 
     def metric_with_feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
-        value, detail = metric.score(gold, pred)
         reference = gold.get(metric.task.answer_field)
+        malformed = metric.task.malformed(pred)
+        if malformed:
+            wanted = ", ".join(f"{name}: {metric.task.formats[name].describe()}" for name in malformed)
+            return dspy.Prediction(score=0.0, feedback=f"malformed answer (expected {wanted}); the reference is "
+                                                       f"{reference!r}")
+        value, detail = metric.score(gold, pred)
         feedback = detail.get("rationale") or f"{metric.name} {value:.2f}; the reference is {reference!r}"
         return dspy.Prediction(score=value, feedback=feedback)
 
@@ -196,11 +204,22 @@ def check_train_size(optimizer: str, train_size: int, *, max_train: int | None =
     raise SmeltError(f"{split}: {needs}; give more train data (--data FILE, or --train FILE) or {instead}")
 
 
-def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, lm, settings: CompileSettings):
-    """Run ``optimizer`` on ``program`` over ``trainset`` with ``lm`` (a ResolvedLM); returns the compiled copy."""
+def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, lm, settings: CompileSettings,
+                    log: Callable[[str], None] | None = None):
+    """Run ``optimizer`` on ``program`` over ``trainset`` with ``lm`` (a ResolvedLM); returns the compiled copy, its
+    demos with distinct answers where ``settings.diverse_demos`` (or the task's default) asks for it."""
+    from smelt.optimizers.demo_diversity import diversify_demos, rule_applies
+
     check_train_size(optimizer, len(trainset))
+    task = getattr(metric, "task", None)
+    diverse = settings.diverse_demos
+    if diverse is None:
+        diverse = task is not None and rule_applies(task, trainset)
     with lm.context():
-        return OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings)
+        compiled = OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings)
+        if diverse:
+            diversify_demos(compiled, trainset, metric, log=log)
+    return compiled
 
 
 def check_task_defaults(task) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.programs.answer_format import AnswerFormat, answer_format, malformed_fields
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,31 @@ class Task:
     # or None for no check. None here: the text of all the task's inputs (`source_of`). rag_qa: the passages it
     # retrieved.
     source_text: Callable[[dspy.Example, dspy.Prediction | None], str | None] | None = None
+    # The format an output field's answer must have (smelt.programs.answer_format): "date" (YYYY-MM-DD), "number",
+    # "label" or re.compile(PATTERN), e.g. {"due_date": "date"}. An answer without it scores 0 and counts as malformed.
+    formats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not dataclasses.is_dataclass(self.options):
             raise SmeltError(f"task {self.name}: options must be a dataclass, not {self.options!r}")
         if not self.signature.output_fields:
             raise SmeltError(f"task {self.name}: its signature has no output field")
+        object.__setattr__(self, "formats", self._checked_formats())  # frozen: set once, as AnswerFormats
+
+    def _checked_formats(self) -> dict[str, AnswerFormat]:
+        checked = {}
+        for name, value in (self.formats or {}).items():
+            if name not in self.signature.output_fields:
+                raise SmeltError(f"task {self.name}: formats: {name!r} is not an output field; its output fields: "
+                                 f"{', '.join(self.signature.output_fields)}")
+            try:
+                checked[name] = answer_format(value)
+            except ValueError as exc:
+                raise SmeltError(f"task {self.name}: formats.{name}: {exc}") from None
+            if checked[name].name == "label" and (name != self.answer_field or not self.answer_labels):
+                raise SmeltError(f"task {self.name}: formats.{name}: \"label\" needs the task's labels, on its answer "
+                                 f"field ({self.answer_field}): give labels=... or a Literal answer")
+        return checked
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -90,6 +110,10 @@ class Task:
         if self.source_text is not None:
             return self.source_text(example, prediction)
         return "\n".join(str(example.get(name)) for name in self.input_fields if example.get(name) is not None)
+
+    def malformed(self, prediction: dspy.Prediction | None) -> list[str]:
+        """The output fields of ``prediction`` without their declared format ([] when all have it)."""
+        return malformed_fields(self, prediction)
 
     def default_options(self) -> dict:
         return dataclasses.asdict(self.options())

@@ -15,6 +15,8 @@
     [fields.department]
     desc = "the department that handles it"
     labels = ["taxes", "roads_and_parks"]          # the allowed answers (first output field only)
+    format = "label"                              # an output's format: date (YYYY-MM-DD), number, label; or
+                                                  # pattern = "REGEX". An answer without it scores 0 (malformed)
 
     [compile]                                     # compile's defaults for this task (flags override them)
     optimizer = "labeled"
@@ -36,6 +38,7 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.programs.answer_format import FORMAT_NAMES, AnswerFormat, pattern_format
 from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
@@ -46,7 +49,7 @@ from smelt.programs.text import is_blank, label_key
 TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predictor", "max_tokens", "fields", "data",
             "compile")
 COMPILE_KEYS = {"optimizer": str, "max_demos": int, "max_labeled_demos": int}
-FIELD_KEYS = ("desc", "prefix", "labels")
+FIELD_KEYS = ("desc", "prefix", "labels", "format", "pattern")
 DATA_KEYS = ("train", "dev", "test", "file")
 
 
@@ -63,7 +66,7 @@ def load_task_file(path_text: str) -> Task:
     if unknown:
         raise bad(unknown[0], f"unknown key; a task file takes {', '.join(TOP_KEYS)}")
     signature = _signature(spec, bad)
-    signature, labels = _apply_fields(spec.get("fields", {}), signature, bad)
+    signature, labels, formats = _apply_fields(spec.get("fields", {}), signature, bad)
     if labels:
         signature = signature.with_updated_fields(next(iter(signature.output_fields)),
                                                   desc=_with_labels(signature, labels))
@@ -92,6 +95,7 @@ def load_task_file(path_text: str) -> Task:
         sweep_space={"predictor": ["predict", "cot"]},
         compile_defaults=_compile_defaults(spec.get("compile", {}), bad),
         source=str(path),
+        formats=formats,
     )
 
 
@@ -135,11 +139,11 @@ def _signature(spec: dict, bad) -> type[dspy.Signature]:
         raise bad("signature", str(exc)) from None
 
 
-def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], list[str] | None]:
-    """The signature with the file's field descriptions, and the answer's labels if given."""
+def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], list[str] | None, dict]:
+    """The signature with the file's field descriptions, the answer's labels if given, and the outputs' formats."""
     if not isinstance(fields, dict):
         raise bad("fields", "expected a table of [fields.NAME] sections")
-    labels = None
+    labels, formats = None, {}
     names = [*signature.input_fields, *signature.output_fields]
     answer = next(iter(signature.output_fields))
     for name, entry in fields.items():
@@ -173,7 +177,31 @@ def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], li
             if signature.output_fields[name].annotation is not str:
                 raise bad(f"{key}.labels", f"labels need a str answer; drop the type of {name} in the signature")
             labels = value
-    return signature, labels
+        if "format" in entry or "pattern" in entry:
+            formats[name] = _field_format(entry, key, name in signature.output_fields, bad)
+    for name, fmt in formats.items():
+        if fmt.name == "label" and (name != answer or not labels):
+            raise bad(f"fields.{name}.format", f'"label" needs labels on the answer ({answer}): give '
+                                               f"fields.{answer}.labels = [...]")
+    return signature, labels, formats
+
+
+def _field_format(entry: dict, key: str, is_output: bool, bad) -> AnswerFormat:
+    """A field's ``format`` or ``pattern`` (smelt.programs.answer_format), checked now: a bad one is refused when
+    the task loads, not when the first answer is scored."""
+    if not is_output:
+        raise bad(f"{key}.{'format' if 'format' in entry else 'pattern'}", "only an output field has a format")
+    if "format" in entry and "pattern" in entry:
+        raise bad(f"{key}.pattern", "give format or pattern, not both")
+    if "pattern" in entry:
+        try:
+            return pattern_format(entry["pattern"])
+        except ValueError as exc:
+            raise bad(f"{key}.pattern", str(exc)) from None
+    if entry["format"] not in FORMAT_NAMES:
+        raise bad(f"{key}.format", f"{entry['format']!r} is not one of {', '.join(FORMAT_NAMES)} (or give "
+                                   "pattern = \"REGEX\")")
+    return AnswerFormat(entry["format"])
 
 
 def _with_labels(signature, labels: list[str]) -> str:

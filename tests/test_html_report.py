@@ -200,7 +200,7 @@ def test_distill_report(tmp_path, program_json):
     assert_self_contained(page)
     for label in ("teacher", "student (no adapter)", "distilled student"):
         assert f"<th>{label}</th>" in page
-    assert "grounding: 1 − the share" in page
+    assert "grounding: the share of answers that state no fact their source lacks" in page
     assert "The distilled student&#x27;s program" in page
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("commands", "eval", "eval/reports", "lifecycle", "lm", "optimizers", "optimizers/distill",
+PACKAGES = ("commands", "serving", "eval", "eval/reports", "lifecycle", "lm", "optimizers", "optimizers/distill",
             "optimizers/sweep", "programs", "signatures")
 
 

@@ -1,6 +1,8 @@
 """What report.html's charts and example table show, computed from a report's programs: the mean score per
 language, the radar's axes (score, exact match, fact, grounding, speed, prompt tokens; each scaled to 0..1, bigger
-better), and the example answers picked to show side by side.
+better), and the example answers picked to show side by side. Grounding counts an empty answer and one mostly copied
+from the input (smelt.eval.copied_answers) as ungrounded: a program that repeats its input invents nothing, yet it
+is no grounded answer.
 
 A record's language is its own ``language`` field, else that of its inputs by the one rule of
 ``smelt.eval.language``. A value the records or summaries lack leaves its axis out, with the reason.
@@ -11,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from smelt.eval.copied_answers import COPIED_SHARE, LONGER_THAN_REFERENCE, repeats_input
 from smelt.eval.language import LANGUAGES, inputs_language
 from smelt.eval.metrics import exact_match, fact
 from smelt.eval.reports.run_records import Program
+from smelt.programs.text import is_blank
 
 EXAMPLES = 10  # example answers shown side by side
 
@@ -73,7 +77,19 @@ def _fact_mean(records: list[dict]) -> float | None:
     values = [_record_fact(r) for r in records]
     if records and all(v is not None for v in values):
         return _mean(values)
-    return _mean([fact(str(r.get("prediction") or ""), r["gold"]) for r in records if isinstance(r.get("gold"), str)])
+    return _mean([0.0 if r.get("malformed") else fact(str(r.get("prediction") or ""), r["gold"])
+                  for r in records if isinstance(r.get("gold"), str)])
+
+
+def grounded_share(records: list[dict]) -> float | None:
+    """The share of records whose answer is grounded evidence: not blank, no invented fact, not a copy of the
+    inputs (smelt.eval.copied_answers); None when no record was checked for invented facts."""
+    checked = [r for r in records if isinstance(r.get("invented"), list)]
+    if not checked:
+        return None
+    grounded = [r for r in checked if not r["invented"] and not is_blank(str(r.get("prediction") or ""))
+                and not repeats_input(r.get("prediction"), r.get("inputs") or {}, r.get("gold"))]
+    return len(grounded) / len(checked)
 
 
 def _measured(records: list[dict], key: str) -> float | None:
@@ -122,20 +138,23 @@ def radar_values(programs: list[Program], metric: str = "score") -> Radar:
 
     ems = []
     for p in programs:
-        pairs = [(r.get("prediction"), r.get("gold")) for r in p.records if isinstance(r.get("gold"), str)]
-        ems.append(_mean([exact_match(str(pred or ""), gold) for pred, gold in pairs]) if pairs else None)
+        pairs = [(r.get("prediction"), r.get("gold"), r.get("malformed")) for r in p.records
+                 if isinstance(r.get("gold"), str)]
+        ems.append(_mean([0.0 if bad else exact_match(str(pred or ""), gold) for pred, gold, bad in pairs])
+                   if pairs else None)
     candidates.append(("exact match", ems, "exact match: share of answers equal to the reference after normalisation "
-                       "(smelt.eval.metrics.exact_match)", lambda v: f"{v:.3f}"))
+                       "(smelt.eval.metrics.exact_match); a malformed answer scores 0", lambda v: f"{v:.3f}"))
 
     facts = [_fact_mean(p.records) for p in programs]
-    candidates.append(("fact", facts, "fact: the mean fact score of the answers (0–1)", lambda v: f"{v:.3f}"))
+    candidates.append(("fact", facts, "fact: the mean fact score of the answers (0–1; a malformed answer scores 0)",
+                       lambda v: f"{v:.3f}"))
 
-    grounding = []
-    for p in programs:
-        marked = [r for r in p.records if "invented" in r]
-        grounding.append(1 - sum(bool(r.get("invented")) for r in marked) / len(marked) if marked else None)
-    candidates.append(("grounding", grounding, "grounding: 1 − the share of answers with invented content "
-                       "(a non-empty \"invented\" list)", lambda v: f"{v:.3f}"))
+    grounding = [grounded_share(p.records) for p in programs]
+    candidates.append(("grounding", grounding, "grounding: the share of answers that state no fact their source "
+                       "lacks (an empty \"invented\" list) and are an answer of their own: an empty answer, or one "
+                       f"mostly copied from the input (≥ {COPIED_SHARE:.0%} of it verbatim from an input, at least "
+                       f"{LONGER_THAN_REFERENCE:g}× the reference's length), is no evidence of grounding and counts "
+                       "against it", lambda v: f"{v:.3f}"))
 
     latencies = [_latency(p) for p in programs]
     fastest = min([v for v in latencies if v is not None], default=None)

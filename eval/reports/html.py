@@ -25,7 +25,7 @@ from pathlib import Path
 from smelt.eval.language import JAPANESE_SHARE, LANGUAGES
 from smelt.eval.reports import plots
 from smelt.eval.reports.chart_data import as_number, language_scores, pick_examples, radar_values
-from smelt.eval.reports.run_records import Report, program_parts, run_report
+from smelt.eval.reports.run_records import Report, instructions_sent, program_parts, run_report
 from smelt.eval.reports.tables import comparison_rows
 from smelt.files import write_text
 from smelt.log import to_stderr
@@ -141,6 +141,12 @@ def _inputs_html(inputs) -> str:
     return "".join(parts)
 
 
+def _inputs_heading(rows: list[dict]) -> str:
+    """The inputs column's heading: the task's one input field (notice, inquiry), else "inputs"."""
+    names = list(dict.fromkeys(name for row in rows if isinstance(row["inputs"], dict) for name in row["inputs"]))
+    return names[0] if len(names) == 1 else "inputs"
+
+
 def _examples_html(report: Report) -> str:
     programs = [p for p in report.programs if p.records]
     rows = pick_examples(programs)
@@ -150,7 +156,7 @@ def _examples_html(report: Report) -> str:
     width = round((100 - 4 - question) / (len(programs) + 1), 1)  # the gold and each program's answer
     head = (f"<table class='ex'><colgroup><col style='width:4%'><col style='width:{question}%'>"
             + "".join(f"<col style='width:{width}%'>" for _ in range(len(programs) + 1)) + "</colgroup>"
-            "<tr><th>#</th><th>question</th><th>gold</th>"
+            f"<tr><th>#</th><th>{_e(_inputs_heading(rows))}</th><th>gold</th>"
             + "".join(f"<th>{_e(p.label)}</th>" for p in programs) + "</tr>")
     out = [head]
     for n, row in enumerate(rows, 1):
@@ -183,12 +189,18 @@ def _programs_html(report: Report) -> str:
     out = []
     for heading, path in report.program_files:
         parts = program_parts(path)
+        sent = instructions_sent(path.parent)
         out.append(f"<h3>{_e(heading)}</h3><p class='sub'>{_e(path)}</p>")
+        if not sent:
+            out.append("<p class='note'>Its prompt carries no instructions: the student learned the task in its LoRA "
+                       "adapter, and its lean prompt leaves DSPy's system message (field list and the task's "
+                       "instructions) out (distill --student-instructions keeps it).</p>")
         if not parts:
             out.append("<p class='note'>No predictor found in this file.</p>")
         for part in parts:
             out.append(f"<p><b>{_e(part['name'])}</b>: {len(part['demos'])} demo(s)</p>")
-            out.append(f"<pre>{_e(shorten(part['instructions'], 1500) or '(no instructions)')}</pre>")
+            if sent:
+                out.append(f"<pre>{_e(shorten(part['instructions'], 1500) or '(no instructions)')}</pre>")
             for d, demo in enumerate(part["demos"][:6], 1):
                 fields = "".join(f"<div><span class='field'>{_e(k)}:</span> {_e(shorten(v, 240))}</div>"
                                  for k, v in demo.items() if k != "augmented")

@@ -192,6 +192,13 @@ def run_report(run_dir: Path) -> Report:
     return report
 
 
+def instructions_sent(run_dir: Path) -> bool:
+    """Whether the program of ``run_dir`` is prompted with its instructions: a distilled student's lean prompt
+    leaves DSPy's system message, the task's instructions with it, out (its manifest says so)."""
+    program = (read_json(run_dir / "manifest.json").get("models") or {}).get("program")
+    return not (isinstance(program, dict) and program.get("instructions") is False)
+
+
 def program_parts(path: Path) -> list[dict]:
     """Each predictor of a DSPy JSON save: its name, instructions and demos."""
     state = read_json(path)

@@ -1,7 +1,12 @@
 """Side-by-side tables of evaluation summaries, for the terminal and for report.md.
 
 Under the score: the score of each language present (``by_language``: "score, Japanese", "score, English"),
-then the task's extra scores; then the share of answers with an invented fact (``invented_rate``).
+then the task's extra scores; then the share of answers with an invented fact (``invented_rate``) and, for a task
+declaring answer formats, the answers without theirs (``malformed``, each scored 0).
+
+A number not measured in this pass says so: tokens and latency copied from the run that computed a cached answer
+(``usage_reused``, smelt.eval.recorded_usage) are marked "reused", and the LM calls of a pass that found answers in
+DSPy's cache count those answers as "cached".
 """
 
 from smelt.eval.language import LANGUAGES
@@ -9,6 +14,7 @@ from smelt.eval.language import LANGUAGES
 _ROWS = [
     ("score", "score ({metric})", "{:.3f}"),
     ("invented_rate", "answers with invented facts", "{:.3f}"),
+    ("malformed", "malformed answers", "{:d}"),
     ("parse_failures", "parse failures", "{:d}"),
     ("errors", "errors", "{:d}"),
     ("judge_errors", "judge failures", "{:d}"),
@@ -23,6 +29,7 @@ _ROWS = [
     ("wall_s", "wall time (s)", "{:.1f}"),
 ]
 _ONLY_WHEN_NONZERO = {"judge_errors", "truncated"}  # rows most runs never need
+_USAGE_ROWS = {"latency_s_per_example", "prompt_tokens_per_example", "completion_tokens_per_example"}
 
 
 def _cell(summary: dict, key: str, fmt: str) -> str:
@@ -31,6 +38,12 @@ def _cell(summary: dict, key: str, fmt: str) -> str:
         return "-"
     if key == "score" and summary.get("examples"):
         return fmt.format(value) + f" (n={summary['examples']})"
+    reused, cached = summary.get("usage_reused") or 0, summary.get("cached_examples") or 0
+    if key in _USAGE_ROWS and reused:  # measured by an earlier run, not by this pass
+        fresh = (summary.get("examples") or 0) - cached
+        return fmt.format(value) + (" (reused)" if fresh <= 0 else f" ({reused} of {reused + fresh} reused)")
+    if key == "lm_calls" and cached:
+        return fmt.format(value) + f" ({cached} cached)"
     return fmt.format(value)
 
 

@@ -16,7 +16,6 @@ def train_adapter(student_spec, config, device, rows: list[dict], run_dir: Path,
     examples = [tokenize_sft(student.tokenizer, row["messages"], row["completion"]) for row in rows]
     estimate = estimate_resources(student.model, config, device,
                                   completion_tokens=max(len(e.completion_ids) for e in examples))
-    log(f"[smelt] {estimate.summary()}")
     check_fits(estimate)
     result = train_lora(student.model, student.tokenizer, examples, config, run_dir, resume=resume, log=log)
     return {"steps": result.steps, "examples": result.examples, "dropped": result.dropped,

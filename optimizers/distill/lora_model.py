@@ -82,14 +82,21 @@ def is_quantized(model) -> bool:
 
 
 def require_qlora(device: str) -> None:
-    """QLoRA needs a CUDA GPU and bitsandbytes; say so in one line otherwise."""
+    """QLoRA needs a CUDA GPU and a bitsandbytes that loads; say so in one line otherwise (before any weights load)."""
     if not device.startswith("cuda"):
         raise SmeltError(
             f"--qlora needs a CUDA GPU (4-bit bitsandbytes kernels), and the student is on {device}; "
             "drop --qlora to train in full precision"
         )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise SmeltError("--qlora needs the bitsandbytes package: pip install bitsandbytes")
+        raise SmeltError("--qlora needs the bitsandbytes package: pip install bitsandbytes (offline: bundle it on a "
+                         "machine with network access, or drop --qlora to train in full precision)")
+    try:
+        importlib.import_module("bitsandbytes")
+    except Exception as exc:  # noqa: BLE001 - a broken install fails in many ways (missing CUDA libraries, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SmeltError(f"--qlora: bitsandbytes is installed but does not load ({first[:200]}); reinstall it for "
+                         "this CUDA, or drop --qlora") from None
 
 
 def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str = "auto") -> LoadedModel:
@@ -111,16 +118,18 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     from smelt.lm import loading
-    from smelt.lm.embedded import ensure_embedded_model
+    from smelt.lm.devices import cuda_bf16_native
 
-    source = str(ensure_embedded_model()) if spec.kind == "embedded" else loading._resolve_hf_source(spec)
+    source = spec.weights_source()
+    # The 4-bit layers compute in bf16 where the GPU does natively, else in fp16 (QLoRA's choice on a T4 or V100).
+    compute = torch.bfloat16 if cuda_bf16_native(device) else torch.float16
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute,
     )
-    kwargs: dict[str, Any] = {"quantization_config": quantization, "dtype": torch.bfloat16, "device_map": {"": device}}
+    kwargs: dict[str, Any] = {"quantization_config": quantization, "dtype": compute, "device_map": {"": device}}
     if Path(source).is_dir():
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

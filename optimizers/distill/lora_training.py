@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smelt.errors import SmeltError
@@ -100,6 +100,7 @@ def train_lora(
 
     output_dir = Path(output_dir)
     device = next(model.parameters()).device
+    config = _native_precision(config, device, log)
     _check_precision(model, config, device)
 
     # 1. Data.
@@ -130,7 +131,7 @@ def train_lora(
         _set_checkpointing(model, True)
     with peft_quietly():
         peft_model = get_peft_model(model, peft_lora_config(config))
-    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    trainable = _fp32_master_weights(peft_model)
     log(
         f"[smelt] LoRA r={config.r} on {len(targets)} modules: {estimate.summary()}; "
         f"{len(examples)} examples, {total_steps} steps ({config.epochs} epochs x {steps_per_epoch}), "
@@ -152,7 +153,7 @@ def train_lora(
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / LOG_NAME
     truncate_log(log_path, progress.step)
-    compute = torch.autocast("cuda", dtype=torch.bfloat16) if config.bf16 else nullcontext()
+    compute = _compute_context(config, device)
     peft_model.train()
     bar = tqdm(total=total_steps, initial=progress.step, desc="LoRA", unit="step", disable=None, dynamic_ncols=True)
     try:
@@ -193,6 +194,17 @@ def train_lora(
     )
 
 
+def _native_precision(config: LoraTrainingConfig, device, log) -> LoraTrainingConfig:
+    """bf16 autocast only on a GPU that computes in bf16 natively: an older one (a T4, a V100) emulates it, slower
+    than fp32, so there the run trains in fp32 and says so."""
+    from smelt.lm.devices import cuda_bf16_native
+
+    if config.bf16 and device.type == "cuda" and not cuda_bf16_native(str(device)):
+        log(f"[smelt] {device} has no native bf16 (compute capability below 8.0): training in fp32")
+        return replace(config, bf16=False)
+    return config
+
+
 def _check_precision(model, config: LoraTrainingConfig, device) -> None:
     if config.qlora:
         require_qlora(str(device))
@@ -200,6 +212,26 @@ def _check_precision(model, config: LoraTrainingConfig, device) -> None:
             raise SmeltError("--qlora: the student has full-precision weights; load it with load_for_training()")
     if config.bf16 and device.type != "cuda":
         raise SmeltError(f"--bf16 needs a CUDA GPU; on {device.type} training runs in fp32 (drop --bf16)")
+
+
+def _compute_context(config: LoraTrainingConfig, device):
+    """Where the forward and backward passes compute: bf16 autocast (bf16 matrix products, fp32 reductions and
+    loss) with config.bf16, else the weights' own dtypes."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+
+
+def _fp32_master_weights(peft_model) -> list:
+    """The trainable (LoRA) parameters, in fp32 whatever the student's dtype: bf16 autocast computes with bf16
+    copies, while AdamW updates fp32 weights (updates of a few 1e-4 would round away in bf16)."""
+    import torch
+
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        if parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return trainable
 
 
 def _warmup_then_decay(optimizer, config: LoraTrainingConfig, total_steps: int):

@@ -1,0 +1,157 @@
+"""``bundle OUT_DIR``: everything smelt needs on an offline machine that has Python (and a CUDA PyTorch), in one folder.
+
+    OUT_DIR/
+      wheels/        smelt's wheel and its dependencies' for the target Python and platform; torch only with
+                     --with-torch (a GPU box brings its own CUDA build)
+      models/NAME/   the --model folders (the embedded model converted, a local transformers folder)
+      install.sh     pip install --no-index from wheels/, then the imports checked and `smelt tasks` run
+      SHA256SUMS     of the wheels, checked by install.sh first
+      MANIFEST.json  what is inside: the target, every wheel (name, version, sha256, size), the models
+      README.md      how to install and use it there
+
+The bundle is assembled in a hidden sibling folder and renamed into place at the end, so OUT_DIR is never half
+written; an existing, non-empty OUT_DIR is replaced only with --force. Which wheels, and how they are fetched:
+``bundle_wheels``; which model folders: ``bundle_models``; the two text files: ``bundle_files``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smelt.commands import bundle_wheels
+from smelt.commands.bundle_files import install_script, readme
+from smelt.commands.bundle_models import copy_model, find_models
+from smelt.errors import SmeltError
+from smelt.files import write_json, write_text
+
+SOURCE = Path(__file__).resolve().parents[1]  # the checkout smelt runs from (the repository root is the package)
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    out_dir: str
+    python_version: str | None = None  # None: this interpreter's
+    platform: str | None = None  # None: this machine's
+    with_torch: bool = False
+    models: tuple[str, ...] = field(default_factory=tuple)  # model specs: gemma-3-270m, hf:<folder>, a cached hub model
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BundleOutcome:
+    out_dir: Path
+    wheels: int
+    wheel_bytes: int
+    model_bytes: int
+    left_out: tuple[str, ...]  # packages resolved but not bundled (torch and what only it needs)
+
+    def describe(self) -> str:
+        models = f" + models {human_size(self.model_bytes)}" if self.model_bytes else ""
+        total = human_size(self.wheel_bytes + self.model_bytes)
+        return (f"bundle: {self.out_dir}: {self.wheels} wheels ({human_size(self.wheel_bytes)}){models} = {total}; "
+                f"install there with: bash {self.out_dir}/install.sh [PYTHON]")
+
+
+def make_bundle(options: BundleOptions, log=print) -> BundleOutcome:
+    """Build the bundle: check everything, then wheels, models and the text files into a hidden sibling of OUT_DIR,
+    renamed into place at the end."""
+    started = time.perf_counter()
+    target = bundle_wheels.Target(options.python_version, options.platform)
+    models = find_models(options.models)  # a wrong --model fails before anything is fetched
+    out = _check_out_dir(Path(options.out_dir).expanduser(), options.force)
+    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        wheels_dir = work / "wheels"
+        wheels_dir.mkdir(parents=True)
+        smelt_wheel = bundle_wheels.build_smelt_wheel(SOURCE, wheels_dir, log)
+        resolved = bundle_wheels.resolve(smelt_wheel, target, with_torch=options.with_torch, log=log)
+        kept = bundle_wheels.needed(resolved, target, with_torch=options.with_torch)
+        left_out = tuple(sorted(item.name for item in resolved if item not in kept))
+        if left_out:
+            log(f"[smelt] left out (the machine's PyTorch brings them): {', '.join(left_out)}")
+        bundle_wheels.download([item for item in kept if item.name != "smelt"], wheels_dir, target, log)
+        model_bytes = sum(copy_model(model, work / "models", log) for model in models)
+        wheels = _describe_wheels(wheels_dir)
+        _write_files(work, options, target, models, wheels, smelt_wheel, model_bytes, left_out)
+        _replace(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"[smelt] bundle written in {time.perf_counter() - started:.0f} s")
+    return BundleOutcome(out, len(wheels), sum(w["bytes"] for w in wheels), model_bytes, left_out)
+
+
+def _check_out_dir(out: Path, force: bool) -> Path:
+    """OUT_DIR may be new or empty; an existing non-empty one only with --force, and never a folder that holds the
+    current directory, the home folder or smelt's checkout."""
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise SmeltError(f"{out} is a file; give a folder for the bundle")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise SmeltError(f"{out} exists and is not empty; give a new folder, or pass --force to replace it")
+        for precious in (Path.cwd(), Path.home(), SOURCE):
+            if precious.resolve().is_relative_to(out):
+                raise SmeltError(f"--force would replace {out}, which holds {precious.resolve()}; give another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _describe_wheels(wheels_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted(wheels_dir.glob("*.whl")):
+        name, version = path.name.split("-")[:2]
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        rows.append({"file": path.name, "name": name, "version": version, "sha256": digest.hexdigest(),
+                     "bytes": path.stat().st_size})
+    return rows
+
+
+def _write_files(work: Path, options: BundleOptions, target, models, wheels: list[dict], smelt_wheel: Path,
+                 model_bytes: int, left_out: tuple[str, ...]) -> None:
+    version = smelt_wheel.name.split("-")[1]
+    wheel_bytes = sum(w["bytes"] for w in wheels)
+    write_text(work / "SHA256SUMS", "".join(f"{w['sha256']}  {w['file']}\n" for w in wheels))
+    script = work / "install.sh"
+    write_text(script, install_script(python=target.python, version=version, with_torch=options.with_torch,
+                                      models=models))
+    script.chmod(0o755)
+    write_text(work / "README.md", readme(python=target.python, where=target.describe(), version=version,
+                                          with_torch=options.with_torch, models=models, wheels=len(wheels),
+                                          size=human_size(wheel_bytes + model_bytes)))
+    write_json(work / "MANIFEST.json", {
+        "smelt_bundle": 1,
+        "smelt_version": version,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "target": {"python_version": target.python, "platform": target.platform or "this machine's"},
+        "with_torch": options.with_torch,
+        "left_out": list(left_out),
+        "wheels": wheels,
+        "models": [{"spec": m.spec, "folder": f"models/{m.name}", "use_as": m.use_as()} for m in models],
+        "bytes": {"wheels": wheel_bytes, "models": model_bytes, "total": wheel_bytes + model_bytes},
+    })
+
+
+def _replace(work: Path, out: Path) -> None:
+    """Put the finished bundle at ``out``; an old one there (checked by _check_out_dir) goes only once it is done."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

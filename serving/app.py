@@ -1,0 +1,147 @@
+"""The FastAPI app of ``serve``: its routes, and the error replies they give.
+
+    GET  /                      the try-it page (page.html)
+    GET  /healthz               ok or draining, and what was served (requests, tokens, the engine's decode steps)
+    GET  /v1/program            the task and its fields, the program, the model, the run and its measured scores
+    POST /v1/predict            the task's inputs -> its outputs, latency, tokens (and passages, for rag_qa)
+    POST /v1/chat/completions   the served model itself, OpenAI-compatible (non-streaming)
+    GET  /v1/models             the one model served, as OpenAI lists models
+
+A mistake in a request is a 422 naming the field (FastAPI's ``detail`` list); a failed model call a 502 with one
+line; a request after SIGTERM a 503; one past --timeout a 504. The server stays up through all of them."""
+
+import time
+from collections.abc import Callable
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from smelt.serving.chat import ChatRequest, complete
+from smelt.serving.guards import BearerToken, BodyLimit
+from smelt.serving.loading import measured_scores, model_id, model_summary, program_summary
+from smelt.serving.prediction import RequestFailed, check_fields, predict
+from smelt.serving.request_log import RequestLog
+from smelt.serving.schema import input_fields, output_fields, request_model, response_model
+from smelt.serving.service import ServedProgram
+
+# The page runs its own inline script and calls only this server: nothing from elsewhere may load.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_ERROR_TYPES = {502: "model_error", 503: "unavailable", 504: "timeout"}
+
+Log = Callable[..., None]  # (route, status, started, **fields): one line of the request log, if any
+
+
+def create_app(served: ServedProgram, *, run_dir: str, token: str | None, max_request_bytes: int,
+               request_log: RequestLog | None = None) -> FastAPI:
+    """The app serving ``served``; ``token`` (if any) is required on every route but the page and /healthz."""
+    task = served.loaded.task
+    inputs_model = request_model(task)  # one class: the body of /v1/predict, and the fields /v1/program lists
+    app = FastAPI(title=f"smelt serve: {task.name}", description=task.description, docs_url=None, redoc_url=None)
+
+    def log(route: str, status: int, started: float, **fields) -> None:
+        if request_log is not None:
+            request_log.write(route, status, time.perf_counter() - started, **fields)
+
+    _add_error_replies(app, log)
+    _add_info_routes(app, served, run_dir, inputs_model)
+    _add_predict_route(app, served, inputs_model, log)
+    _add_chat_routes(app, served, log)
+    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
+    if token is not None:
+        app.add_middleware(BearerToken, token=token)  # added last: checked first, before a body is read
+    return app
+
+
+def _add_error_replies(app: FastAPI, log: Log) -> None:
+    @app.exception_handler(RequestFailed)
+    async def request_failed(request: Request, exc: RequestFailed):
+        if exc.status == 422:
+            return _validation_reply([{"type": "value_error", "loc": ["body", *([exc.field] if exc.field else [])],
+                                       "msg": exc.message}])
+        return JSONResponse({"error": {"message": exc.message, "type": _ERROR_TYPES.get(exc.status, "error")}},
+                            status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # Without the rejected "input": a missing field would echo the whole request back.
+        errors = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        log(request.url.path, 422, time.perf_counter(), error="; ".join(_describe(e) for e in errors))
+        return _validation_reply(errors)
+
+
+def _add_info_routes(app: FastAPI, served: ServedProgram, run_dir: str, inputs_model: type) -> None:
+    loaded, task = served.loaded, served.loaded.task
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page():
+        return HTMLResponse(resources.files("smelt.serving").joinpath("page.html").read_text(encoding="utf-8"),
+                            headers=PAGE_HEADERS)
+
+    @app.get("/healthz", summary="Whether the server takes requests, and what it has served")
+    def healthz():
+        return {"status": "draining" if served.draining else "ok", **served.stats()}
+
+    @app.get("/v1/program", summary="The task, the program, the model, the run and its measured scores")
+    def program():
+        return {"task": {"name": task.name, "description": task.description,
+                         "inputs": input_fields(task, inputs_model), "outputs": output_fields(task)},
+                "program": program_summary(loaded), "model": model_summary(loaded), "run_dir": run_dir,
+                "program_run": str(loaded.run_dir), "measured": measured_scores(loaded.run_dir),
+                "stats": served.stats()}
+
+
+def _add_predict_route(app: FastAPI, served: ServedProgram, inputs_model: type, log: Log) -> None:
+    loaded, task = served.loaded, served.loaded.task
+
+    @app.post("/v1/predict", response_model=response_model(task), summary=f"Answer with the {task.name} program",
+              responses={422: {"description": "an input missing, unknown, empty or of the wrong type"},
+                         502: {"description": "the model call failed"}, 503: {"description": "shutting down"},
+                         504: {"description": "no answer within --timeout"}})
+    async def predict_route(body: inputs_model):
+        started, inputs = time.perf_counter(), body.model_dump()
+        try:
+            check_fields(loaded, inputs)
+            result = await served.call(lambda: predict(loaded, inputs))
+        except RequestFailed as exc:
+            log("/v1/predict", exc.status, started, inputs=inputs, error=exc.message)
+            raise
+        result["latency_s"] = round(time.perf_counter() - started, 4)
+        log("/v1/predict", 200, started, inputs=inputs, outputs=result["outputs"], usage=result["usage"])
+        return result
+
+
+def _add_chat_routes(app: FastAPI, served: ServedProgram, log: Log) -> None:
+    loaded, served_model = served.loaded, model_id(served.loaded)
+
+    @app.post("/v1/chat/completions", summary="The served model itself, as OpenAI's chat completions API")
+    async def chat_route(body: ChatRequest):
+        started = time.perf_counter()
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        try:
+            result = await served.call(lambda: complete(loaded, body, served_model))
+        except RequestFailed as exc:
+            log("/v1/chat/completions", exc.status, started, messages=messages, error=exc.message)
+            raise
+        log("/v1/chat/completions", 200, started, messages=messages,
+            output=result["choices"][0]["message"]["content"], usage=result["usage"])
+        return result
+
+    @app.get("/v1/models", summary="The model served, as OpenAI lists models")
+    def models():
+        return {"object": "list", "data": [{"id": served_model, "object": "model", "created": 0, "owned_by": "smelt"}]}
+
+
+def _validation_reply(errors: list[dict]) -> JSONResponse:
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"][1:]) or "body"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,78 @@
+"""The run ``serve`` answers with: loaded the way ``run`` loads it (``smelt.commands.common.load_run``: a sweep is its
+best trial, the recorded API base is reused, program.json chooses no model), and what ``GET /v1/program`` says of
+it: the task, the program, the model, and the scores the run measured."""
+
+import json
+from pathlib import Path
+
+from smelt.commands.common import LoadedRun, load_run
+from smelt.errors import SmeltError
+from smelt.lifecycle import read_manifest
+from smelt.lifecycle.recorded_task import is_python_task
+
+OPTION = "serve"  # how a run directory is named in load_run's messages: "serve runs/x: an eval run, ..."
+
+
+def load_served_run(run_dir: str, *, task: str | None, lm: str | None, device: str, api_base: str | None,
+                    log) -> LoadedRun:
+    """The run's program on its model (or ``lm``). DSPy's response cache is off: a request's inputs are written
+    nowhere but the --log file, and every answer comes from the model."""
+    _check_task_is_data(run_dir, task)
+    return load_run(run_dir, task_name=task, option=OPTION, lm_spec=lm, device=device, api_base=api_base,
+                    cache=False, command="serve", log=log)
+
+
+def _check_task_is_data(run_dir: str, task: str | None) -> None:
+    """A run whose task is Python code is served only when the user names that task (--task), as ``run`` does;
+    said here with the ``serve`` command line that works."""
+    if task is not None:
+        return
+    path, manifest = Path(run_dir), read_manifest(run_dir, OPTION)
+    if manifest.get("command") == "sweep" and (path / "best" / "manifest.json").is_file():
+        manifest = read_manifest(path / "best")
+    source = manifest.get("task_source") or manifest.get("task")
+    if isinstance(source, str) and is_python_task(source):
+        raise SmeltError(f"{run_dir}: its task is Python code ({source}), which a run directory never runs by "
+                         f"itself; name it to serve it: python cli.py serve {run_dir} --task {source}")
+
+
+def program_summary(loaded: LoadedRun) -> dict:
+    """What the program is: its command, options, and each predictor's instructions and number of demos."""
+    predictors = [{"name": name, "instructions": predictor.signature.instructions, "demos": len(predictor.demos)}
+                  for name, predictor in loaded.program.named_predictors()]
+    manifest = loaded.manifest
+    return {"command": manifest.get("command"), "optimizer": manifest.get("optimizer"),
+            "program_options": manifest.get("program_options") or {}, "predictors": predictors}
+
+
+def model_summary(loaded: LoadedRun) -> dict:
+    """The model answering (as a manifest records it: spec, device, adapter; never a key) and its id for
+    ``/v1/chat/completions``."""
+    return {"id": model_id(loaded), **loaded.lm.describe()}
+
+
+def model_id(loaded: LoadedRun) -> str:
+    """The served model's name in OpenAI-compatible replies: the DSPy model name, which carries the dtype and an
+    adapter's digest for an in-process model (``gemma-3-270m@float32+lora-…``)."""
+    return loaded.lm.lm.model.removeprefix("smelt/")
+
+
+def measured_scores(run_dir: Path) -> dict:
+    """The scores the run measured (summary.json): the metric, and {column: {split: score}} for each column the
+    command wrote (baseline and compiled; teacher, student and distilled; a sweep's best and default). Empty for a
+    run that has not finished."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict):
+        return {}
+    columns = {}
+    for label, splits in summary.items():
+        if not isinstance(splits, dict):
+            continue
+        scores = {split: values["score"] for split, values in splits.items()
+                  if isinstance(values, dict) and isinstance(values.get("score"), int | float)}
+        if scores:
+            columns[label] = scores
+    return {"metric": summary.get("metric"), "scores": columns} if columns else {}

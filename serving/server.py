@@ -1,0 +1,70 @@
+"""``serve``: check the options, bind the port, load the run, then answer HTTP requests (uvicorn) until SIGTERM or
+Ctrl-C, after which new requests are refused and those in flight finish."""
+
+import uvicorn
+
+from smelt.commands.common import configure_dspy
+from smelt.redaction import register_secret
+from smelt.serving.app import create_app
+from smelt.serving.loading import load_served_run
+from smelt.serving.options import ServeOptions, bind_socket
+from smelt.serving.request_log import RequestLog
+from smelt.serving.service import ServedProgram
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the program to refuse new requests the moment a stop signal arrives, saying where
+    it listens once it does, and ending ``serve`` normally after a graceful stop (uvicorn would raise the signal
+    again once done, killing the process)."""
+
+    def __init__(self, config: uvicorn.Config, served: ServedProgram, ready_line: str, log):
+        super().__init__(config)
+        self.served, self.ready_line, self.say = served, ready_line, log
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.say(self.ready_line)
+
+    def handle_exit(self, sig, frame) -> None:
+        self.served.stop_accepting()
+        if not self.should_exit:
+            self.say("[smelt] stopping: finishing the requests in flight, refusing new ones (again to force)")
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+
+def serve(options: ServeOptions, log) -> dict:
+    """Serve the run until stopped; returns what was served (``ServedProgram.stats``)."""
+    token = options.token()  # before anything loads: a non-loopback --host needs one
+    if token:
+        register_secret(token)  # never printed or logged, wherever it might appear
+    request_log = RequestLog(options.log) if options.log else None
+    sock = bind_socket(options.host, options.port)
+    port = sock.getsockname()[1]
+    configure_dspy(threads=options.threads)
+    loaded = load_served_run(options.run_dir, task=options.task, lm=options.lm, device=options.device,
+                             api_base=options.api_base, log=log)
+    served = ServedProgram(loaded, threads=options.threads, timeout=options.timeout)
+    app = create_app(served, run_dir=options.run_dir, token=token, max_request_bytes=options.max_request_bytes,
+                     request_log=request_log)
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    ready = (f"[smelt] serving {loaded.task.name} ({loaded.run_dir}) with {loaded.lm.spec.raw} on "
+             f"http://{host}:{port}/ (the try-it page; API: /v1/predict, /v1/chat/completions, /openapi.json)"
+             + ("; bearer token required" if token else ""))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=int(options.timeout) + 10)
+    server = _Server(config, served, ready, log)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        served.stop_accepting()
+        served.close()
+        if request_log is not None:
+            request_log.close()
+        sock.close()
+    stats = served.stats()
+    log(f"[smelt] stopped: {stats['answered']} requests answered, {stats['failed']} failed")
+    return stats

@@ -1,0 +1,106 @@
+"""A real OpenAI-compatible server for the tests: ``transformers serve`` on the embedded model's weights (the folder
+smelt converts them into), behind a small counting proxy that records how many requests were in flight at once."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class InFlightProxy:
+    """A TCP relay in front of a server: ``most_in_flight`` is the most requests sent and not yet answered at one
+    moment (a connection is busy from its request's first byte to its reply's first byte)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = 0
+        self.most_in_flight = 0
+        self._busy: set[int] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, asking: bool) -> None:
+        key = id(source if asking else sink)
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if asking and key not in self._busy:
+                        self._busy.add(key)
+                        self.requests += 1
+                        self.most_in_flight = max(self.most_in_flight, len(self._busy))
+                    elif not asking:
+                        self._busy.discard(key)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class TransformersServer:
+    """``transformers serve FOLDER --continuous-batching`` on a free port; ``url`` is its /v1 base, reached through
+    an ``InFlightProxy``; ``model`` the name it serves (the folder)."""
+
+    def __init__(self, folder: Path, log: Path):
+        self.model = str(folder)
+        self.port = free_port()
+        executable = Path(sys.executable).with_name("transformers")
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [str(executable), "serve", self.model, "--port", str(self.port), "--host", "127.0.0.1",
+             "--continuous-batching"],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        self._wait_until_up(log)
+        self.proxy = InFlightProxy(self.port)
+        self.url = f"http://127.0.0.1:{self.proxy.port}/v1"
+
+    def _wait_until_up(self, log: Path, timeout_s: float = 240) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/v1/models", timeout=2)
+                return
+            except httpx.HTTPError:
+                time.sleep(1)
+        raise RuntimeError(f"transformers serve did not start in {timeout_s} s: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proxy.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
