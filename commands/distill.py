@@ -186,6 +186,10 @@ def _setup(options: DistillOptions, log) -> _Setup:
     if "r" in lora and "alpha" not in lora:
         lora["alpha"] = 2.0 * lora["r"]
     config = LoraTrainingConfig(**{**asdict(default_config(device)), "seed": options.seed, **lora})
+    if config.qlora:  # refused in one line now, not after the teacher has answered the train set
+        from smelt.optimizers.distill.lora_model import require_qlora
+
+        require_qlora(device)
     check_model_options(None, options.judge, options.metric, options.device, task)
     configure_dspy(options.threads)
     splits = load_task_data(task, options.data, options.seed)
