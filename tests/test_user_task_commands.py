@@ -5,12 +5,11 @@ its task), and a ``path.py:task`` task, which a run never imports by itself: eve
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.test_user_tasks import INQUIRIES, PYTHON_TASK
+from tests.test_user_tasks import INQUIRIES, PYTHON_TASK, route_toml
 
 CLI = Path(__file__).resolve().parents[1] / "cli.py"
 TINY_LORA = ["--epochs", "1", "--batch-size", "2", "--lora-r", "4", "--threads", "2", "--latency-sample", "0"]
@@ -58,21 +57,7 @@ def user_folder(tmp_path_factory) -> Path:
 def test_a_task_file_goes_through_every_command_by_the_short_forms(user_folder):
     folder = user_folder / "toml"
     folder.mkdir()
-    (folder / "route.toml").write_text(textwrap.dedent('''
-        name = "toml_router"
-        description = "Route an inquiry."
-        signature = "inquiry -> department"
-        instructions = "Name the department that handles the inquiry: roads or taxes."
-        max_tokens = 6
-
-        [fields.department]
-        labels = ["roads", "taxes"]
-
-        [data]
-        train = "../train.jsonl"
-        dev = "../dev.jsonl"
-        test = "../test.jsonl"
-    '''), encoding="utf-8")
+    (folder / "route.toml").write_text(route_toml(".."), encoding="utf-8")
     ok(smelt(folder, "compile", "route.toml", "--optimizer", "labeled", "--threads", "2", "--latency-sample", "0"))
     compiled = only_run(folder, "compile")
 

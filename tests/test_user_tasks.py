@@ -55,6 +55,26 @@ task = Task(name="my_router", description="Route an inquiry.", signature=Route, 
 '''
 
 
+def route_toml(data_folder: str) -> str:
+    """A task file routing an inquiry to roads or taxes, its splits in ``data_folder`` (absolute or relative)."""
+    return textwrap.dedent(f'''
+        name = "toml_router"
+        description = "Route an inquiry."
+        signature = "inquiry -> department"
+        instructions = "Name the department that handles the inquiry: roads or taxes."
+        max_tokens = 6
+
+        [fields.department]
+        desc = "the department"
+        labels = ["roads", "taxes"]
+
+        [data]
+        train = "{data_folder}/train.jsonl"
+        dev = "{data_folder}/dev.jsonl"
+        test = "{data_folder}/test.jsonl"
+    ''')
+
+
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("user-data")
@@ -105,22 +125,7 @@ def test_a_python_task_outside_the_checkout_compiles_end_to_end(tmp_path, data_f
 
 def test_a_toml_task_compiles_end_to_end(tmp_path, data_files):
     task_file = tmp_path / "route.toml"
-    task_file.write_text(textwrap.dedent(f'''
-        name = "toml_router"
-        description = "Route an inquiry."
-        signature = "inquiry -> department"
-        instructions = "Name the department that handles the inquiry: roads or taxes."
-        max_tokens = 6
-
-        [fields.department]
-        desc = "the department"
-        labels = ["roads", "taxes"]
-
-        [data]
-        train = "{data_files / 'train.jsonl'}"
-        dev = "{data_files / 'dev.jsonl'}"
-        test = "{data_files / 'test.jsonl'}"
-    '''), encoding="utf-8")
+    task_file.write_text(route_toml(str(data_files)), encoding="utf-8")
     outcome = _compile(str(task_file), tmp_path / "runs", DataOptions(max_test=1), predictor="predict")
 
     assert outcome.run_dir.parent.name == "toml_router"
