@@ -6,7 +6,8 @@
 
 TASK is a shipped task (`cli.py tasks`), path/to/my_task.py:task, package.module:task, or a task file (.toml).
 
-This file only parses options and prints; every command is a function in smelt.commands.
+This file only parses options and prints; every command is a function in smelt.commands (serve and bundle are
+declared in cli_deploy.py).
 Heavy libraries are imported inside the commands so that --help answers at once.
 """
 
@@ -15,7 +16,8 @@ import sys
 
 import click
 
-from smelt.cli_options import LM_HELP, given_options, lora_default, run_fields, run_options
+from smelt.cli_deploy import bundle_command, serve_command
+from smelt.cli_options import LM_HELP, echo, given_options, log, lora_default, run_fields, run_options
 from smelt.optimizers.prompt import OPTIMIZERS, optimizers_help  # a table: no DSPy until an optimizer runs
 
 
@@ -25,13 +27,6 @@ def _fail(message: str) -> None:
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())  # a library's own newlines
     click.echo(f"error: {redact_text(one_line)}", err=True)
     _exit(2)
-
-
-def _echo(message: str, err: bool = False) -> None:
-    """Print a line with no password or registered secret in it (``smelt.redaction``)."""
-    from smelt.redaction import redact_text
-
-    click.echo(redact_text(message), err=err)
 
 
 def _exit(status: int) -> None:
@@ -91,14 +86,10 @@ def _fail_keeping_the_run(exc) -> None:
                                    if hint else ""))
 
 
-def _log(message: str) -> None:
-    _echo(message, err=True)
-
-
 def _print_outcome(outcome) -> None:
     """A command's table, then its run directory (smelt.lifecycle.RunOutcome)."""
-    _echo(outcome.table)
-    _echo(f"\nrun directory: {outcome.run_dir}")
+    echo(outcome.table)
+    echo(f"\nrun directory: {outcome.run_dir}")
 
 
 @click.group(cls=SmeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,7 +148,7 @@ def compile(task, **kwargs):
     task = task or recorded_task(kwargs["resume"])
     program_options = parse_option_pairs(get_task(task), pairs)
     options = CompileOptions(task=task, program_options=program_options, **shared, **kwargs)
-    _print_outcome(run_compile(options, log=_log, given=given))
+    _print_outcome(run_compile(options, log=log, given=given))
 
 
 @cli.command()
@@ -221,7 +212,7 @@ def distill(task, **kwargs):
               "MODEL`")
     program_options = parse_option_pairs(get_task(task), pairs) if pairs else {}
     options = DistillOptions(task=task, lora=lora, program_options=program_options, **shared, **kwargs)
-    _print_outcome(run_distill(options, log=_log, given=given))
+    _print_outcome(run_distill(options, log=log, given=given))
 
 
 @cli.command()
@@ -276,7 +267,7 @@ def sweep(task, show_space, **kwargs):
         options.check()
         click.echo(space_for(options).describe())
         return
-    _print_outcome(run_sweep(options, log=_log, given=given))
+    _print_outcome(run_sweep(options, log=log, given=given))
 
 
 @cli.command("eval")
@@ -297,7 +288,7 @@ def eval_command(task, **kwargs):
 
     given = given_options()
     options = EvalOptions(task=task, **run_fields(kwargs), **kwargs)
-    _print_outcome(run_eval(options, log=_log, given=given))
+    _print_outcome(run_eval(options, log=log, given=given))
 
 
 @cli.command("run")
@@ -320,41 +311,9 @@ def run_command(task, program, input_pairs, document, question, lm, device, api_
 
     pairs = [*input_pairs, *([f"document=@{document}"] if document else []),
              *([f"question={question}"] if question else [])]
-    outputs = answer(program, parse_inputs(pairs), task=task, lm=lm, device=device, api_base=api_base, log=_log)
+    outputs = answer(program, parse_inputs(pairs), task=task, lm=lm, device=device, api_base=api_base, log=log)
     for name, value in outputs.items():
-        _echo(value if len(outputs) == 1 else f"{name}: {value}")
-
-
-@cli.command("serve")
-@click.argument("run_dir", type=click.Path())
-@click.option("--task", help="the run's TASK, as elsewhere; required when it is Python code (path.py:task), which a "
-                             "run directory never runs by itself; otherwise it makes sure the run is of that task")
-@click.option("--lm", help="answer with another model. " + LM_HELP)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
-@click.option("--api-base", help="server URL for LiteLLM models (default: the one the run recorded)")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="the address to listen on; any other than this machine's loopback needs --token-env")
-@click.option("--port", default=8000, show_default=True, help="the port to listen on (0: any free one, printed)")
-@click.option("--threads", default=8, show_default=True,
-              help="predictions running at once: concurrent requests reach the model together and are batched")
-@click.option("--token-env", metavar="NAME", help="require the bearer token held in the environment variable NAME "
-                                                  "(Authorization: Bearer ...); it is never printed or logged")
-@click.option("--max-request-bytes", default=1_000_000, show_default=True,
-              help="a larger request body is refused (413)")
-@click.option("--timeout", default=120.0, show_default=True,
-              help="seconds a request may wait for its answer, queueing included (then 504)")
-@click.option("--log", "log_file", type=click.Path(), help="append one JSON line per request to this file: inputs, "
-                                                           "outputs, latency, tokens (never a header or a token)")
-def serve_command(run_dir, log_file, **kwargs):
-    """Serve a finished run's program over HTTP until Ctrl-C or SIGTERM (in-flight requests finish first).
-
-    RUN_DIR: a compile or distill run directory, or a sweep's (its best trial). Open http://HOST:PORT/ to try it;
-    POST /v1/predict takes the task's input fields as JSON; /v1/chat/completions is the model itself, as OpenAI's
-    API; /openapi.json describes every route."""
-    from smelt.serving.options import ServeOptions
-    from smelt.serving.server import serve
-
-    serve(ServeOptions(run_dir=run_dir, log=log_file, **kwargs), log=_log)
+        echo(value if len(outputs) == 1 else f"{name}: {value}")
 
 
 @cli.command("report")
@@ -401,34 +360,8 @@ def models():
         click.echo(f"{row['spec']:<{width}}  {row['target']:<34}  {status}")
 
 
-@cli.command("bundle")
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--python-version", metavar="X.Y",
-              help="the offline machine's Python, as pip download takes it, e.g. 3.12 (default: this interpreter's)")
-@click.option("--platform", "platform_tag", metavar="TAG",
-              help="the offline machine's wheel platform tag, as pip download takes it, e.g. manylinux_2_28_x86_64 "
-                   "(Linux x86-64 with glibc 2.28 or newer) or manylinux_2_28_aarch64 (default: this machine's)")
-@click.option("--with-torch", is_flag=True,
-              help="also bundle PyTorch, the version this interpreter runs (PyPI's Linux x86-64 build of it is the "
-                   "CUDA one: several GB). By default torch and the packages only it needs are left out: a GPU box "
-                   "brings its own CUDA build")
-@click.option("--model", "models", multiple=True, metavar="SPEC",
-              help="a model folder to bundle (repeatable): gemma-3-270m (the embedded model, converted: no conversion "
-                   "on the machine), hf:<local transformers folder>, or a hub model already in the local Hugging "
-                   "Face cache (hf:<hub id> or an alias such as llama-3.2-3b); nothing is downloaded")
-@click.option("--force", is_flag=True, help="replace OUT_DIR if it exists and is not empty")
-def bundle_command(out_dir, python_version, platform_tag, with_torch, models, force):
-    """Pack smelt for an offline machine into OUT_DIR: the wheels of smelt and its dependencies for the target Python
-    and platform, the --model folders, and install.sh (pip install --no-index from the bundle, then it checks the
-    imports and runs `smelt tasks`). Prints the bundle's size.
-
-    Versions are those this interpreter runs (what was tested here). Run it from smelt's checkout, on a machine
-    that reaches the package index."""
-    from smelt.commands.bundle import BundleOptions, make_bundle
-
-    options = BundleOptions(out_dir=out_dir, python_version=python_version, platform=platform_tag,
-                            with_torch=with_torch, models=tuple(models), force=force)
-    _echo(make_bundle(options, log=_log).describe())
+cli.add_command(serve_command)  # declared in cli_deploy.py; --help lists commands by name
+cli.add_command(bundle_command)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,28 @@
-"""The options several commands share (model specs, metric and judge, data, seeds, where runs go), and what the
-command line typed, for --resume to compare with the run's recorded options. cli.py declares each command."""
+"""The options several commands share (model specs, metric and judge, data, seeds, where runs go), what the
+command line typed, for --resume to compare with the run's recorded options, and the redacted printing every
+command uses. cli.py (and cli_deploy.py) declare each command."""
 
 import click
 
 from smelt.lm.backends import lm_help
+from smelt.optimizers.distill.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
+from smelt.programs.metric_names import metrics_help  # a table of names and help: no model, no DSPy
+from smelt.redaction import redact_text
 
 LM_HELP = lm_help()
 
 
+def echo(message: str, err: bool = False) -> None:
+    """Print a line with no password or registered secret in it (``smelt.redaction``)."""
+    click.echo(redact_text(message), err=err)
+
+
+def log(message: str) -> None:
+    echo(message, err=True)
+
+
 def lora_default(name: str) -> str:
     """'default X' for a LoRA option, with the CUDA value where it differs from the CPU one."""
-    from smelt.optimizers.distill.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
-
     cpu = getattr(LoraTrainingConfig, name)
     cuda = CUDA_DEFAULTS.get(name, cpu)
     text = lambda value: ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"  # noqa: E731
@@ -23,15 +34,13 @@ METRIC_HELP = "Default: judge when --judge is given, else the task's metric"
 
 def _check_metric_name(ctx, param, value):
     """--metric's form, checked before anything loads (whether a judge is needed is the command's to check)."""
-    from smelt.eval.judge import metric_name
+    from smelt.eval.judge import metric_name  # lazy: eval.judge pulls DSPy, and `compile --help` must not
 
     return value and metric_name(value, has_judge=True)
 
 
 def run_options(metric_help: str = METRIC_HELP):
     """The options every scoring command shares (smelt.commands.common.RunOptions), data options last."""
-    from smelt.programs.metric_names import metrics_help  # a table of names and help: no model, no DSPy
-
     options = [
         click.option("--metric", metavar="NAME[+grounded]", callback=_check_metric_name,
                      help=f"{metrics_help()}. {metric_help}"),
@@ -76,7 +85,7 @@ def run_options(metric_help: str = METRIC_HELP):
 
 def run_fields(kwargs) -> dict:
     """Pops the shared options out of kwargs as RunOptions fields."""
-    from smelt.commands.common import DataOptions
+    from smelt.commands.common import DataOptions  # lazy: commands.common pulls DSPy, and --help must not
 
     data = DataOptions(
         data=kwargs.pop("data"), train=kwargs.pop("train_file"), dev=kwargs.pop("dev_file"),

@@ -4,9 +4,11 @@ import sys
 from pathlib import Path
 
 from smelt.commands.common import configure_dspy, load_run
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, describe_exception
 from smelt.lifecycle import read_manifest
+from smelt.lifecycle.recorded_task import task_of_run
 from smelt.programs.text import is_blank
+from smelt.redaction import redact_text
 
 
 def read_input_value(name: str, value: str) -> str:
@@ -65,8 +67,6 @@ def check_inputs(task, inputs: dict[str, str]) -> None:
 def _recorded_task(program_run: str, task: str | None):
     """The task of a run that holds a program (a sweep's best trial for a sweep), read from its manifest without
     loading a model; None where ``load_run`` has a better thing to say (an eval run, no best trial, a bad run)."""
-    from smelt.lifecycle.recorded_task import task_of_run
-
     run_dir = Path(program_run)
     manifest = read_manifest(run_dir, "--program")
     if manifest.get("command") == "sweep":
@@ -109,9 +109,6 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
 def model_call_failed(spec: str, exc: Exception) -> str:
     """One line for a failed model call: the error's type and first 300 characters, and the one it was raised from
     (no password), and what to check."""
-    from smelt.errors import describe_exception
-    from smelt.redaction import redact_text
-
     detail = " ".join(redact_text(describe_exception(exc)).split())
     return (f"the call to {spec} failed: {detail}; check the model spec, --api-base, the API key and that the server "
             "is up")

@@ -6,10 +6,22 @@ from pathlib import Path
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.eval.judge import metric_name, resolve_metric
+from smelt.eval.jury import judge_specs, load_criteria
 from smelt.files import write_json
 from smelt.lifecycle import read_manifest
+from smelt.lifecycle.recorded_task import task_of_run
+from smelt.lm import lm_for_spec
+from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
+from smelt.lm.devices import resolve_device
+from smelt.lm.specs import parse_spec
+from smelt.lm.truncation import install_truncation_filter
 from smelt.log import to_stderr
+from smelt.programs.datasets import load_splits
+from smelt.programs.field_mapping import parse_field_mapping
+from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import Task
+from smelt.redaction import REDACTED, redact
 
 
 @dataclass
@@ -51,9 +63,6 @@ class RunOptions:
 
 def load_task_data(task: Task, options: DataOptions, seed: int):
     """The task's train/dev/test Examples (shipped data unless files are given), cut to any --max-* limits."""
-    from smelt.programs.datasets import load_splits
-    from smelt.programs.field_mapping import parse_field_mapping
-
     if options.data or options.train or options.dev or options.test:
         splits = load_splits(
             data=options.data, train=options.train, dev=options.dev, test=options.test,
@@ -74,13 +83,8 @@ def load_task_data(task: Task, options: DataOptions, seed: int):
 
 def check_model_options(lm: str | None, judge: str | None, metric: str | None, device: str, task=None) -> None:
     """Fail on a bad --lm/--judge/--metric/--device in a moment, before data or weights are loaded."""
-    from smelt.eval.judge import metric_name
-    from smelt.lm.devices import resolve_device
-    from smelt.lm.specs import parse_spec
-
     if lm:
         parse_spec(lm, "--lm")
-    from smelt.eval.jury import judge_specs
 
     for spec in judge_specs(judge):
         parse_spec(spec, "--judge")
@@ -91,9 +95,6 @@ def check_model_options(lm: str | None, judge: str | None, metric: str | None, d
 def load_judge(options: RunOptions, spec: str | None = None, *, api_bases: list[str | None] | None = None):
     """The judge models of --judge (or ``spec``): one ResolvedLM, a list of them for a jury, or None. Each judge
     is called on --api-base, or on its entry of ``api_bases`` (a run's recorded judges, ``recorded_judge``)."""
-    from smelt.eval.jury import judge_specs
-    from smelt.lm import lm_for_spec
-
     specs = judge_specs(spec or options.judge)
     bases = api_bases if api_bases is not None else [options.api_base] * len(specs)
     judges = [lm_for_spec(one, option="--judge", device=options.device, api_base=base, cache=options.cache)
@@ -117,10 +118,6 @@ def run_api_base(spec: str | None, given: str | None, recorded: str | None, *, r
     recorded, never silently the provider's public API. ``log`` hears which, in one line (no password). A
     recorded URL whose password was redacted is reused only with ``$SMELT_API_KEY`` (the key it then sends);
     otherwise --api-base must be given again. In-process models have none: None, and nothing is said."""
-    from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
-    from smelt.lm.specs import parse_spec
-    from smelt.redaction import REDACTED, redact
-
     if not isinstance(spec, str) or parse_spec(spec, f"the run's {role}").in_process:
         return given
     if given:
@@ -158,9 +155,6 @@ def describe_judge(judge) -> dict:
 
 def scoring_metric(options: RunOptions, task, judge, name: str | None = None):
     """--metric (or ``name``), --judge and --criteria into the task's metric."""
-    from smelt.eval.judge import resolve_metric
-    from smelt.eval.jury import load_criteria
-
     criteria = load_criteria(options.criteria) if options.criteria else None
     metric = resolve_metric(name or options.metric, task, judge, **({"criteria": criteria} if criteria else {}))
     if criteria and not hasattr(metric, "criteria") and not hasattr(getattr(metric, "base", None), "criteria"):
@@ -172,8 +166,6 @@ def scoring_metric(options: RunOptions, task, judge, name: str | None = None):
 def configure_dspy(threads: int) -> None:
     """Global DSPy settings for a command: failures are recorded per example, never fatal; DSPy's per-answer
     "LM response was truncated" warnings are counted (and reported once per evaluation), not printed."""
-    from smelt.lm.truncation import install_truncation_filter
-
     dspy.configure(max_errors=10**9, num_threads=threads)
     install_truncation_filter()
 
@@ -208,10 +200,6 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
     is loaded. Without it the run's own task is found again from its manifest, unless that task is Python code
     (``smelt.lifecycle.recorded_task``). Nothing in the run directory chooses a model: program.json's saved ``lm``
     is dropped (``log`` hears of it), and the model is the manifest's recorded spec or ``lm_spec``."""
-    from smelt.lifecycle.recorded_task import task_of_run
-    from smelt.lm import lm_for_spec
-    from smelt.programs.program_file import load_program_file
-
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, option)
     fallback = manifest  # where a model without a recorded API base finds the run's --api-base

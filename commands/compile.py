@@ -24,12 +24,14 @@ from smelt.errors import SmeltError
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.reports.tables import failure_examples, markdown_table, text_table
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
+from smelt.lm import lm_for_spec
 from smelt.optimizers.prompt import (
     COMPILE_DEFAULTS,
     CompileSettings,
     check_task_defaults,
     check_train_size,
     compile_program,
+    interleave_labels,
 )
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
@@ -55,8 +57,6 @@ def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | N
         options = resumed_options(options, "compile", given)
     check_runs_root(options.runs_root, options.resume)  # before any model loads
     task, options, splits, program_options, settings = _checked(options)
-
-    from smelt.lm import lm_for_spec
 
     lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
     judge = load_judge(options)
@@ -143,7 +143,6 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
         return program
     log(f"[smelt] compiling with {optimizer} on {len(train)} train examples ...")
     if task.answer_labels:  # demos taken in order then cover the labels in turn, not the first label's examples
-        from smelt.optimizers.prompt import interleave_labels
 
         train = interleave_labels(train, task.answer_field, seed=settings.seed)
         settings = replace(settings, labeled_in_order=True)

@@ -33,12 +33,18 @@ from smelt.commands.common import (
 from smelt.commands.resume import resumed_options
 from smelt.commands.teacher import Teacher, build_sft_set, load_teacher, resolve_teacher
 from smelt.errors import SmeltError
+from smelt.eval.evaluate import summarize
 from smelt.eval.jury import disagreement_lines
+from smelt.eval.recorded_usage import fill_cached_usage
 from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec, parse_spec
+from smelt.lm.devices import resolve_device
+from smelt.lm.loading import parameter_megabytes, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
+from smelt.optimizers.distill.lora_model import merge_adapter, require_qlora
 from smelt.optimizers.distill.sft_examples import sft_counts_by_predictor
 from smelt.programs.registry import get_task
 
@@ -166,9 +172,6 @@ class _Setup:
 def _setup(options: DistillOptions, log) -> _Setup:
     """Every option checked before a model loads (student, scores, LoRA settings, metric, data), then the teacher
     and the judge loaded."""
-    from smelt.lm.devices import resolve_device
-    from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
-
     if not options.student:
         raise SmeltError("distill needs --student, e.g. --student gemma-3-270m (see `cli.py models`)")
     options = resolve_teacher(options, log)
@@ -187,7 +190,6 @@ def _setup(options: DistillOptions, log) -> _Setup:
         lora["alpha"] = 2.0 * lora["r"]
     config = LoraTrainingConfig(**{**asdict(default_config(device)), "seed": options.seed, **lora})
     if config.qlora:  # refused in one line now, not after the teacher has answered the train set
-        from smelt.optimizers.distill.lora_model import require_qlora
 
         require_qlora(device)
     check_model_options(None, options.judge, options.metric, options.device, task)
@@ -219,8 +221,6 @@ def _manifest(setup: _Setup) -> dict:
 
 def _trained(run_dir: Path, setup: _Setup, rows: list[dict], log) -> dict:
     """The adapter trained into ``run_dir/adapter`` (or the one a resumed run already trained); its summary."""
-    from smelt.lm.loading import unload_models
-
     training_file = run_dir / TRAINING_SUMMARY
     if training_file.exists():
         log(f"[smelt] reusing the trained adapter in {run_dir / 'adapter'}")
@@ -235,8 +235,6 @@ def _trained(run_dir: Path, setup: _Setup, rows: list[dict], log) -> dict:
 
 
 def _merge(run_dir: Path, distilled_lm, log) -> None:
-    from smelt.optimizers.distill.lora_model import merge_adapter
-
     merged_dir = run_dir / "merged"
     if not merged_dir.exists():
         merge_adapter(distilled_lm.engine.model.get_base_model(), run_dir / "adapter", merged_dir,
@@ -247,9 +245,6 @@ def _merge(run_dir: Path, distilled_lm, log) -> None:
 def _with_recorded_usage(result, recorded: Path, out_path: Path, metric) -> None:
     """Fill cached records' tokens and latency from an earlier run's records (``eval.recorded_usage``) and sum
     ``result`` up again, keeping its one-request latency."""
-    from smelt.eval.evaluate import summarize
-    from smelt.eval.recorded_usage import fill_cached_usage
-
     if fill_cached_usage(result.records, recorded, out_path):
         kept = {k: v for k, v in result.summary.items() if k.startswith("single_request") or k == "threads"}
         result.summary = summarize(result.records, metric.name, wall_s=result.summary.get("wall_s")) | kept
@@ -262,8 +257,6 @@ def _same_model(a, b) -> bool:
 
 
 def _model_mb(resolved) -> float | None:
-    from smelt.lm.loading import parameter_megabytes
-
     return parameter_megabytes(resolved.engine.model) if resolved.engine is not None else None
 
 

@@ -22,6 +22,8 @@ from smelt.eval.reports.run_records import (
     run_report,
     run_sources,
 )
+from smelt.files import write_text
+from smelt.lifecycle import resume_command
 
 SPLITS = ("test", "dev")
 
@@ -49,8 +51,6 @@ def summarize_records(records: list[dict], metric: str) -> dict:
 
 def _check_run(path: Path) -> None:
     """A finished run with at least one answer to show."""
-    from smelt.lifecycle import resume_command
-
     if not path.is_dir():
         raise SmeltError(f"{path}: no such run directory")
     command = run_command(path)
@@ -132,8 +132,6 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path = "report.html"
     """Write the comparison page to ``out`` (its folder made if missing); returns its path. Inside a run directory
     only a new file is written; elsewhere an existing file is replaced only when it is a page smelt wrote, or with
     ``force``."""
-    from smelt.files import write_text
-
     path = Path(out)
     if path.is_dir():
         path = path / "report.html"

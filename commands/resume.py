@@ -9,8 +9,12 @@ import json
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
+from smelt.commands.common import DataOptions
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
+from smelt.lifecycle.recorded_task import is_python_task, recorded_task_spec
+from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
+from smelt.programs.registry import get_task
 
 # Options a resumed run takes from the new command line: parallelism, DSPy's response cache (fp32 answers are
 # the same either way), where runs go, and the server URL (recorded without its password, so given again).
@@ -53,13 +57,9 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
     if task:  # TASK as typed now (a Python task is only run when the user names it)
         keep["task"] = task
     elif _is_python(getattr(recorded, "task", None)):
-        from smelt.lifecycle.recorded_task import recorded_task_spec
-
         recorded_task_spec(manifest, run_dir, command=command, option="--resume")  # says how to name it
     redacted = getattr(recorded, "api_base", None)
     if redacted and "***" in redacted and "api_base" not in keep:
-        from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
-
         if "***" in strip_userinfo(redacted) or not environment_key():
             raise SmeltError(f"--resume {run_dir}: pass --api-base again ({redacted}, with its password: passwords "
                              f"are never recorded), or set {API_KEY_ENV} to the key")
@@ -70,15 +70,11 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
 def recorded_task(run_dir: str | Path) -> str:
     """The TASK a run was started with (a shipped name or a task file), for a resume without TASK; a Python task
     must be named again (``smelt.lifecycle.recorded_task``)."""
-    from smelt.lifecycle.recorded_task import recorded_task_spec
-
     manifest = read_manifest(run_dir, "--resume")
     return recorded_task_spec(manifest, run_dir, command=str(manifest.get("command")), option="--resume")
 
 
 def _recorded(cls, manifest: dict):
-    from smelt.commands.common import DataOptions
-
     options = dict(manifest.get("options") or {})
     if isinstance(options.get("data"), dict):
         options["data"] = DataOptions(**{k: tuple(v) if isinstance(v, list) else v
@@ -139,12 +135,8 @@ def _shown(value) -> str:
 
 
 def _is_python(task) -> bool:
-    from smelt.lifecycle.recorded_task import is_python_task
-
     return isinstance(task, str) and is_python_task(task)
 
 
 def _task_name(task: str) -> str:
-    from smelt.programs.registry import get_task
-
     return get_task(task).name

@@ -19,21 +19,26 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from smelt.commands.common import check_model_options
+from smelt.commands.resume import RESUMABLE_CHANGES, resumed_options
 from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
+from smelt.commands.sweep_trials import make_stage
+from smelt.commands.sweep_worker import pruner_for, retire_orphans, run_worker, run_worker_processes, worker_gpus
 from smelt.errors import SmeltError
+from smelt.eval.reports.sweep import pruning_savings, sweep_report, write_plots, write_trials
+from smelt.eval.reports.tables import text_table
 from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root, drop_resume_hint, read_manifest
-from smelt.optimizers.sweep.queue import DEFAULT, StudyIdentity
+from smelt.optimizers.prompt import check_train_size, optimizers_for
+from smelt.optimizers.sweep.queue import DEFAULT, ERROR, StudyIdentity, open_study, slots_used, top_up
+from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
 from smelt.programs.registry import get_task
+from smelt.redaction import redact
 
 
 # Long on purpose: the study's steps in the order they run, as one recipe.
 def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None = None) -> RunOutcome:
     """The study: check everything, open the sweep's run and its study, let the workers run the trials, then the
     best against the default on test (``_finish``)."""
-    from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
-    from smelt.redaction import redact
-
     started = time.perf_counter()
     options = resumed_sweep_options(options, given) if options.resume else options
     options = replace(options, trials=12 if options.trials is None else options.trials)
@@ -48,8 +53,6 @@ def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None 
     # A server storage is checked before any model loads; the journal file lives in the run directory.
     storage = open_storage(options.storage, Path("."), heartbeat_s=options.heartbeat_s, workers=options.workers,
                            log=log) if options.storage else None
-
-    from smelt.commands.sweep_trials import make_stage
 
     stage = make_stage(options, cache=options.uses_cache(), log=log)
     if options.stage == "compile":
@@ -72,16 +75,12 @@ def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None 
     storage = storage or open_storage(None, run_dir)
     study = _open_study(options, storage, study_name, space, stage)
     if options.resume:
-        from smelt.commands.sweep_worker import retire_orphans
-        from smelt.optimizers.sweep.queue import top_up
-
         retire_orphans(study, storage)  # a killed process's trial: queued again below
         queued = top_up(study, options.trials, default_params=_default_params(stage, space))
         log(f"[smelt] resuming study {study_name}: {queued} trial(s) queued again to reach {options.trials}")
     log(f"[smelt] study {study_name} on {redact(options.storage) if options.storage else run_dir / 'study.journal'}"
         f": {options.trials} trials, {options.workers} worker(s); watch it live with "
         f"`optuna-dashboard {redact(options.storage) if options.storage else run_dir / 'study.journal'}`")
-    from smelt.commands.sweep_worker import retire_orphans, run_worker, run_worker_processes
 
     try:
         if options.workers == 1:
@@ -90,8 +89,6 @@ def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None 
             run_worker_processes(options, run_dir, study_name, log)
     finally:
         retire_orphans(study, storage)  # trials left RUNNING by a worker that ended: queued again on --resume
-        from smelt.eval.reports.sweep import write_trials
-
         write_trials(study, run_dir)
     return _finish(options, study, stage, space, run)
 
@@ -104,9 +101,6 @@ def resumed_sweep_options(options: SweepOptions, given: dict[str, str] | None = 
     """--resume: the sweep continues with the options it was started with (``commands.resume``); --trials,
     --timeout and --workers may change, --storage must be given again when its URL had a password (never
     recorded)."""
-    from smelt.commands.resume import RESUMABLE_CHANGES, resumed_options
-    from smelt.redaction import redact
-
     recorded_storage = read_manifest(options.resume).get("options", {}).get("storage")
     resumed = resumed_options(options, "sweep", given, changeable=(*RESUMABLE_CHANGES, *SWEEP_RESUMABLE_CHANGES))
     storage = recorded_storage
@@ -124,8 +118,6 @@ def resumed_sweep_options(options: SweepOptions, given: dict[str, str] | None = 
 def _models(options: SweepOptions) -> dict:
     """The sweep's models as its manifest records them; a server model with the API base it is called on (no
     password), as each trial's manifest records it too."""
-    from smelt.redaction import redact
-
     server = {"api_base": redact(options.api_base)} if options.api_base else {}
     if options.stage == "compile":
         models = {"program": {"spec": options.lm, **server}}
@@ -136,8 +128,6 @@ def _models(options: SweepOptions) -> dict:
 
 def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None:
     """Every optimizer the space can draw runs on the train split (checked before any model loads)."""
-    from smelt.optimizers.prompt import check_train_size, optimizers_for
-
     optimizer = space.params.get("optimizer")
     fits = ", ".join(optimizers_for(train_size))
     instead = f"sweep only the optimizers that fit (a --space file with optimizer: [{fits}])"
@@ -148,15 +138,10 @@ def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None
 def _check_workers_fit(options: SweepOptions) -> None:
     """One worker per GPU (``--device auto`` too, where CUDA is there), checked before any model loads."""
     if options.workers > 1:
-        from smelt.commands.sweep_worker import worker_gpus
-
         worker_gpus(options.device, options.workers)
 
 
 def _open_study(options: SweepOptions, storage, name: str, space, stage):
-    from smelt.commands.sweep_worker import pruner_for
-    from smelt.optimizers.sweep.queue import open_study
-
     identity = StudyIdentity(stage.task.name, options.stage, options.objectives(), space.to_dict())
     directions = [OBJECTIVES[name][1] for name in options.objectives()]
     return open_study(storage, name, identity, directions=directions, n_trials=options.trials,
@@ -173,9 +158,6 @@ def _default_params(stage, space) -> dict | None:
 def _finish(options: SweepOptions, study, stage, space, run: Run) -> RunOutcome:
     """Score the best trial(s) and the default on test, keep best/, and write summary, plots and report."""
     from optuna.trial import TrialState
-
-    from smelt.eval.reports.sweep import pruning_savings, sweep_report, write_plots
-    from smelt.eval.reports.tables import text_table
 
     run_dir, log = run.dir, run.log
 
@@ -233,8 +215,6 @@ def _no_trial_finished(study, n_trials: int, run_dir: Path) -> SmeltError:
     it); a trial that failed by its own error, or was pruned, used its slot, so --resume would not run it again:
     then the advice is to fix the cause and start the sweep anew, never --resume."""
     from optuna.trial import TrialState
-
-    from smelt.optimizers.sweep.queue import ERROR, slots_used
 
     trials = study.get_trials(deepcopy=False)
     listed = run_dir / "trials.jsonl"

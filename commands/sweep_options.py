@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from smelt.commands.common import RunOptions
 from smelt.errors import SmeltError
+from smelt.lm.specs import parse_spec
+from smelt.optimizers.sweep.space import allowed_names, check_values, default_space, load_space, value_check
 from smelt.programs.registry import get_task
 
 OBJECTIVES = {  # objective -> (dev summary key, direction)
@@ -71,9 +73,6 @@ class SweepOptions(RunOptions):
 
 def space_for(options: SweepOptions):
     """The search space: the stage's default for the task and model, with --space entries in place."""
-    from smelt.lm.specs import parse_spec
-    from smelt.optimizers.sweep.space import allowed_names, check_values, default_space, load_space, value_check
-
     task = get_task(options.task) if options.task else None
     task_options = task.default_options() if task else {}
     capable = options.stage == "compile" and _is_capable(parse_spec(options.lm, "--lm"))

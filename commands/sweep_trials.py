@@ -21,10 +21,19 @@ from smelt.commands.common import (
     save_program,
     scoring_metric,
 )
+from smelt.commands.compile import compile_into
+from smelt.commands.distill import DistillOptions, student_record, zero_shot_options
+from smelt.commands.teacher import build_sft_set, load_teacher, resolve_teacher
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.files import write_json
-from smelt.lifecycle import Run, build_manifest
+from smelt.lifecycle import Run, build_manifest, read_manifest
+from smelt.lm import lm_for_spec, parse_spec
+from smelt.lm.devices import resolve_device
+from smelt.lm.loading import unload_models
+from smelt.optimizers.distill.adapter import train_adapter
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
+from smelt.optimizers.distill.sft_data import read_sft_jsonl
 from smelt.optimizers.prompt import COMPILE_DEFAULTS, CompileSettings
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
@@ -47,8 +56,6 @@ class CompileStage:
     # The models load on first use: a sweep's coordinating process needs none while its workers run.
     @cached_property
     def lm(self):
-        from smelt.lm import lm_for_spec
-
         o = self.options
         return lm_for_spec(o.lm, device=o.device, api_base=o.api_base, cache=self.cache)
 
@@ -73,8 +80,6 @@ class CompileStage:
         return {**KNOB_DEFAULTS, **knobs}, program_options
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
-        from smelt.commands.compile import compile_into
-
         knobs, program_options = self._split_params(params)
         models = {"program": self.lm.describe(), **({"judge": describe_judge(self.judge)} if self.judge else {})}
         run = Run.in_folder(run_dir, "compile", self.task, threads=self.options.threads, log=self.log,
@@ -98,8 +103,6 @@ class CompileStage:
 
     def load(self, run_dir: Path):
         """(program, lm) of a finished trial, to score it on test."""
-        from smelt.lifecycle import read_manifest
-
         program = self.task.program(read_manifest(run_dir)["program_options"])
         load_program_file(program, run_dir / "program.json", task_name=self.task.name)
         return program, self.lm
@@ -114,11 +117,6 @@ class DistillStage:
     name = "distill"
 
     def __init__(self, options, *, cache: bool, log=print):
-        from smelt.commands.distill import DistillOptions
-        from smelt.commands.teacher import resolve_teacher
-        from smelt.lm import parse_spec
-        from smelt.lm.devices import resolve_device
-
         self.options, self.log, self.cache = options, log, cache
         if not options.student:
             raise SmeltError("--stage distill needs --student (the model to train adapters on)")
@@ -147,19 +145,13 @@ class DistillStage:
         pass  # the student loads per trial, the teacher and judge in prepare()
 
     def student_options(self) -> dict:
-        from smelt.commands.distill import zero_shot_options
-
         return zero_shot_options(self.teacher_program_options)
 
     def prepare(self, sweep_dir: Path) -> list[dict]:
         """The shared SFT set, ``sweep_dir/sft.jsonl``: built by the teacher once, read by every worker."""
-        from smelt.commands.teacher import build_sft_set
-        from smelt.lm.loading import unload_models
-
         if (sweep_dir / "sft.jsonl").is_file() and (sweep_dir / "teacher.json").is_file():  # a resumed sweep
             self.use_shared(sweep_dir)
             return self.rows
-        from smelt.commands.teacher import load_teacher
 
         teacher = load_teacher(self.distill, self.task, log=self.log)
         self.teacher_program_options = teacher.program_options
@@ -180,22 +172,16 @@ class DistillStage:
         """A worker process: read the SFT set and the teacher's program options that ``prepare`` wrote."""
         import json
 
-        from smelt.optimizers.distill.sft_data import read_sft_jsonl
-
         self.rows = read_sft_jsonl(sweep_dir / "sft.jsonl")
         self.teacher_program_options = json.loads((sweep_dir / "teacher.json").read_text())["program_options"]
 
     def default_params(self) -> dict:
-        from smelt.optimizers.distill.lora_config import default_config
-
         config = default_config(self.device)
         targets = config.target_modules if config.all_linear else ",".join(config.target_modules)
         return {"r": config.r, "alpha_ratio": round(config.alpha / config.r, 4), "dropout": config.dropout,
                 "learning_rate": config.learning_rate, "epochs": config.epochs, "target_modules": targets}
 
     def config(self, params: dict):
-        from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
-
         lora = {k: v for k, v in params.items() if k != "alpha_ratio"}
         if "r" in params or "alpha_ratio" in params:
             base = default_config(self.device)
@@ -204,10 +190,6 @@ class DistillStage:
         return LoraTrainingConfig(**{**asdict(default_config(self.device)), "seed": self.options.seed, **lora})
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
-        from smelt.commands.distill import student_record
-        from smelt.lm.loading import unload_models
-        from smelt.optimizers.distill.adapter import train_adapter
-
         config = self.config(params)
         student_program = self.task.program(self.student_options())
         run = Run.in_folder(run_dir, "distill", self.task, threads=self.options.threads, log=self.log,
@@ -237,8 +219,6 @@ class DistillStage:
 
     def _distilled_lm(self, run_dir: Path):
         """The student with the adapter trained in ``run_dir``, prompted as it was trained."""
-        from smelt.lm import lm_for_spec
-
         o = self.options
         return lm_for_spec(o.student, option="--student", device=o.device, adapter=run_dir / "adapter",
                            cache=self.cache, instructions=o.student_instructions)
@@ -249,8 +229,6 @@ class DistillStage:
         return program, self._distilled_lm(run_dir)
 
     def release(self, run_dir: Path) -> None:
-        from smelt.lm.loading import unload_models
-
         unload_models()
 
 

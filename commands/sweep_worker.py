@@ -10,9 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from smelt.commands.sweep_options import OBJECTIVES, SweepOptions, space_for
+from smelt.commands.sweep_trials import make_stage
 from smelt.errors import ModelCallsFailed, SmeltError
 from smelt.lifecycle import read_manifest
-from smelt.optimizers.sweep.queue import ERROR, INTERRUPTED
+from smelt.optimizers.sweep.queue import ERROR, INTERRUPTED, has_heartbeat, work
+from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
+from smelt.redaction import redact_text
 
 
 def pruner_for(options: SweepOptions, dev_size: int):
@@ -30,12 +33,8 @@ def run_worker(options: SweepOptions, run_dir: Path, study_name: str, *, stage=N
     """Claim and run trials of the study until its queue is empty; returns how many this worker ran."""
     import optuna
 
-    from smelt.optimizers.sweep.queue import work
-    from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
-
     quiet_optuna()
     if stage is None:  # a worker process of its own
-        from smelt.commands.sweep_trials import make_stage
 
         stage = make_stage(options, cache=options.uses_cache(), log=log)
         if options.stage == "distill":
@@ -122,8 +121,6 @@ def run_trial(trial, study, stage, space, options: SweepOptions, run_dir: Path, 
 def _fail(trial, study, exc: Exception, label: str, log) -> None:
     from optuna.trial import TrialState
 
-    from smelt.redaction import redact_text
-
     # The study's storage (a journal file in the run, or a database) holds the message: no password in it.
     message = redact_text(f"{type(exc).__name__}: {str(exc)[:300]}" if not isinstance(exc, SmeltError) else str(exc))
     trial.set_user_attr(ERROR, message)
@@ -193,8 +190,6 @@ def run_worker_processes(options: SweepOptions, run_dir: Path, study_name: str, 
 def _worker_process(options: SweepOptions, run_dir: Path, study_name: str, worker: int, env: dict) -> None:
     import sys
 
-    from smelt.redaction import redact_text
-
     os.environ.update(env)
     if options.device.startswith("cuda:"):
         options = replace(options, device="cuda")  # the one GPU this process sees
@@ -211,8 +206,6 @@ def _worker_process(options: SweepOptions, run_dir: Path, study_name: str, worke
 def retire_orphans(study, storage) -> None:
     """RUNNING trials whose worker is gone: failed as interrupted (journal storage has no heartbeat)."""
     from optuna.trial import TrialState
-
-    from smelt.optimizers.sweep.queue import has_heartbeat
 
     if has_heartbeat(storage):
         return  # other machines may still be running them; heartbeats settle it

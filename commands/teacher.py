@@ -8,9 +8,13 @@ import dspy
 
 from smelt.commands.common import load_run
 from smelt.errors import SmeltError
-from smelt.lifecycle import runs_root
+from smelt.lifecycle import latest_run, read_manifest, runs_root
+from smelt.lifecycle.recorded_task import recorded_task_spec
+from smelt.lm import lm_for_spec
+from smelt.lm.specs import parse_spec
 from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
 from smelt.optimizers.distill.sft_examples import example_rows, sft_rows
+from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
 from smelt.programs.registry import get_task
 
 
@@ -28,8 +32,6 @@ def resolve_teacher(options, log=print):
     (of TASK, when given) as the teacher, and a teacher run directory supplies the task."""
     from dataclasses import replace
 
-    from smelt.lifecycle import latest_run, read_manifest
-
     teacher = options.teacher
     if teacher is None:
         task_name = get_task(options.task).name if options.task else None
@@ -43,12 +45,9 @@ def resolve_teacher(options, log=print):
     task = options.task
     if task is None:
         if not (Path(teacher) / "manifest.json").is_file():
-            from smelt.lm.specs import parse_spec
-
             parse_spec(teacher, "--teacher")  # a path that is not there is named as such, not taken for a model
             raise SmeltError(f"--teacher {teacher} is a model spec: name the TASK too, e.g. "
                              f"`python cli.py distill doc_qa --student {options.student} --teacher {teacher}`")
-        from smelt.lifecycle.recorded_task import recorded_task_spec
 
         manifest = read_manifest(teacher, "--teacher")
         task = recorded_task_spec(manifest, teacher, command="distill", option=f"--student {options.student} --teacher")
@@ -58,8 +57,6 @@ def resolve_teacher(options, log=print):
 def load_teacher(options, task, log=print) -> Teacher:
     """The teacher --teacher names: a run's program on its model (a server model on --api-base, else on the API
     base the run recorded; ``log`` hears which), or the uncompiled program on a model spec."""
-    from smelt.lm import lm_for_spec
-
     if (Path(options.teacher) / "manifest.json").is_file():
         if options.program_options:
             given = " ".join(f"-o {key}={value}" for key, value in options.program_options.items())
@@ -88,8 +85,6 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
         rows = sft_rows(task, student_program, train, traces.records, min_score=options.min_score,
                         use_labels=options.use_labels, instructions=options.student_instructions)
         if options.synthetic:
-            from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
-
             first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
             examples = write_synthetic_examples(task, teacher.program, teacher.lm, train, first_judge or teacher.lm,
                                                 count=options.synthetic, seed=options.seed, log=log)

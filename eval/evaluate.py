@@ -24,6 +24,7 @@ from smelt.errors import ModelCallsFailed, describe_exception
 from smelt.eval.fact_matching import invented_in_answer
 from smelt.eval.judge import Metric
 from smelt.eval.language import LANGUAGES, inputs_language
+from smelt.eval.latency import single_request_latency
 from smelt.eval.program_trace import recording_trace
 from smelt.lm.truncation import install_truncation_filter, truncation_count
 from smelt.log import to_stderr
@@ -254,8 +255,6 @@ def evaluate(
     if summary["truncated"]:
         (log or to_stderr)(f"[smelt] {desc}: {summary['truncated']} of {len(records)} answers hit max_tokens")
     if latency_sample > 0:
-        from smelt.eval.latency import single_request_latency
-
         summary |= single_request_latency(program, examples, lm, latency_sample)
     return EvalResult(records, summary)
 

@@ -10,9 +10,12 @@ from typing import Any
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.eval.fact_matching import invented_in_answer
+from smelt.eval.jury import ask, jury_rating, rate_criteria
 from smelt.eval.metrics import METRICS, PASS_F1
 from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, METRICS_DECLARED, split_grounded
 from smelt.signatures.judge import JudgeOutput
+from smelt.signatures.synthetic import JudgeUnreferenced
 
 JUDGE_PASS = METRICS_DECLARED["judge"].pass_mark  # a judged answer must reach 7/10 to become a demo
 JUDGE_INPUT_CHARS = 2000  # each input is cut to this for the judge: a whole document adds cost, not judgment
@@ -70,8 +73,6 @@ class GroundedMetric(Metric):
         return getattr(self.base, "judge", None)
 
     def score(self, example, prediction):
-        from smelt.eval.fact_matching import invented_in_answer
-
         made_up = invented_in_answer(self.task, example, prediction)
         if made_up:
             return 0.0, {"invented": made_up,
@@ -94,8 +95,6 @@ class JudgeMetric(Metric):
         return list(self.judge) if isinstance(self.judge, list | tuple) else [self.judge]
 
     def score(self, example, prediction):
-        from smelt.eval.jury import jury_rating
-
         fields = self.task.output_fields
         output = render_fields({name: prediction.get(name) for name in fields} if prediction is not None else {})
         if not (self.predicted(prediction) or "").strip():
@@ -113,9 +112,6 @@ class JudgeMetric(Metric):
         return rating / 10, detail
 
     def _verdict(self, judge, example, prediction, output: str):
-        from smelt.eval.jury import ask, rate_criteria
-        from smelt.signatures.synthetic import JudgeUnreferenced
-
         inputs = render_fields({name: example.get(name) for name in self.task.input_fields}, JUDGE_INPUT_CHARS)
         reference = render_fields({name: example.get(name) for name in self.task.output_fields})
         if not reference:  # nothing to compare with: is the output right and supported by its source?

@@ -18,6 +18,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from smelt.errors import SmeltError
+from smelt.signatures.judge import JudgeCriterion
 
 DISAGREEMENT = 4
 _BRACKETED = re.compile(r"\[\[\s*(\d{1,2})(?:\s*/\s*10)?\s*\]\]")
@@ -33,8 +34,6 @@ class Verdict:
 
 def rate_criteria(judge, criteria: dict[str, str], **inputs) -> Verdict:
     """One judge's ratings of each rubric item, and their mean (rounded) as its rating."""
-    from smelt.signatures.judge import JudgeCriterion
-
     verdicts = {name: ask(judge, JudgeCriterion, criterion=f"{name}: {text}", **inputs)
                 for name, text in criteria.items()}
     ratings = {name: v.rating for name, v in verdicts.items()}

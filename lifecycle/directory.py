@@ -13,6 +13,7 @@ from pathlib import Path
 
 from smelt.errors import SmeltError, filesystem_error
 from smelt.lifecycle.manifest import read_manifest
+from smelt.lifecycle.recorded_task import is_python_task
 
 RUNS_ROOT = Path(os.environ.get("SMELT_RUNS", "runs"))
 LOCK_FILE = ".lock"
@@ -129,7 +130,6 @@ def resume_command(command: str, run_dir: Path) -> str:
         source = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8")).get("task_source") or ""
     except (OSError, ValueError, AttributeError):
         source = ""
-    from smelt.lifecycle.recorded_task import is_python_task
 
     task = f" {source}" if isinstance(source, str) and source and is_python_task(source) else ""
     return f"python cli.py {command}{task} --resume {run_dir}"

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import dspy
 
 from smelt.errors import SmeltError
+from smelt.optimizers.demo_diversity import diversify_demos, rule_applies
 
 # The counts of CompileSettings and the option that sets each (a sweep's space sets num_candidates).
 _COUNT_OPTIONS = {"max_demos": "--max-demos", "max_labeled_demos": "--max-labeled-demos",
@@ -208,8 +209,6 @@ def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, l
                     log: Callable[[str], None] | None = None):
     """Run ``optimizer`` on ``program`` over ``trainset`` with ``lm`` (a ResolvedLM); returns the compiled copy, its
     demos with distinct answers where ``settings.diverse_demos`` (or the task's default) asks for it."""
-    from smelt.optimizers.demo_diversity import diversify_demos, rule_applies
-
     check_train_size(optimizer, len(trainset))
     task = getattr(metric, "task", None)
     diverse = settings.diverse_demos

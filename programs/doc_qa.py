@@ -8,6 +8,9 @@ from typing import Any, Literal
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.programs.data_files import load_records
+from smelt.programs.datasets import Splits
+from smelt.programs.field_mapping import to_rows
 from smelt.programs.predictors import Predictor, check_predictor, make_predictor
 from smelt.programs.registry import DATA_DIR
 from smelt.programs.retrieval import select_passages
@@ -69,10 +72,6 @@ def load_doc_qa_shipped(data_dir: Path):
 
     `data_dir` is the folder holding those files (or its parent, holding a doc_qa/ folder).
     """
-    from smelt.programs.data_files import load_records
-    from smelt.programs.datasets import Splits
-    from smelt.programs.field_mapping import to_rows
-
     data_dir = Path(data_dir)
     if not (data_dir / "documents.jsonl").exists() and (data_dir / "doc_qa").is_dir():
         data_dir = data_dir / "doc_qa"

@@ -27,6 +27,9 @@ from smelt.programs.citations import (
     recall_at_k,
     split_citations,
 )
+from smelt.programs.collection_index import load_or_build
+from smelt.programs.data_files import load_records
+from smelt.programs.datasets import Splits
 from smelt.programs.predictors import Predictor, check_predictor, make_predictor
 from smelt.programs.registry import DATA_DIR
 from smelt.programs.task import Task
@@ -59,8 +62,6 @@ class RagQAOptions:
 @cache
 def load_collection(path: str) -> tuple[tuple[str, str], ...]:
     """(id, text) of each document in a JSONL file; ids must be unique."""
-    from smelt.programs.data_files import load_records
-
     documents: dict[str, str] = {}
     for line, record in load_records(path):
         doc_id, text = str(record.get("id") or "").strip(), str(record.get("text") or "")
@@ -82,8 +83,6 @@ def collection_ids(path: str) -> frozenset[str]:
 @cache
 def _index(path: str, chunk_chars: int):
     """One index per collection and chunk size in a process, shared by every copy of the program."""
-    from smelt.programs.collection_index import load_or_build
-
     return load_or_build(load_collection(path), chunk_chars=chunk_chars, overlap_chars=min(80, chunk_chars // 5),
                          log=lambda message: None)
 
@@ -147,9 +146,6 @@ def _source(example: dspy.Example, prediction: dspy.Prediction | None) -> str | 
 
 def load_shipped(data_dir: Path = SHIPPED):
     """The shipped questions; each reference's documents become its ``citations`` ('none' if unanswerable)."""
-    from smelt.programs.data_files import load_records
-    from smelt.programs.datasets import Splits
-
     documents = collection_ids(str(data_dir / "documents.jsonl"))
     seen: dict[str, str] = {}
     by_split = {}

@@ -13,8 +13,10 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import smelt.programs
 from smelt.errors import SmeltError
 from smelt.programs.task import Task
+from smelt.programs.task_file import load_task_file
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 TASK_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -25,8 +27,6 @@ _FORMS = "a shipped task (see `cli.py tasks`), path/to/my_task.py:task, package.
 @cache
 def shipped_tasks() -> dict[str, Task]:
     """Every task defined by a module of smelt.programs, by name."""
-    import smelt.programs
-
     found: dict[str, Task] = {}
     for module_info in pkgutil.iter_modules(smelt.programs.__path__):
         module = importlib.import_module(f"smelt.programs.{module_info.name}")
@@ -44,8 +44,6 @@ def get_task(spec: str) -> Task:
     """The task TASK names, in any of the three forms; an unknown one is a one-line error listing the forms."""
     spec = str(spec).strip()
     if spec.lower().endswith(TASK_FILE_SUFFIXES):
-        from smelt.programs.task_file import load_task_file
-
         return _checked(load_task_file(spec), spec)
     if ":" in spec and not Path(spec).exists():
         target, _, attribute = spec.rpartition(":")

@@ -39,6 +39,7 @@ import dspy
 
 from smelt.errors import SmeltError
 from smelt.programs.answer_format import FORMAT_NAMES, AnswerFormat, pattern_format
+from smelt.programs.datasets import load_splits
 from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
@@ -246,8 +247,6 @@ def _data_loader(data: Any, path: Path, signature, labels: list[str] | None, bad
     inputs, answer = tuple(signature.input_fields), next(iter(signature.output_fields))
 
     def load():
-        from smelt.programs.datasets import load_splits
-
         return load_splits(data=files.get("file"), train=files.get("train"), dev=files.get("dev"),
                            test=files.get("test"), fields={}, input_keys=inputs, required=(*inputs, answer), seed=0,
                            labels={answer: tuple(labels)} if labels else None)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from smelt.errors import SmeltError
-from smelt.lm.devices import resolve_device
+from smelt.lm import loading
+from smelt.lm.devices import cuda_bf16_native, resolve_device
 from smelt.lm.loading import LoadedModel, load_model
 from smelt.lm.specs import ModelSpec
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig
@@ -116,9 +117,6 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
     require_qlora(device)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    from smelt.lm import loading
-    from smelt.lm.devices import cuda_bf16_native
 
     source = spec.weights_source()
     # The 4-bit layers compute in bf16 where the GPU does natively, else in fp16 (QLoRA's choice on a T4 or V100).

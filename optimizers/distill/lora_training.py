@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smelt.errors import SmeltError
+from smelt.lm.devices import cuda_bf16_native
 from smelt.lm.loading import peft_quietly
 from smelt.optimizers.distill.checkpoints import (
     ADAPTER,
@@ -197,8 +198,6 @@ def train_lora(
 def _native_precision(config: LoraTrainingConfig, device, log) -> LoraTrainingConfig:
     """bf16 autocast only on a GPU that computes in bf16 natively: an older one (a T4, a V100) emulates it, slower
     than fp32, so there the run trains in fp32 and says so."""
-    from smelt.lm.devices import cuda_bf16_native
-
     if config.bf16 and device.type == "cuda" and not cuda_bf16_native(str(device)):
         log(f"[smelt] {device} has no native bf16 (compute capability below 8.0): training in fp32")
         return replace(config, bf16=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 from smelt.errors import SmeltError
 from smelt.lm.rendering import encode_prompt
+from smelt.programs.data_files import load_records
 from smelt.redaction import redact_strings
 
 IGNORE_INDEX = -100  # labels with this value carry no loss (torch cross_entropy's default ignore_index)
@@ -61,8 +62,6 @@ def write_sft_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
 
 def read_sft_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read chat rows; a malformed line fails with FILE:LINE and what is wrong."""
-    from smelt.programs.data_files import load_records
-
     rows = []
     for number, row in load_records(path):
         problem = _row_problem(row)

@@ -21,14 +21,14 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
 from smelt.errors import SmeltError
-
-if TYPE_CHECKING:
-    from smelt.programs.task import Task
+from smelt.optimizers.distill.lora_config import LoraTrainingConfig
+from smelt.optimizers.prompt import CompileSettings, check_optimizer
+from smelt.programs.task import Task, describe_options, parse_option_pairs
 
 # The check of one value a space gives a parameter: (name, value) -> None, or a SmeltError saying why not.
 ValueCheck = Callable[[str, Any], None]
@@ -173,8 +173,6 @@ def value_check(stage: str, task: Task | None = None) -> ValueCheck:
         return _check_lora_knob
 
     def check(name: str, value: Any) -> None:
-        from smelt.optimizers.prompt import CompileSettings, check_optimizer
-
         if name == "optimizer":
             check_optimizer(value)
         elif name in COMPILE_KNOBS:
@@ -188,8 +186,6 @@ def value_check(stage: str, task: Task | None = None) -> ValueCheck:
 def _check_program_option(task: Task, name: str, value: Any) -> None:
     """``value`` as ``-o name=value`` is checked (its type, then the options dataclass's own rules), and of the
     type it converts to: a trial passes the space's value itself, unconverted."""
-    from smelt.programs.task import describe_options, parse_option_pairs
-
     text = str(value).lower() if isinstance(value, bool) else str(value)
     converted = parse_option_pairs(task, [f"{name}={text}"])[name]
     if converted != value or isinstance(converted, str) != isinstance(value, str):
@@ -199,8 +195,6 @@ def _check_program_option(task: Task, name: str, value: Any) -> None:
 
 
 def _check_lora_knob(name: str, value: Any) -> None:
-    from smelt.optimizers.distill.lora_config import LoraTrainingConfig
-
     # alpha = alpha_ratio x r, positive exactly when the ratio is.
     LoraTrainingConfig(**{"alpha" if name == "alpha_ratio" else name: value})
 
