@@ -221,6 +221,8 @@ class EnginePass:
     hit_rate: float
     rss: int
     gpu: int
+    prompt_pass_s: float  # the engine worker's time in prompt passes (one request at a time)
+    decode_step_s: float  # ... and in decode steps (the whole batch at once)
 
 
 def engine_pass(resolved, program, inputs: list[dict[str, str]], threads: int, on_gpu: bool) -> EnginePass:
@@ -231,6 +233,7 @@ def engine_pass(resolved, program, inputs: list[dict[str, str]], threads: int, o
     looked_up, reused = stats.prompt_tokens, stats.reused_tokens
     admissions_before = len(engine.batch_sizes)
     steps_before = engine.steps
+    prompt_before, decode_before = engine.prompt_pass_seconds, engine.decode_step_seconds
     engine.peak_rows = 0
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -239,7 +242,8 @@ def engine_pass(resolved, program, inputs: list[dict[str, str]], threads: int, o
     return EnginePass(seconds, tokens, parse_errors, answers, engine.steps - steps_before,
                       len(engine.batch_sizes) - admissions_before, engine.peak_rows,
                       (stats.reused_tokens - reused) / max(1, stats.prompt_tokens - looked_up), rss.peak,
-                      torch.cuda.max_memory_allocated() if on_gpu else 0)
+                      torch.cuda.max_memory_allocated() if on_gpu else 0,
+                      engine.prompt_pass_seconds - prompt_before, engine.decode_step_seconds - decode_before)
 
 
 class PeakRSS:
@@ -345,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"smelt   {label}, program x {args.threads} threads: {n / run.seconds:6.3f} examples/s  "
               f"{run.tokens / run.seconds:6.1f} generated tokens/s  ({run.seconds:.1f} s, {run.tokens} tokens, "
               f"{run.steps} steps, parse errors {run.parse_errors}/{n}, {run.admissions} admissions, at most "
-              f"{run.peak_rows} decoding together)")
+              f"{run.peak_rows} decoding together; prompt passes {run.prompt_pass_s:.1f} s, decode steps "
+              f"{run.decode_step_s:.1f} s)")
         differing = [i for i, ids in enumerate(prompt_ids) if run.answers.get(tuple(ids)) != anchor_answers[i]]
         results["drafts" if drafts else "no_drafts"] = _numbers(n, run.seconds, run.tokens, run.gpu) | {
             "steps": run.steps, "identical_answers": n - len(differing)}

@@ -161,9 +161,17 @@ def main(argv: list[str] | None = None) -> None:
     for clients in (1, args.slots):
         run = engine_pass(resolved, program, inputs, clients, on_gpu=False)
         smelt[clients] = run
-        results[f"smelt_{clients}"] = _numbers(n, run.seconds, run.tokens, run.rss)
+        results[f"smelt_{clients}"] = _numbers(n, run.seconds, run.tokens, run.rss) | {
+            "prompt_pass_s": round(run.prompt_pass_s, 2), "decode_step_s": round(run.decode_step_s, 2),
+            "decode_steps": run.steps}
         print(f"smelt engine, {clients} thread(s): {n / run.seconds:6.3f} examples/s  {run.tokens / run.seconds:6.1f} "
-              f"tokens/s  ({run.seconds:.1f} s, {run.tokens} tokens)  peak RSS {run.rss / 2**20:.0f} MiB")
+              f"tokens/s  ({run.seconds:.1f} s, {run.tokens} tokens)  peak RSS {run.rss / 2**20:.0f} MiB  "
+              f"(prompt passes {run.prompt_pass_s:.1f} s, {run.steps} decode steps {run.decode_step_s:.1f} s)")
+    # Prompt passes run one request at a time, so no concurrency makes the batch faster than its prompt passes.
+    bound = smelt[1].seconds / smelt[args.slots].prompt_pass_s
+    results["concurrency_bound"] = round(bound, 2)
+    print(f"smelt engine, {args.slots} vs 1 thread: {smelt[1].seconds / smelt[args.slots].seconds:.2f}x; with free "
+          f"decode steps at most {bound:.2f}x (the one-at-a-time time over the prompt passes' own time)")
     reference = [smelt[1].answers.get(tuple(ids)) for ids in prompt_ids]
 
     ggufs = {"Q4_K_M": packaged_gguf()}

@@ -89,6 +89,10 @@ class TransformersEngine:
         self.batch_sizes: list[int] = []
         self.peak_rows = 0  # the most requests decoding together since the last close()
         self.steps = 0  # decode steps run (each feeds every running request its next token, and any draft)
+        # Where the worker's time went, for the benchmarks: prompt passes run one request at a time, decode steps
+        # serve the whole batch; the first bounds what concurrency can gain (docs/benchmarks.md, serve).
+        self.prompt_pass_seconds = 0.0
+        self.decode_step_seconds = 0.0
         self._pending: list[_Job] = []
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -203,9 +207,11 @@ class TransformersEngine:
                     [job.result] = self._generate([job.prompt_ids], job.settings)
                     job.done.set()
                     continue
+                started = time.perf_counter()
                 with torch.inference_mode():
                     cache = prefill_row(self.model, job.prompt_ids, self.prefix_cache)
                     running.admit(self._row(job), cache, job.prompt_ids)
+                self.prompt_pass_seconds += time.perf_counter() - started
             except BaseException as exc:  # this request fails alone
                 job.error = exc
                 job.done.set()
@@ -218,10 +224,12 @@ class TransformersEngine:
 
         if not running.rows:
             return
+        started = time.perf_counter()
         try:
             with torch.inference_mode():
                 finished = running.step()
             self.steps += 1
+            self.decode_step_seconds += time.perf_counter() - started
         except BaseException as exc:  # hand the failure to every running job
             for row in running.rows:
                 row.owner.error = exc
