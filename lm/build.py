@@ -6,7 +6,15 @@ from pathlib import Path
 
 import dspy
 
+from smelt.errors import SmeltError
+from smelt.lm.completion_engine import CompletionServerEngine
+from smelt.lm.credentials import endpoint
+from smelt.lm.generation import DEFAULT_MAX_TOKENS
+from smelt.lm.loading import load_model
+from smelt.lm.prefill_adapter import PrefillChatAdapter
+from smelt.lm.server_adapter import ServerChatAdapter
 from smelt.lm.specs import ModelSpec, parse_spec
+from smelt.redaction import redact
 
 # Retries for LiteLLM models. DSPy 3.4 owns them (it calls LiteLLM and its native lm15 engine with
 # num_retries=0, see dspy/clients/execution.py): a rate limit (429), a timeout, a 5xx or a connection error is
@@ -71,15 +79,9 @@ def lm_for_spec(
     """
     parsed = parse_spec(spec, option)
     if not parsed.in_process:
-        from smelt.errors import SmeltError
-
         if adapter:
             raise SmeltError(f"{option} {spec}: a LoRA adapter can only be attached to an in-process (hf:) model")
         return _server_lm(parsed, api_base, temperature=temperature, max_tokens=max_tokens, cache=cache)
-
-    from smelt.lm.generation import DEFAULT_MAX_TOKENS
-    from smelt.lm.loading import load_model
-    from smelt.lm.prefill_adapter import PrefillChatAdapter
 
     loaded = load_model(parsed, device=device, adapter=adapter)
     # DSPy's response cache is keyed by the model name: the dtype and an adapter must change that name.
@@ -105,10 +107,6 @@ def _server_lm(parsed: ModelSpec, api_base: str | None, *, temperature: float, m
     field every OpenAI-compatible server reads (DSPy's native engine sends ``openai/`` requests
     ``max_completion_tokens``, which llama.cpp's server ignores); with the stop strings of ``ServerChatAdapter``,
     every request ends where the answer does."""
-    from smelt.lm.credentials import endpoint
-    from smelt.lm.server_adapter import ServerChatAdapter
-    from smelt.redaction import redact
-
     if parsed.kind == "completion":
         return _completion_server_lm(parsed, api_base, temperature=temperature, max_tokens=max_tokens, cache=cache)
     where = endpoint(api_base, parsed.target.split("/", 1)[0])
@@ -126,12 +124,6 @@ def _completion_server_lm(parsed: ModelSpec, api_base: str | None, *, temperatur
                           cache: bool) -> ResolvedLM:
     """A base model behind a server's completion endpoint (``completion_engine``), sent the in-process engine's
     prompts through the same adapter: the same tokens reach the same weights wherever they run."""
-    from smelt.errors import SmeltError
-    from smelt.lm.completion_engine import CompletionServerEngine
-    from smelt.lm.credentials import endpoint
-    from smelt.lm.prefill_adapter import PrefillChatAdapter
-    from smelt.redaction import redact
-
     if not api_base:
         raise SmeltError(f"{parsed.raw}: a completion-endpoint model needs --api-base, the server's URL, e.g. "
                          "http://127.0.0.1:8000/v1")

@@ -11,6 +11,7 @@ from typing import Any
 
 from smelt.errors import SmeltError
 from smelt.lm.devices import default_dtype, resolve_device
+from smelt.lm.engine import TransformersEngine
 from smelt.lm.specs import ModelSpec
 
 
@@ -33,8 +34,6 @@ class LoadedModel:
         so their concurrent requests share its worker thread and batches instead of running the module at
         once on two threads. ``name`` is the first caller's; a later caller may raise ``max_batch_size``.
         """
-        from smelt.lm.engine import TransformersEngine
-
         with self._engine_lock:
             if self._engine is None:
                 self._engine = TransformersEngine(self.model, self.tokenizer, name=name, max_batch_size=max_batch_size)

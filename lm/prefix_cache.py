@@ -20,6 +20,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 
+from smelt.errors import SmeltError
+
 # Per layer: (keys, values), each (1, kv_heads, tokens, head_dim).
 LayerStates = list[tuple["torch.Tensor", "torch.Tensor"]]  # noqa: F821 - torch is imported lazily
 
@@ -31,8 +33,6 @@ def prefix_cache_budget() -> int:
     """Bytes the prefix cache may hold: ``SMELT_PREFIX_CACHE_MB`` (0 keeps prefixes only while one admission
     of requests is prefilled), else 1 GiB: about 29,000 tokens of Gemma 3 270M in fp32, 9,000 of a
     Llama-3.2-3B-shaped model in bf16."""
-    from smelt.errors import SmeltError
-
     text = os.environ.get("SMELT_PREFIX_CACHE_MB", str(DEFAULT_BUDGET_MB))
     try:
         megabytes = float(text)
