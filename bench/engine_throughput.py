@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     n = len(inputs)
     results = {"model": args.model, "device": engine.device, "device_name": device_name(engine.device),
                "dtype": str(engine.dtype), "prompts": n, "max_new_tokens": max_tokens, "threads": args.threads,
-               "anchor": _numbers(n, anchor_s, anchor_tokens, anchor_gpu)}
+               "anchor": throughput_numbers(n, anchor_s, anchor_tokens, anchor_gpu)}
     print(f"anchor  sequential generate, batch 1: {n / anchor_s:6.3f} examples/s  {anchor_tokens / anchor_s:6.1f} "
           f"generated tokens/s  ({anchor_s:.1f} s, {anchor_tokens} tokens)")
     runs = {}
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{run.peak_rows} decoding together; prompt passes {run.prompt_pass_s:.1f} s, decode steps "
               f"{run.decode_step_s:.1f} s)")
         differing = [i for i, ids in enumerate(prompt_ids) if run.answers.get(tuple(ids)) != anchor_answers[i]]
-        results["drafts" if drafts else "no_drafts"] = _numbers(n, run.seconds, run.tokens, run.gpu) | {
+        results["drafts" if drafts else "no_drafts"] = throughput_numbers(n, run.seconds, run.tokens, run.gpu) | {
             "steps": run.steps, "identical_answers": n - len(differing)}
         print(f"        answers identical to sequential generate: {n - len(differing)} of {n}"
               + (f" (differing: prompts {differing})" if differing else ""))
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.transformers_batch:
         seconds, tokens, answers = run_transformers_batch(model, tokenizer, prompt_ids, max_tokens, stops)
         same = sum(answer == expected for answer, expected in zip(answers, anchor_answers, strict=True))
-        results["generate_batch"] = _numbers(n, seconds, tokens, 0) | {"identical_answers": same}
+        results["generate_batch"] = throughput_numbers(n, seconds, tokens, 0) | {"identical_answers": same}
         print(f"transformers generate_batch (continuous batching, paged attention): {n / seconds:6.3f} examples/s "
               f"({seconds:.1f} s, {tokens} tokens generated: it has no stop strings, so it runs to max_tokens or "
               f"the end token); ratio to anchor {anchor_s / seconds:.2f}x; answers (cut at the stop strings) "
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _numbers(n: int, seconds: float, tokens: int, gpu_bytes: int) -> dict:
+def throughput_numbers(n: int, seconds: float, tokens: int, gpu_bytes: int) -> dict:
     return {"seconds": round(seconds, 3), "generated_tokens": tokens, "examples_per_s": round(n / seconds, 3),
             "tokens_per_s": round(tokens / seconds, 1), "peak_gpu_mib": gpu_bytes // 2**20 if gpu_bytes else None}
 

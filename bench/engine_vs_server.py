@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.engine_throughput import cut, doc_qa_workload, engine_pass
+from bench.engine_throughput import cut, doc_qa_workload, engine_pass, throughput_numbers
 from bench.machine import cpu_name
 from smelt.lm import lm_for_spec
 from smelt.lm.embedded import cache_root
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _numbers(n: int, seconds: float, tokens: int, rss: int) -> dict:
-    return {"seconds": round(seconds, 3), "generated_tokens": tokens, "examples_per_s": round(n / seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1), "peak_rss_mib": rss // 2**20}
+    return throughput_numbers(n, seconds, tokens, 0) | {"peak_rss_mib": rss // 2**20}
 
 
 if __name__ == "__main__":
