@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, InvalidRequestError, Message, Response, TextPart, Usage, response_to_events
 
+from smelt.lm.call_scope import CallCancelled, CallScope, current_scope
 from smelt.lm.generation import Generation, GenerationSettings, decode_generation, finished_test
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import plain_output_projection
@@ -52,6 +53,15 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Generation | None = None
     error: BaseException | None = None
+    scope: CallScope | None = field(default_factory=current_scope)  # the caller's, if it may cancel the call
+
+    @property
+    def cancelled(self) -> bool:
+        return self.scope is not None and self.scope.cancelled
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
 
 
 class TransformersEngine:
@@ -202,6 +212,9 @@ class TransformersEngine:
 
         running.drafts = self.prompt_lookup  # for the rows admitted from now on
         for job in self._take(self.max_batch_size - len(running.rows)):
+            if job.cancelled:
+                job.fail(CallCancelled("cancelled before its prompt pass"))
+                continue
             try:
                 if len(job.prompt_ids) < 2:  # nothing to prefill: a one-token prompt goes through generate
                     [job.result] = self._generate([job.prompt_ids], job.settings)
@@ -222,6 +235,11 @@ class TransformersEngine:
         """One token for every running job; finished jobs get their answer."""
         import torch
 
+        cancelled = [row for row in running.rows if row.owner.cancelled]
+        if cancelled:
+            running.drop(cancelled)
+            for row in cancelled:
+                row.owner.fail(CallCancelled(f"cancelled after {len(row.generated)} tokens"))
         if not running.rows:
             return
         started = time.perf_counter()

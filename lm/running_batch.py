@@ -143,6 +143,14 @@ class RunningBatch:
             self._keep(keep)
         return finished
 
+    def drop(self, leaving: list[Row]) -> None:
+        """Take these rows out of the batch before they finish (their calls were cancelled)."""
+        keep = [index for index, row in enumerate(self.rows) if not any(row is gone for gone in leaving)]
+        if keep:
+            self._keep(keep)
+        else:
+            self.clear()
+
     def _feeds(self) -> list[list[int]]:
         """Each row's next token, followed by its draft where it has one and the step has room."""
         per_row = min(DRAFT_TOKENS_MAX, STEP_TOKENS_MAX // len(self.rows) - 1)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from smelt.commands.common import LoadedRun
+from smelt.lm.call_scope import CallScope
 from smelt.serving.prediction import RequestFailed
 
 T = TypeVar("T")
@@ -37,11 +38,13 @@ class ServedProgram:
             if self.draining:
                 raise RequestFailed(503, "the server is shutting down; send the request to another instance or "
                                          "retry once it is back")
-            future = self.pool.submit(work)
+            scope = CallScope()
+            future = self.pool.submit(_within, scope, work)
             try:
                 result = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
             except TimeoutError:
-                future.cancel()  # still queued: never run; already running: it ends on its own, its answer unused
+                future.cancel()  # still queued: never run
+                scope.cancel()  # already running: the engine drops its model calls at its next step
                 raise RequestFailed(504, f"no answer within {self.timeout:g} s (--timeout); the server is busy or "
                                          "the inputs are long") from None
         except RequestFailed:
@@ -74,6 +77,11 @@ class ServedProgram:
         if engine is not None:
             counts.update(decode_steps=engine.steps, peak_batch=engine.peak_rows)
         return counts
+
+
+def _within(scope: CallScope, work: Callable[[], T]) -> T:
+    with scope.active():
+        return work()
 
 
 def _completion_tokens(result) -> int:

@@ -128,6 +128,49 @@ def test_a_request_joins_the_running_batch_and_leaves_when_done(embedded_lm, seq
     assert answers["long"] == plain_generate(embedded_lm.engine, long_prompt, 40)
 
 
+def test_a_cancelled_call_leaves_the_batch_at_the_next_step_and_the_others_go_on(embedded_lm):
+    # serve cancels the calls of a request past --timeout: the engine drops that row at its next step (its caller
+    # gets CallCancelled), and a request decoding beside it still gets the answer it would get alone.
+    import time
+
+    from smelt.lm.call_scope import CallCancelled, CallScope
+
+    engine = embedded_lm.engine
+    counting, other = ids(embedded_lm, COUNTING), ids(embedded_lm, PROMPTS[1])
+    scope, outcome, ended_at = CallScope(), {}, {}
+
+    def cancelled_call() -> None:
+        with scope.active():
+            try:
+                outcome["cancelled"] = engine.generate_batch([counting], GenerationSettings(max_new_tokens=400))
+            except CallCancelled as exc:
+                outcome["cancelled"] = exc
+        ended_at["steps"] = engine.steps
+
+    def other_call() -> None:
+        outcome["other"] = engine.generate_batch([other], GenerationSettings(max_new_tokens=24))[0].text
+
+    admissions = len(engine.batch_sizes)
+    first = threading.Thread(target=cancelled_call)
+    first.start()
+    while len(engine.batch_sizes) < admissions + 1:
+        time.sleep(0.005)
+    second = threading.Thread(target=other_call)
+    second.start()
+    while len(engine.batch_sizes) < admissions + 2:  # both decode in one batch now
+        time.sleep(0.005)
+    steps_at_cancel = engine.steps
+    scope.cancel()
+    first.join(timeout=120)
+    second.join(timeout=120)
+    assert isinstance(outcome["cancelled"], CallCancelled) and "cancelled after" in str(outcome["cancelled"])
+    assert ended_at["steps"] - steps_at_cancel <= 2  # dropped at the next step, not after 400 tokens
+    assert outcome["other"] == plain_generate(engine, other, 24)
+    with scope.active():  # a call made in a cancelled scope never reaches the model
+        with pytest.raises(CallCancelled, match="before its prompt pass"):
+            engine.generate_batch([counting], GenerationSettings(max_new_tokens=4))
+
+
 COPYING = [  # answers that copy their prompt, as document QA answers do: drafts hold for many tokens
     "Copy the notice exactly.\nNotice: Burnable waste is collected every Monday and Thursday. Put out your bags by "
     "8:30 a.m. at your designated collection point.\nCopy: Burnable waste is collected",

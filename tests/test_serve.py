@@ -302,6 +302,7 @@ def test_a_request_past_the_timeout_is_504_and_draining_is_503():
     import asyncio
     from types import SimpleNamespace
 
+    from smelt.lm.call_scope import current_scope
     from smelt.serving.prediction import RequestFailed
     from smelt.serving.service import ServedProgram
 
@@ -309,13 +310,28 @@ def test_a_request_past_the_timeout_is_504_and_draining_is_503():
     with pytest.raises(RequestFailed) as slow:
         asyncio.run(served.call(lambda: time.sleep(2)))
     assert slow.value.status == 504 and "--timeout" in slow.value.message
+    seen = {}
+
+    def waits_on_the_model():  # as a program blocked in the engine: the scope it runs in is what the engine reads
+        scope = current_scope()
+        deadline = time.monotonic() + 5
+        while not scope.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen["cancelled"] = scope.cancelled
+
+    with pytest.raises(RequestFailed):
+        asyncio.run(served.call(waits_on_the_model))
+    deadline = time.monotonic() + 5
+    while "cancelled" not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == {"cancelled": True}  # the 504 cancelled the request's model calls too
     assert asyncio.run(served.call(lambda: {"usage": {"completion_tokens": 3}})) == {"usage": {"completion_tokens": 3}}
     served.stop_accepting()
     with pytest.raises(RequestFailed) as late:
         asyncio.run(served.call(lambda: {}))
     assert late.value.status == 503
     served.close()
-    assert served.stats() == {"in_flight": 0, "answered": 1, "failed": 2, "completion_tokens": 3}
+    assert served.stats() == {"in_flight": 0, "answered": 1, "failed": 3, "completion_tokens": 3}
 
 
 def test_the_passages_of_a_program_that_retrieves_are_split_by_document():
