@@ -14,7 +14,9 @@ requests with equal settings, through one left-padded ``generate`` call per batc
 Either way an answer ends as ``generation`` says (end token, stop string, ``max_tokens``).
 
 A request whose prompt and ``max_tokens`` do not fit the model's context is refused on its own
-(``PromptTooLong``) before it is queued; the other requests run as usual.
+(``PromptTooLong``) before it is queued; the other requests run as usual. A call made inside a cancelled
+``call_scope.CallScope`` (serve's request past its timeout) leaves the queue or the running batch at the next
+admission or step.
 """
 
 import threading
