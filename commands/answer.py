@@ -7,6 +7,7 @@ from smelt.commands.common import configure_dspy, load_run
 from smelt.errors import SmeltError, describe_exception
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import task_of_run
+from smelt.programs.answer_format import describe_malformed
 from smelt.programs.text import is_blank
 from smelt.redaction import redact_text
 
@@ -103,6 +104,10 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
         raise
     except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, never a traceback
         raise SmeltError(model_call_failed(loaded.lm.spec.raw, exc)) from None
+    malformed = loaded.task.malformed(prediction)
+    if malformed and log is not None:
+        log(f"[smelt] warning: {describe_malformed(loaded.task, malformed)}, as task {loaded.task.name} declares; "
+            "`eval` would score this answer 0")
     return {name: str(prediction.get(name, "")).strip() for name in loaded.task.output_fields}
 
 

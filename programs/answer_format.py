@@ -83,6 +83,11 @@ def pattern_format(text: Any) -> AnswerFormat:
         raise ValueError(f"{text!r} is not a valid regular expression ({exc})") from None
 
 
+def describe_malformed(task, names: list[str]) -> str:
+    """One phrase for the fields ``malformed_fields`` returned: "answer field 'due' is not a date"."""
+    return "; ".join(f"answer field {name!r} is not a {task.formats[name].describe()}" for name in names)
+
+
 def malformed_fields(task, prediction) -> list[str]:
     """The output fields of ``prediction`` that do not have the format ``task`` declares for them (in the task's
     order); [] when none does, or the task declares no format, or there is no prediction."""

@@ -34,7 +34,7 @@ def check_fields(loaded: LoadedRun, inputs: dict) -> None:
 
 
 def predict(loaded: LoadedRun, inputs: dict) -> dict:
-    """The program's answer to ``inputs`` (already checked): {outputs, usage, passages}."""
+    """The program's answer to ``inputs`` (already checked): {outputs, usage, passages, malformed}."""
     with loaded.lm.context(), dspy.track_usage() as tracker:
         try:
             prediction = loaded.program(**inputs)
@@ -45,7 +45,8 @@ def predict(loaded: LoadedRun, inputs: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, and the server stays up
             raise RequestFailed(502, model_call_failed(loaded.lm.spec.raw, exc)) from None
     outputs = {name: _clean(prediction.get(name)) for name in loaded.task.output_fields}
-    return {"outputs": outputs, "usage": _usage(tracker), "passages": retrieved_passages(prediction)}
+    return {"outputs": outputs, "usage": _usage(tracker), "passages": retrieved_passages(prediction),
+            "malformed": loaded.task.malformed(prediction) if loaded.task.formats else None}
 
 
 def _clean(value):

@@ -57,8 +57,8 @@ def request_model(task: Task) -> type[BaseModel]:
 
 
 def response_model(task: Task) -> type[BaseModel]:
-    """``outputs`` (each output field of the task), the latency, the tokens, and for a program that retrieves
-    (rag_qa) the passages it answered from."""
+    """``outputs`` (each output field of the task), the latency, the tokens, for a program that retrieves (rag_qa)
+    the passages it answered from, and for a task with answer formats the fields that lack theirs."""
     outputs: dict[str, Any] = {
         name: (field.annotation | None, Field(None, description=field_description(task, name, field)))
         for name, field in task.signature.output_fields.items()
@@ -73,6 +73,9 @@ def response_model(task: Task) -> type[BaseModel]:
         usage=(Usage, Field(description="what the answer cost")),
         passages=(list[Passage] | None, Field(None, description="the retrieved passages the program answered from "
                                                                  "(programs that retrieve, such as rag_qa)")),
+        malformed=(list[str] | None, Field(None, description="the output fields whose answer lacks the format the "
+                                                             "task declares for them (date, number, label, pattern); "
+                                                             "null for a task that declares none")),
     )
 
 

@@ -155,3 +155,31 @@ def bad_files(world) -> dict:
 ])
 def test_a_bad_format_in_a_task_file_is_one_line(world, bad_files, tmp_path, name, words):
     run_mistake(world, tmp_path / "work", ["compile", str(bad_files["folder"] / f"{name}.toml")], words)
+
+
+def _loaded_run(task: Task, answer: str):
+    """A loaded run as `run` and `serve` get it, its model a DummyLM (this checks plumbing, not the model)."""
+    dummy = DummyLM([{"due_date": answer, "note": "n"}])
+    lm = SimpleNamespace(context=lambda: dspy.context(lm=dummy, adapter=dspy.ChatAdapter()),
+                         spec=SimpleNamespace(raw="dummy"))
+    return SimpleNamespace(task=task, lm=lm, program=task.program({}))
+
+
+@pytest.mark.parametrize("answer, warned", [("June 30, 2026", True), ("2026-06-30", False)])
+def test_run_and_serve_say_when_the_answer_lacks_its_format(monkeypatch, answer, warned):
+    from smelt.commands import answer as run_module
+    from smelt.serving.prediction import predict
+
+    task = _task(formats={"due_date": "date"})
+    monkeypatch.setattr(run_module, "_recorded_task", lambda *args: None)
+    monkeypatch.setattr(run_module, "load_run", lambda *args, **kwargs: _loaded_run(task, answer))
+    lines: list[str] = []
+    outputs = run_module.answer("RUN", {"notice": "Apply by June 30."}, log=lines.append)
+    assert outputs["due_date"] == answer  # the answer is still printed, as the model gave it
+    assert bool(lines) == warned
+    if warned:
+        assert lines == ["[smelt] warning: answer field 'due_date' is not a date, as task dates declares; `eval` "
+                         "would score this answer 0"]
+    served = predict(_loaded_run(task, answer), {"notice": "Apply by June 30."})
+    assert served["malformed"] == (["due_date"] if warned else [])
+    assert predict(_loaded_run(_task(), answer), {"notice": "x"})["malformed"] is None  # no format declared
