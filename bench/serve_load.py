@@ -72,11 +72,15 @@ def load_pass(url: str, questions: list[dict], clients: int) -> dict:
         latencies.append(time.perf_counter() - started)
         answers[question["id"]] = reply.json()["outputs"]["answer"]
 
+    engine_before = httpx.get(f"{url}/healthz").json()
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(ask, questions))
     seconds = time.perf_counter() - started
-    return {"rps": len(questions) / seconds, "latencies": latencies, "answers": answers}
+    engine_after = httpx.get(f"{url}/healthz").json()
+    prompt_s = engine_after.get("prompt_pass_s", 0) - engine_before.get("prompt_pass_s", 0)
+    return {"rps": len(questions) / seconds, "seconds": seconds, "prompt_pass_s": prompt_s, "latencies": latencies,
+            "answers": answers}
 
 
 def interleaved_passes(url: str, questions: list[dict], clients: list[int], rounds: int) -> list[dict]:
@@ -93,6 +97,7 @@ def interleaved_passes(url: str, questions: list[dict], clients: list[int], roun
         answers = passes[0]["answers"]
         stable = all(p["answers"] == answers for p in passes)
         summary.append({"clients": c, "rps": statistics.median(p["rps"] for p in passes),
+                        "prompt_pass_s": statistics.median(p["prompt_pass_s"] for p in passes),
                         "rps_rounds": [p["rps"] for p in passes], "p50": statistics.median(latencies),
                         "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
                         "answers": answers if stable else {}})
@@ -168,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{p['clients']}: " + ", ".join(f"{r:.3f}" for r in p["rps_rounds"]) for p in passes))
     print(f"engine: {steps['decode_steps']} decode steps for {steps['completion_tokens']} generated tokens, "
           f"largest batch {steps['peak_batch']}")
+    # A request's own prompt pass runs once whatever the concurrency: C clients can be at most (one pass with one
+    # client, wall time) / (a pass with C clients, prompt-pass time alone) times faster than one at a time.
+    anchor_seconds = len(questions) / anchor["rps"]
+    print("the prompt passes' bound on x one at a time: " + "; ".join(
+        f"{p['clients']}: {anchor_seconds / p['prompt_pass_s']:.2f}x ({p['prompt_pass_s']:.1f} s of prompt passes)"
+        for p in passes if p["prompt_pass_s"] > 0))
     result = {"machine": cpu_name(), "program": str(args.program), "n": args.n, "threads": args.threads,
               "rounds": args.rounds,
               "passes": [{k: v for k, v in p.items() if k != "answers"} for p in passes]}

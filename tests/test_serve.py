@@ -154,6 +154,7 @@ def test_eight_concurrent_requests_share_decode_steps(server):
     assert together_steps <= 0.6 * alone_steps, (together_steps, alone_steps)
     assert together_steps <= 0.5 * tokens, (together_steps, tokens)
     assert health["peak_batch"] >= 4 and health["in_flight"] == 0 and health["status"] == "ok"
+    assert health["prompt_pass_s"] > 0 and health["decode_step_s"] > 0  # where the engine's time went
 
 
 def test_bad_requests_are_refused_by_name_and_the_server_stays_up(server):
