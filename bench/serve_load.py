@@ -7,8 +7,10 @@ default): each client sends its next question as soon as its last one is answere
 (--rounds), interleaved with the other counts' (1, 4, 8, 16, then 16, 8, 4, 1, ...), so that load from other work
 on a shared machine falls on every count alike. For each C: the median requests/s of its passes, p50 and p95
 latency of its requests, and the ratio to C = 1 (the anchor: one client at a time, on the same server, in the same
-run). The server is warmed up with one request first. Then ``python cli.py run`` answers the first K questions, one
-process per input as a script would call it, model load included.
+run). The server is warmed up with one request first. Its prefix cache is kept small (--prefix-cache-mb): it holds
+the prompts' shared part (system message, demos), but a question asked again a pass later is computed again, as a
+new question would be. Then ``python cli.py run`` answers the first K questions, one process per input as a script
+would call it, model load included.
 
 Answers are compared: every C against C = 1, and each with the prediction the run's own evaluation recorded for
 the same question (``RUN/eval/test.jsonl``, where it has one), and ``run``'s with the server's.
@@ -48,9 +50,10 @@ def doc_qa_questions(n: int) -> list[dict]:
     return [{"id": e.id, "inputs": {"document": e.document, "question": e.question}} for e in examples[:n]]
 
 
-def start_server(program: Path, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(program: Path, threads: int, prefix_cache_mb: float) -> tuple[subprocess.Popen, str]:
+    environment = {**os.environ, "SMELT_PREFIX_CACHE_MB": f"{prefix_cache_mb:g}"}
     process = subprocess.Popen([*CLI, "serve", str(program), "--port", "0", "--threads", str(threads)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -146,15 +149,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="passes per client count, interleaved (the median is reported)")
     parser.add_argument("--run-calls", type=int, default=2, help="questions answered by `cli.py run` (0: skip)")
+    parser.add_argument("--prefix-cache-mb", type=float, default=64,
+                        help="the server's prefix cache (SMELT_PREFIX_CACHE_MB): room for the prompts' shared part and "
+                             "a few questions, so a question asked again a pass later is computed again, as a new "
+                             "one would be (the default 1024 would hold every question and time repeats)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
     questions = doc_qa_questions(args.n)
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.2f}")
     print(f"program: {args.program}; {args.n} doc_qa test questions per pass, {args.rounds} rounds; "
-          f"serve --threads {args.threads}")
+          f"serve --threads {args.threads}, prefix cache {args.prefix_cache_mb:g} MB")
 
-    process, url = start_server(args.program, args.threads)
+    process, url = start_server(args.program, args.threads, args.prefix_cache_mb)
     try:
         httpx.post(f"{url}/v1/predict", json=questions[0]["inputs"], timeout=600).raise_for_status()  # warm-up
         passes = interleaved_passes(url, questions, clients, args.rounds)
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     print("requests/s is the median of the rounds: " + "; ".join(
         f"{p['clients']}: " + ", ".join(f"{r:.3f}" for r in p["rps_rounds"]) for p in passes))
     print(f"engine: {steps['decode_steps']} decode steps for {steps['completion_tokens']} generated tokens, "
-          f"largest batch {steps['peak_batch']}")
+          f"largest batch {steps['peak_batch']}, prefix cache hit rate {steps.get('prefix_cache_hit_rate', 0):.1%}")
     # A request's own prompt pass runs once whatever the concurrency: C clients can be at most (one pass with one
     # client, wall time) / (a pass with C clients, prompt-pass time alone) times faster than one at a time.
     anchor_seconds = len(questions) / anchor["rps"]

@@ -70,7 +70,8 @@ class ServedProgram:
     def stats(self) -> dict:
         """What was served, and how the engine batched it: ``decode_steps`` grows by one per step of the whole
         batch, so requests answered together add fewer steps than their tokens; ``prompt_pass_s`` and
-        ``decode_step_s``: the engine's seconds in each (in-process models only)."""
+        ``decode_step_s``: the engine's seconds in each; the share of prompt tokens its prefix cache served (in-process
+        models only)."""
         engine = self.loaded.lm.engine
         with self._lock:
             counts = {"in_flight": self.in_flight, "answered": self.answered, "failed": self.failed,
@@ -78,7 +79,8 @@ class ServedProgram:
         if engine is not None:
             counts.update(decode_steps=engine.steps, peak_batch=engine.peak_rows,
                           prompt_pass_s=round(engine.prompt_pass_seconds, 3),
-                          decode_step_s=round(engine.decode_step_seconds, 3))
+                          decode_step_s=round(engine.decode_step_seconds, 3),
+                          prefix_cache_hit_rate=round(engine.prefix_cache.stats.hit_rate, 4))
         return counts
 
 
