@@ -81,9 +81,9 @@ def load_pass(url: str, questions: list[dict], clients: int) -> dict:
         list(pool.map(ask, questions))
     seconds = time.perf_counter() - started
     engine_after = httpx.get(f"{url}/healthz").json()
-    prompt_s = engine_after.get("prompt_pass_s", 0) - engine_before.get("prompt_pass_s", 0)
-    return {"rps": len(questions) / seconds, "seconds": seconds, "prompt_pass_s": prompt_s, "latencies": latencies,
-            "answers": answers}
+    engine = {key: engine_after.get(key, 0) - engine_before.get(key, 0)
+              for key in ("prompt_pass_s", "decode_step_s", "decode_steps")}
+    return {"rps": len(questions) / seconds, "seconds": seconds, **engine, "latencies": latencies, "answers": answers}
 
 
 def interleaved_passes(url: str, questions: list[dict], clients: list[int], rounds: int) -> list[dict]:
@@ -100,7 +100,8 @@ def interleaved_passes(url: str, questions: list[dict], clients: list[int], roun
         answers = passes[0]["answers"]
         stable = all(p["answers"] == answers for p in passes)
         summary.append({"clients": c, "rps": statistics.median(p["rps"] for p in passes),
-                        "prompt_pass_s": statistics.median(p["prompt_pass_s"] for p in passes),
+                        **{key: statistics.median(p[key] for p in passes)
+                           for key in ("prompt_pass_s", "decode_step_s", "decode_steps")},
                         "rps_rounds": [p["rps"] for p in passes], "p50": statistics.median(latencies),
                         "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
                         "answers": answers if stable else {}})
@@ -184,8 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     # client, wall time) / (a pass with C clients, prompt-pass time alone) times faster than one at a time.
     anchor_seconds = len(questions) / anchor["rps"]
     print("the prompt passes' bound on x one at a time: " + "; ".join(
-        f"{p['clients']}: {anchor_seconds / p['prompt_pass_s']:.2f}x ({p['prompt_pass_s']:.1f} s of prompt passes)"
-        for p in passes if p["prompt_pass_s"] > 0))
+        f"{p['clients']}: {anchor_seconds / p['prompt_pass_s']:.2f}x" for p in passes if p["prompt_pass_s"] > 0))
+    print("engine seconds per pass (median): " + "; ".join(
+        f"{p['clients']}: prompt passes {p['prompt_pass_s']:.1f} s, {p['decode_steps']:.0f} decode steps "
+        f"{p['decode_step_s']:.1f} s ({1000 * p['decode_step_s'] / max(1, p['decode_steps']):.0f} ms each)"
+        for p in passes))
     result = {"machine": cpu_name(), "program": str(args.program), "n": args.n, "threads": args.threads,
               "rounds": args.rounds,
               "passes": [{k: v for k, v in p.items() if k != "answers"} for p in passes]}
