@@ -25,7 +25,8 @@ API_RETRIES = 4
 # 600 s default. A timeout is retried too, so a hung server costs (API_RETRIES + 1) x this; 300 s still lets a
 # slow local server (ollama on a CPU, queueing --threads requests) finish a long answer.
 REQUEST_TIMEOUT_S = 300
-# A server request's token budget when its predictor sets none (a judge's verdict): every request carries one.
+# A server chat model's token budget when its predictor sets none (a judge's verdict): every request carries one.
+# (A completion-endpoint model gets the in-process DEFAULT_MAX_TOKENS instead.)
 SERVER_MAX_TOKENS = 1024
 
 
@@ -130,8 +131,11 @@ def _completion_server_lm(parsed: ModelSpec, api_base: str | None, *, temperatur
     where = endpoint(api_base)
     engine = CompletionServerEngine(parsed.target, where.api_base, where.api_key, timeout_s=REQUEST_TIMEOUT_S)
     # DSPy caches by model name: the server is part of it (two servers may serve different weights as one name).
+    # The in-process budget where the predictor sets none (a judge's verdict), not SERVER_MAX_TOKENS: prompted as
+    # in-process, a base model must also stop where it would in-process, or a long verdict differs (and a server
+    # that ignores `stop` would write the whole budget).
     lm = dspy.LM(f"smelt-completion/{parsed.target}@{redact(where.api_base)}", engine=engine,
-                 temperature=temperature, max_tokens=max_tokens or SERVER_MAX_TOKENS, cache=cache,
+                 temperature=temperature, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, cache=cache,
                  num_retries=API_RETRIES)
     return ResolvedLM(parsed, lm, PrefillChatAdapter(), api_base=redact(api_base))
 

@@ -356,3 +356,17 @@ def test_files_and_records_never_hold_a_registered_secret(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text()) == {"error": "401 for key ***", "prompt_tokens": 3,
                                                              "url": "https://me:***@h/v1"}
     assert (tmp_path / "b.md").read_text() == "see https://me:***@h/v1 (***)"
+
+
+def test_a_completion_endpoint_model_is_budgeted_as_in_process():
+    # A base model behind /v1/completions is prompted as in-process, so a predictor without max_tokens (a judge's
+    # verdict) gets the in-process budget: it stops where it would in-process, even on a server that ignores `stop`.
+    from smelt.lm import lm_for_spec
+    from smelt.lm.build import SERVER_MAX_TOKENS
+    from smelt.lm.generation import DEFAULT_MAX_TOKENS
+
+    completion = lm_for_spec("text-completion-openai/base", api_base="http://127.0.0.1:9/v1")
+    chat = lm_for_spec("openai/chat", api_base="http://127.0.0.1:9/v1")
+    assert completion.lm.kwargs["max_tokens"] == DEFAULT_MAX_TOKENS < SERVER_MAX_TOKENS == chat.lm.kwargs["max_tokens"]
+    given = lm_for_spec("text-completion-openai/base", api_base="http://127.0.0.1:9/v1", max_tokens=40)
+    assert given.lm.kwargs["max_tokens"] == 40
