@@ -75,7 +75,8 @@ def test_compile_on_the_server_gives_the_in_process_answers_with_requests_in_fli
 def test_eval_and_run_reuse_the_runs_api_base(server, runs, server_compile):
     run, _ = server_compile
     before = server.proxy.requests
-    said = smelt(runs, "eval", "--program", str(run), "--split", "dev", "--no-cache", "--threads", "4")
+    said = smelt(runs, "eval", "--program", str(run), "--split", "dev", "--max-dev", "2", "--no-cache",
+                 "--threads", "4")
     assert f"the run's API base {server.url}" in said.stderr
     answered = subprocess.run([sys.executable, str(CLI), "run", "--program", str(run), "-i",
                                "document=The library opens at 9:00 and closes at 19:00.", "-i",
@@ -90,10 +91,11 @@ def test_a_server_judge_with_a_password_in_its_url_never_writes_or_prints_it(ser
     run, _ = server_compile
     with_password = server.url.replace("http://", f"http://smelt:{PASSWORD}@")
     said = smelt(runs, "eval", "--program", str(run), "--metric", "judge", "--judge", spec(server), "--api-base",
-                 with_password, "--split", "dev", "--no-cache", "--threads", "4")
+                 with_password, "--split", "dev", "--max-dev", "2", "--no-cache", "--threads", "4")
     evaluated = newest(runs, "eval")
     summary = json.loads((evaluated / "summary.json").read_text())
     assert summary["metric"] == "judge"
+    assert len((evaluated / "eval" / "dev.jsonl").read_text().splitlines()) == 2  # each judged on the server
     assert PASSWORD not in said.stdout + said.stderr
     for path in runs.rglob("*"):
         if path.is_file():
