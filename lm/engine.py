@@ -228,8 +228,7 @@ class TransformersEngine:
                     running.admit(self._row(job), cache, job.prompt_ids)
                 self.prompt_pass_seconds += time.perf_counter() - started
             except BaseException as exc:  # this request fails alone
-                job.error = exc
-                job.done.set()
+                job.fail(exc)
         self.prefix_cache.evict()
         self.peak_rows = max(self.peak_rows, len(running.rows))
 
@@ -252,8 +251,7 @@ class TransformersEngine:
             self.decode_step_seconds += time.perf_counter() - started
         except BaseException as exc:  # hand the failure to every running job
             for row in running.rows:
-                row.owner.error = exc
-                row.owner.done.set()
+                row.owner.fail(exc)
             running.clear()
             return
         for row in finished:
