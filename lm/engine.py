@@ -13,21 +13,42 @@ Models whose cache is not made of plain full or sliding-window layers run instea
 requests with equal settings, through one left-padded ``generate`` call per batch (``padded_generation``).
 Either way an answer ends as ``generation`` says (end token, stop string, ``max_tokens``).
 
+``stream`` hands out an answer's text as the steps settle it (serve's streamed chat completions).
+
 A request whose prompt and ``max_tokens`` do not fit the model's context is refused on its own
 (``PromptTooLong``) before it is queued; the other requests run as usual. A call made inside a cancelled
-``call_scope.CallScope`` (serve's request past its timeout) leaves the queue or the running batch at the next
-admission or step.
+``call_scope.CallScope`` (serve's request past its timeout, or a streamed reply whose client went away) leaves the
+queue, the running batch or the padded ``generate`` call at the next admission or step.
 """
 
+import queue
 import threading
 import time
-from dataclasses import dataclass, field
 
 from dspy.clients.engines.base import validate_request
-from dspy.lm15 import ContextLengthError, InvalidRequestError, Message, Response, TextPart, Usage, response_to_events
+from dspy.lm15 import (
+    ContextLengthError,
+    InvalidRequestError,
+    Message,
+    Response,
+    StreamDeltaEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+    TextDelta,
+    TextPart,
+    Usage,
+)
 
-from smelt.lm.call_scope import CallCancelled, CallScope, current_scope
-from smelt.lm.generation import Generation, GenerationSettings, decode_generation, finished_test
+from smelt.lm.call_scope import CallCancelled, CallScope
+from smelt.lm.engine_job import EngineJob
+from smelt.lm.generation import (
+    Generation,
+    GenerationSettings,
+    decode_generation,
+    end_token_ids,
+    finished_test,
+    settled_text,
+)
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import plain_output_projection
 from smelt.lm.padded_generation import generate_padded
@@ -46,24 +67,6 @@ class PromptTooLong(ContextLengthError, ValueError):
 
     def __str__(self) -> str:
         return self.message
-
-
-@dataclass
-class _Job:
-    prompt_ids: list[int]
-    settings: GenerationSettings
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Generation | None = None
-    error: BaseException | None = None
-    scope: CallScope | None = field(default_factory=current_scope)  # the caller's, if it may cancel the call
-
-    @property
-    def cancelled(self) -> bool:
-        return self.scope is not None and self.scope.cancelled
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
 
 
 class TransformersEngine:
@@ -96,6 +99,7 @@ class TransformersEngine:
         self._greedy_head: GreedyHead | None = None
         self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
+        self._end_ids = set(end_token_ids(model, tokenizer))
         # Requests taken from the queue at once (one entry per admission, or per generate call when not
         # continuous) since the last close(), for benchmarks and tests.
         self.batch_sizes: list[int] = []
@@ -105,17 +109,14 @@ class TransformersEngine:
         # serve the whole batch; the first bounds what concurrency can gain (docs/benchmarks.md, serve).
         self.prompt_pass_seconds = 0.0
         self.decode_step_seconds = 0.0
-        self._pending: list[_Job] = []
+        self._pending: list[EngineJob] = []
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closed = False
 
     # --- the DSPy engine API -------------------------------------------------------------
     def complete(self, request) -> Response:
-        validate_request(request)
-        job = _Job(encode_prompt(self.tokenizer, messages_from_request(request)),
-                   GenerationSettings.from_config(request.config))
-        self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
+        job = self._job_for(request)
         self._submit(job)
         result = self._wait(job)
         return Response(
@@ -123,11 +124,42 @@ class TransformersEngine:
             model=self.name,
             message=Message.assistant([TextPart(result.text)]),
             finish_reason=result.finish_reason,
-            usage=Usage(input_tokens=result.prompt_tokens, output_tokens=result.completion_tokens),
+            usage=_usage(result),
         )
 
     def stream(self, request):
-        return response_to_events(self.complete(request))
+        """The answer as DSPy's stream events, its text sent as the steps settle it (``settled_text``): what is sent
+        is never taken back, and all of it together is ``complete``'s text. The request is checked and queued before
+        the first event, so a prompt too long raises there."""
+        job = self._job_for(request, progress=queue.SimpleQueue())
+        self._submit(job)
+        return self._events(job)
+
+    def _events(self, job: EngineJob):
+        yield StreamStartEvent(model=self.name)
+        sent = ""
+        while (tokens := job.progress.get()) is not None:
+            text = settled_text(self._answer_text(tokens), job.settings.stop)
+            if len(text) > len(sent) and text.startswith(sent):
+                yield StreamDeltaEvent(delta=TextDelta(text=text[len(sent):]))
+                sent = text
+        result = self._wait(job)
+        if len(result.text) > len(sent) and result.text.startswith(sent):
+            yield StreamDeltaEvent(delta=TextDelta(text=result.text[len(sent):]))
+        yield StreamEndEvent(finish_reason=result.finish_reason, usage=_usage(result))
+
+    def _job_for(self, request, progress: queue.SimpleQueue | None = None) -> EngineJob:
+        validate_request(request)
+        job = EngineJob(encode_prompt(self.tokenizer, messages_from_request(request)),
+                   GenerationSettings.from_config(request.config), progress=progress)
+        self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
+        return job
+
+    def _answer_text(self, tokens: list[int]) -> str:
+        """The text of an answer's tokens so far, up to an end token (as ``decode_generation`` reads them)."""
+        end_ids = self._end_ids
+        cut = next((i for i, token in enumerate(tokens) if token in end_ids), len(tokens))
+        return self.tokenizer.decode(tokens[:cut], skip_special_tokens=True)
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
         """Refuse a prompt that, with its new tokens, does not fit the model's context."""
@@ -150,7 +182,7 @@ class TransformersEngine:
             self._wakeup.notify_all()
 
     # --- batching ----------------------------------------------------------------------
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: EngineJob) -> None:
         with self._wakeup:
             self._pending.append(job)
             self._start_worker()
@@ -165,7 +197,7 @@ class TransformersEngine:
             self._worker.start()
 
     @staticmethod
-    def _wait(job: _Job) -> Generation:
+    def _wait(job: EngineJob) -> Generation:
         while not job.done.wait(0.5):  # wake now and then: a Ctrl-C delivered to another thread is handled here
             pass
         if job.error is not None:
@@ -198,7 +230,7 @@ class TransformersEngine:
                 self._greedy_head = GreedyHead(weight)
         return self._greedy_head if self.int8_screen else None
 
-    def _take(self, limit: int, settings: GenerationSettings | None = None) -> list[_Job]:
+    def _take(self, limit: int, settings: GenerationSettings | None = None) -> list[EngineJob]:
         """Up to ``limit`` queued jobs, oldest first (only those with these settings, if given)."""
         with self._wakeup:
             jobs = [job for job in self._pending if settings is None or job.settings == settings][:limit]
@@ -219,8 +251,8 @@ class TransformersEngine:
                 continue
             try:
                 if len(job.prompt_ids) < 2:  # nothing to prefill: a one-token prompt goes through generate
-                    [job.result] = self._generate([job.prompt_ids], job.settings)
-                    job.done.set()
+                    [result] = self._generate([job.prompt_ids], job.settings)
+                    job.succeed(result)
                     continue
                 started = time.perf_counter()
                 with torch.inference_mode():
@@ -256,11 +288,12 @@ class TransformersEngine:
             return
         for row in finished:
             job = row.owner
-            job.result = decode_generation(self.model, self.tokenizer, row.generated, len(job.prompt_ids),
-                                           job.settings)
-            job.done.set()
+            job.succeed(decode_generation(self.model, self.tokenizer, row.generated, len(job.prompt_ids),
+                                          job.settings))
+        for row in running.rows:
+            row.owner.report(row.generated)
 
-    def _row(self, job: _Job) -> Row:
+    def _row(self, job: EngineJob) -> Row:
         import torch
 
         settings = job.settings
@@ -276,22 +309,30 @@ class TransformersEngine:
             if not self._pending:
                 return
             settings = self._pending[0].settings
-        batch = self._take(self.max_batch_size, settings)
+        batch = []
+        for job in self._take(self.max_batch_size, settings):
+            if job.cancelled:
+                job.fail(CallCancelled("cancelled before its generate call"))
+            else:
+                batch.append(job)
+        if not batch:
+            return
         try:
-            results = self._generate([job.prompt_ids for job in batch], settings)
-            for job, result in zip(batch, results, strict=True):
-                job.result = result
+            results = self._generate([job.prompt_ids for job in batch], settings, [job.scope for job in batch])
         except BaseException as exc:  # hand the failure to every waiting caller
             for job in batch:
-                job.error = exc
-        finally:
-            for job in batch:
-                job.done.set()
+                job.fail(exc)
+            return
+        for job, result in zip(batch, results, strict=True):
+            if job.cancelled:
+                job.fail(CallCancelled(f"cancelled after {result.completion_tokens} tokens"))
+            else:
+                job.succeed(result)
 
     # --- generation --------------------------------------------------------------------
     def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
         """Generate for several prompts queued together, as DSPy's threads would send them; blocks until done."""
-        jobs = [_Job(list(ids), settings) for ids in prompts]
+        jobs = [EngineJob(list(ids), settings) for ids in prompts]
         with self._wakeup:  # all at once, so they join the batch at the same step
             for job in jobs:
                 self._pending.append(job)
@@ -299,14 +340,20 @@ class TransformersEngine:
             self._wakeup.notify()
         return [self._wait(job) for job in jobs]
 
-    def _generate(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
-        """One left-padded ``generate`` call for prompts with the same settings."""
+    def _generate(self, prompts: list[list[int]], settings: GenerationSettings,
+                  scopes: list[CallScope | None] | None = None) -> list[Generation]:
+        """One left-padded ``generate`` call for prompts with the same settings (a row whose scope is cancelled
+        stops early)."""
         import torch
 
         with torch.inference_mode():
-            generated = generate_padded(self.model, self.tokenizer, prompts, settings)
+            generated = generate_padded(self.model, self.tokenizer, prompts, settings, scopes)
         return [decode_generation(self.model, self.tokenizer, tokens, len(ids), settings)
                 for tokens, ids in zip(generated, prompts, strict=True)]
+
+
+def _usage(result: Generation) -> Usage:
+    return Usage(input_tokens=result.prompt_tokens, output_tokens=result.completion_tokens)
 
 
 def context_length(model, tokenizer) -> int | None:

@@ -59,6 +59,19 @@ def find_stop(text: str, stops: tuple[str, ...]) -> int:
     return min((h for h in hits if h >= 0), default=-1)
 
 
+def settled_text(text: str, stops: tuple[str, ...]) -> str:
+    """The part of a partial answer's text that later tokens cannot change, for streaming: up to its first stop
+    string; else all of it less a trailing incomplete character (a byte-level token decodes as U+FFFD until the
+    rest of its bytes arrive) and less a tail that may be the start of a stop string."""
+    stop_at = find_stop(text, stops)
+    if stop_at >= 0:
+        return text[:stop_at]
+    text = text.rstrip("\ufffd")
+    held = max((size for stop in stops for size in range(min(len(stop) - 1, len(text)), 0, -1)
+                if text.endswith(stop[:size])), default=0)
+    return text[: len(text) - held]
+
+
 def finished_test(model, tokenizer, settings: GenerationSettings) -> Callable[[list[int]], bool]:
     """A row is finished at an end token or once its text holds a stop string."""
     end_ids = set(end_token_ids(model, tokenizer))

@@ -1,14 +1,16 @@
 """Generation without continuous batching, for models whose cache is not made of plain full or sliding-window
 layers: one transformers ``generate`` call over left-padded prompts with equal settings, each row stopping at its
-end token or its first stop string."""
+end token, its first stop string, or once its caller's ``CallScope`` is cancelled."""
 
 from transformers import StoppingCriteria
 
 from smelt.lm.generation import GenerationSettings, find_stop
 
 
-def generate_padded(model, tokenizer, prompts: list[list[int]], settings: GenerationSettings) -> list[list[int]]:
-    """The new tokens of each prompt, from one ``generate`` call over the left-padded batch."""
+def generate_padded(model, tokenizer, prompts: list[list[int]], settings: GenerationSettings,
+                    scopes: list | None = None) -> list[list[int]]:
+    """The new tokens of each prompt, from one ``generate`` call over the left-padded batch; a row whose scope (in
+    ``scopes``, one per prompt or None) is cancelled stops at the next step."""
     import torch
 
     pad_id = tokenizer.pad_token_id
@@ -26,8 +28,11 @@ def generate_padded(model, tokenizer, prompts: list[list[int]], settings: Genera
             torch.manual_seed(settings.seed)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    if settings.stop:
-        kwargs["stopping_criteria"] = [StopOnStrings(tokenizer, settings.stop, width)]
+    criteria = [StopOnStrings(tokenizer, settings.stop, width)] if settings.stop else []
+    if scopes and any(scope is not None for scope in scopes):
+        criteria.append(StopWhenCancelled(scopes))
+    if criteria:
+        kwargs["stopping_criteria"] = criteria
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
     return [row[width:].tolist() for row in output]
 
@@ -62,3 +67,16 @@ class StopOnStrings(StoppingCriteria):
             text = self.tokenizer.decode(row[self.prompt_width:], skip_special_tokens=True)
             done.append(find_stop(text, self.stops) >= 0)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class StopWhenCancelled(StoppingCriteria):
+    """A row is done once the ``CallScope`` of its call is cancelled (nobody waits for its answer any more)."""
+
+    def __init__(self, scopes: list):
+        self.scopes = scopes
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.tensor([scope is not None and scope.cancelled for scope in self.scopes], dtype=torch.bool,
+                            device=input_ids.device)

@@ -4,7 +4,7 @@
     GET  /healthz               ok or draining, and what was served (requests, tokens, the engine's decode steps)
     GET  /v1/program            the task and its fields, the program, the model, the run and its measured scores
     POST /v1/predict            the task's inputs -> its outputs, latency, tokens (and passages, for rag_qa)
-    POST /v1/chat/completions   the served model itself, OpenAI-compatible (non-streaming)
+    POST /v1/chat/completions   the served model itself, OpenAI-compatible (streamed on request)
     GET  /v1/models             the one model served, as OpenAI lists models
 
 A mistake in a request is a 422 naming the field (FastAPI's ``detail`` list); a failed model call a 502 with one
@@ -16,9 +16,9 @@ from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from smelt.serving.chat import ChatRequest, complete
+from smelt.serving.chat import ChatRequest, complete, sse_chunks, stream_events
 from smelt.serving.guards import BearerToken, BodyLimit
 from smelt.serving.loading import measured_scores, model_id, model_summary, program_summary
 from smelt.serving.prediction import RequestFailed, check_fields, predict
@@ -124,6 +124,8 @@ def _add_chat_routes(app: FastAPI, served: ServedProgram, log: Log) -> None:
     async def chat_route(body: ChatRequest):
         started = time.perf_counter()
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        if body.stream:
+            return await _streamed_chat(served, body, messages, started, log)
         try:
             result = await served.call(lambda: complete(loaded, body, served_model))
         except RequestFailed as exc:
@@ -136,6 +138,26 @@ def _add_chat_routes(app: FastAPI, served: ServedProgram, log: Log) -> None:
     @app.get("/v1/models", summary="The model served, as OpenAI lists models")
     def models():
         return {"object": "list", "data": [{"id": served_model, "object": "model", "created": 0, "owned_by": "smelt"}]}
+
+
+async def _streamed_chat(served: ServedProgram, body: ChatRequest, messages: list[dict], started: float,
+                         log: Log) -> StreamingResponse:
+    """The chat as server-sent events; a request that fails before its first event gets an error reply instead."""
+    loaded = served.loaded
+    try:
+        events = await served.open_stream(lambda: stream_events(loaded, body))
+    except RequestFailed as exc:
+        log("/v1/chat/completions", exc.status, started, messages=messages, error=exc.message)
+        raise
+
+    def finished(text: str, usage: dict | None, error: str | None) -> None:
+        served.count_tokens((usage or {}).get("completion_tokens", 0))
+        log("/v1/chat/completions", 200, started, messages=messages, output=text, usage=usage, stream=True,
+            **({"error": error} if error else {}))
+
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    chunks = sse_chunks(events, loaded, model_id(loaded), include_usage, finished)
+    return StreamingResponse(chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def _validation_reply(errors: list[dict]) -> JSONResponse:

@@ -1,9 +1,13 @@
 """``POST /v1/chat/completions``: the served model itself (with a distill run's adapter), as OpenAI's chat API
-shapes it, so tools that speak that API can call it. Non-streaming only; ``max_tokens`` (or
-``max_completion_tokens``), ``stop``, ``temperature`` (default 0: greedy), ``top_p`` and ``seed`` are honoured."""
+shapes it, so tools that speak that API can call it. ``max_tokens`` (or ``max_completion_tokens``), ``stop``,
+``temperature`` (default 0: greedy), ``top_p`` and ``seed`` are honoured. With ``"stream": true`` the reply is
+OpenAI's server-sent ``chat.completion.chunk`` events: the in-process model's text as its decode steps settle it;
+a model behind a server, its whole answer in one chunk."""
 
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +32,12 @@ class ChatMessage(BaseModel):
         return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = Field(False, description="a last chunk with the token counts")
+
+
 class ChatRequest(BaseModel):
     """OpenAI's chat request, less what this server cannot honour (refused by name rather than ignored)."""
 
@@ -42,15 +52,9 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=1, description="one choice per request")
-    stream: bool = Field(False, description="not supported: the whole answer comes in one reply")
+    stream: bool = Field(False, description="send the answer as server-sent events (chat.completion.chunk)")
+    stream_options: StreamOptions | None = None
     tools: list | None = Field(None, description="not supported")
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported by this server; send \"stream\": false")
-        return value
 
     @field_validator("tools")
     @classmethod
@@ -96,8 +100,6 @@ def complete(loaded: LoadedRun, body: ChatRequest, model_id: str) -> dict:
         raise RequestFailed(422, f"messages: too long for the model: {str(exc)[:300]}", "messages") from None
     except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, and the server stays up
         raise RequestFailed(502, model_call_failed(loaded.lm.spec.raw, exc)) from None
-    usage = response.usage
-    prompt, completion = int(usage.input_tokens or 0), int(usage.output_tokens or 0)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -105,5 +107,65 @@ def complete(loaded: LoadedRun, body: ChatRequest, model_id: str) -> dict:
         "model": model_id,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": response.text or ""},
                      "finish_reason": "length" if response.finish_reason == "length" else "stop"}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "usage": _usage(response.usage),
     }
+
+
+def stream_events(loaded: LoadedRun, body: ChatRequest) -> Iterator:
+    """DSPy's stream events for the chat (run in a pool thread). The request is checked, and queued on the in-process
+    engine, before this returns: a prompt too long is a 422, not a broken stream. A model behind a server answers in
+    full first (its engine does not stream), then its answer is one event."""
+    from dspy.lm15 import ContextLengthError, response_to_events
+
+    request = lm15_request(loaded, body)
+    engine = loaded.lm.engine
+    try:
+        if engine is not None:
+            return engine.stream(request)
+        return response_to_events(loaded.lm.lm(request))
+    except ContextLengthError as exc:
+        raise RequestFailed(422, f"messages: too long for the model: {str(exc)[:300]}", "messages") from None
+    except Exception as exc:  # noqa: BLE001 - as complete(): one line
+        raise RequestFailed(502, model_call_failed(loaded.lm.spec.raw, exc)) from None
+
+
+async def sse_chunks(events: AsyncIterator, loaded: LoadedRun, model_id: str, include_usage: bool,
+                     finished: Callable[[str, dict | None, str | None], None]) -> AsyncIterator[str]:
+    """OpenAI's ``chat.completion.chunk`` server-sent events for DSPy's stream events, then ``data: [DONE]``. A
+    failure after the first chunk (the model, --timeout) is an error event; ``finished(text, usage, error)`` is
+    called once at the end."""
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model_id}
+
+    def chunk(delta: dict, finish_reason: str | None = None, **extra) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return f"data: {json.dumps({**base, 'choices': [choice], **extra}, ensure_ascii=False)}\n\n"
+
+    text, usage, error, kind = [], None, None, "model_error"
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in events:
+            if event.type == "delta" and event.delta.type == "text" and event.delta.text:
+                text.append(event.delta.text)
+                yield chunk({"content": event.delta.text})
+            elif event.type == "end":
+                usage = _usage(event.usage)
+                yield chunk({}, "length" if event.finish_reason == "length" else "stop")
+        if include_usage and usage is not None:
+            yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+        yield "data: [DONE]\n\n"
+    except RequestFailed as exc:
+        error, kind = exc.message, "timeout" if exc.status == 504 else "error"
+    except Exception as exc:  # noqa: BLE001 - the model failed mid-answer: say so in the stream, stay up
+        error = model_call_failed(loaded.lm.spec.raw, exc)
+    finally:
+        finished("".join(text), usage, error)
+    if error is not None:
+        yield f"data: {json.dumps({'error': {'message': error, 'type': kind}})}\n\n"
+
+
+def _usage(usage) -> dict | None:
+    if usage is None:
+        return None
+    prompt, completion = int(usage.input_tokens or 0), int(usage.output_tokens or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

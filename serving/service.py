@@ -1,11 +1,13 @@
 """Where requests meet the model: a pool of --threads worker threads, so that concurrent requests call the program
 at the same time and the in-process engine decodes them in one batch (``smelt.lm.engine``: continuous batching and
 a prefix cache), not one after another behind a lock. Each request waits at most --timeout; once the server is
-told to stop, new requests are refused (503) while those in flight finish."""
+told to stop, new requests are refused (503) while those in flight finish. A streamed reply takes each of its
+pieces from a pool thread in turn, under the same rules."""
 
 import asyncio
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -14,6 +16,7 @@ from smelt.lm.call_scope import CallScope
 from smelt.serving.prediction import RequestFailed
 
 T = TypeVar("T")
+_END = object()  # what next() gives at the end of a stream
 
 
 class ServedProgram:
@@ -32,32 +35,75 @@ class ServedProgram:
 
     async def call(self, work: Callable[[], T]) -> T:
         """``work()`` on a pool thread, within --timeout (queueing for a thread included)."""
+        self._enter()
+        scope, failed = CallScope(), True
+        try:
+            result = await self._on_pool(scope, time.monotonic() + self.timeout, work)
+            failed = False
+        finally:
+            self._leave(failed, _completion_tokens(result) if not failed else 0)
+        return result
+
+    async def open_stream(self, start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+        """The items of ``start()``, each taken on a pool thread, the whole within --timeout. ``start()`` and the first
+        item run before this returns, so a request that fails at once is still an error reply. A stream that ends
+        early (its client went away, --timeout, an error) cancels its model calls."""
+        self._enter()
+        scope, deadline = CallScope(), time.monotonic() + self.timeout
+        try:
+            iterator = await self._on_pool(scope, deadline, start)
+            first = await self._on_pool(scope, deadline, lambda: next(iterator, _END))
+        except BaseException:
+            scope.cancel()
+            self._leave(failed=True)
+            raise
+        return self._rest_of_stream(scope, deadline, iterator, first)
+
+    async def _rest_of_stream(self, scope: CallScope, deadline: float, iterator: Iterator[T], item) -> AsyncIterator[T]:
+        failed = True
+        try:
+            while item is not _END:
+                yield item
+                item = await self._on_pool(scope, deadline, lambda: next(iterator, _END))
+            failed = False
+        finally:
+            if failed:
+                scope.cancel()
+            self._leave(failed)
+
+    def count_tokens(self, completion_tokens: int) -> None:
+        """Add a streamed reply's generated tokens to the counts (``call`` counts its own)."""
+        with self._lock:
+            self.completion_tokens += completion_tokens
+
+    def _enter(self) -> None:
         with self._lock:
             self.in_flight += 1
-        try:
-            if self.draining:
-                raise RequestFailed(503, "the server is shutting down; send the request to another instance or "
-                                         "retry once it is back")
-            scope = CallScope()
-            future = self.pool.submit(_within, scope, work)
-            try:
-                result = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
-            except TimeoutError:
-                future.cancel()  # still queued: never run
-                scope.cancel()  # already running: the engine drops its model calls at its next step
-                raise RequestFailed(504, f"no answer within {self.timeout:g} s (--timeout); the server is busy or "
-                                         "the inputs are long") from None
-        except RequestFailed:
-            with self._lock:
-                self.failed += 1
-            raise
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+        if self.draining:
+            self._leave(failed=True)
+            raise RequestFailed(503, "the server is shutting down; send the request to another instance or retry once "
+                                     "it is back")
+
+    def _leave(self, failed: bool, completion_tokens: int = 0) -> None:
         with self._lock:
-            self.answered += 1
-            self.completion_tokens += _completion_tokens(result)
-        return result
+            self.in_flight -= 1
+            if failed:
+                self.failed += 1
+            else:
+                self.answered += 1
+                self.completion_tokens += completion_tokens
+
+    async def _on_pool(self, scope: CallScope, deadline: float, work: Callable[[], T]) -> T:
+        """``work()`` on a pool thread inside ``scope``, by ``deadline`` (time.monotonic); past it a 504, and the
+        scope is cancelled: the engine drops its model calls at its next step."""
+        future = self.pool.submit(_within, scope, work)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            future.cancel()  # still queued: never run
+            scope.cancel()  # already running: the engine drops its model calls at its next step
+            raise RequestFailed(504, f"no answer within {self.timeout:g} s (--timeout); the server is busy or the "
+                                     "inputs are long") from None
 
     def stop_accepting(self) -> None:
         """From now on every new request is a 503; those in flight go on."""

@@ -5,7 +5,7 @@ import threading
 import dspy
 import pytest
 
-from smelt.lm.generation import GenerationSettings, find_stop
+from smelt.lm.generation import GenerationSettings, find_stop, settled_text
 
 PROMPTS = [
     "The capital of France is",
@@ -169,6 +169,59 @@ def test_a_cancelled_call_leaves_the_batch_at_the_next_step_and_the_others_go_on
     with scope.active():  # a call made in a cancelled scope never reaches the model
         with pytest.raises(CallCancelled, match="before its prompt pass"):
             engine.generate_batch([counting], GenerationSettings(max_new_tokens=4))
+
+
+def test_a_cancelled_call_stops_inside_a_padded_generate_call(embedded_lm, monkeypatch):
+    # Models the running batch cannot hold go through one padded generate call: it stops a cancelled row too.
+    import time
+
+    from smelt.lm.call_scope import CallCancelled, CallScope
+
+    engine = embedded_lm.engine
+    monkeypatch.setattr(engine, "continuous", False)  # the engine is shared: put it back afterwards
+    scope, outcome = CallScope(), {}
+
+    def cancelled_call() -> None:
+        with scope.active():
+            try:
+                outcome["result"] = engine.generate_batch([ids(embedded_lm, COUNTING)],
+                                                          GenerationSettings(max_new_tokens=400))
+            except CallCancelled as exc:
+                outcome["result"] = exc
+
+    call = threading.Thread(target=cancelled_call)
+    call.start()
+    time.sleep(1.0)
+    scope.cancel()
+    call.join(timeout=300)
+    assert isinstance(outcome["result"], CallCancelled), outcome
+    tokens = int(str(outcome["result"]).split("after ")[1].split()[0])
+    assert 0 < tokens < 200  # stopped where it was cancelled, not after 400 tokens
+
+
+def test_a_streamed_answer_is_the_complete_answer_piece_by_piece(embedded_lm):
+    from dspy.lm15 import Config, Message, Request
+
+    engine = embedded_lm.engine
+    for stop in ((), (" 9",), ("\n",)):
+        request = Request(model="m", messages=(Message.user(COUNTING),),
+                          config=Config(max_tokens=30, temperature=0.0, stop=stop))
+        whole = engine.complete(request)
+        events = list(engine.stream(request))
+        pieces = [event.delta.text for event in events if event.type == "delta"]
+        assert [event.type for event in events][0] == "start" and events[-1].type == "end"
+        assert len(pieces) > 3 and "".join(pieces) == whole.text, (stop, pieces, whole.text)
+        assert events[-1].finish_reason == whole.finish_reason and events[-1].usage == whole.usage
+
+
+def test_settled_text_holds_back_what_a_later_token_may_change():
+    assert settled_text("5, 6, 7", ()) == "5, 6, 7"
+    assert settled_text("5, 6, 7, 8", (" 9",)) == "5, 6, 7, 8"
+    assert settled_text("5, 6, 7, 8, ", (" 9",)) == "5, 6, 7, 8,"  # the space may start " 9"
+    assert settled_text("5, 6, 7, 8, 9, 10", (" 9",)) == "5, 6, 7, 8,"  # a stop ends it for good
+    assert settled_text("東京\ufffd", ()) == "東京"  # the rest of a character's bytes are still to come
+    assert settled_text("answer [[ ## comp", ("[[ ## completed ## ]]",)) == "answer "
+    assert settled_text("\n\nanswer", ("\n\n",)) == "\n\nanswer"  # stops count after the first non-blank
 
 
 COPYING = [  # answers that copy their prompt, as document QA answers do: drafts hold for many tokens

@@ -206,6 +206,50 @@ def test_chat_completions_honour_max_tokens_and_stop(server):
     assert stopped["usage"]["completion_tokens"] < 40
 
 
+def test_a_streamed_chat_sends_the_same_answer_piece_by_piece_to_the_openai_client(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key=TOKEN, max_retries=0, timeout=300)
+    counting = [{"role": "user", "content": "1, 2, 3, 4, 5, 6,"}]
+    for settings in ({"max_tokens": 24}, {"max_tokens": 40, "stop": [" 9"]}):
+        whole = client.chat.completions.create(model="any", messages=counting, **settings)
+        chunks = list(client.chat.completions.create(model="any", messages=counting, stream=True,
+                                                     stream_options={"include_usage": True}, **settings))
+        pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        assert len(pieces) > 3  # piece by piece as the steps settle it, not one chunk at the end
+        assert "".join(pieces) == whole.choices[0].message.content, settings
+        assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == \
+               [whole.choices[0].finish_reason]
+        assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+        assert chunks[0].choices[0].delta.role == "assistant" and {c.id for c in chunks} == {chunks[0].id}
+    assert whole.choices[0].finish_reason == "stop" and " 9" not in whole.choices[0].message.content
+
+
+def test_a_stream_its_client_leaves_stops_decoding_and_a_bad_one_is_refused_before_it_starts(server):
+    counting = [{"role": "user", "content": "1, 2, 3, 4, 5, 6,"}]
+    with server.client(headers=AUTH) as client:
+        before = client.get("/healthz").json()
+        with client.stream("POST", "/v1/chat/completions",
+                           json={"messages": counting, "max_tokens": 1000, "stream": True}) as reply:
+            assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+            lines = reply.iter_lines()
+            while '"content": ""' in next(line for line in lines if line.startswith("data:")):
+                pass  # the role chunk; leave at the first piece of text
+        deadline = time.monotonic() + 60
+        while client.get("/healthz").json()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # a step under way when the client left may still end
+        now = client.get("/healthz").json()
+        time.sleep(1.0)
+        later = client.get("/healthz").json()
+        too_long = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "go " * 40000}],
+                                                             "stream": True})
+    assert now["in_flight"] == 0 and now["failed"] == before["failed"] + 1  # the stream left early counts as failed
+    assert later["decode_steps"] == now["decode_steps"]  # nothing decodes for it any more
+    assert now["decode_steps"] - before["decode_steps"] < 100  # 1000 tokens need far more steps than it took
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["body", "messages"]
+
+
 def test_request_log_holds_requests_and_never_the_token(server):
     question = f"What time does the pool open? ({secrets.token_hex(4)})"
     with server.client(headers=AUTH) as client:
