@@ -6,7 +6,16 @@ the messages in some other model's chat format (llama.cpp's server fell back to 
 in-process engine builds for a base model (``rendering.render_transcript``: DSPy's field markers, and the
 assistant's prefill, as one document), the request's ``max_tokens``, temperature and stop strings. vLLM, SGLang,
 llama.cpp's server and ``transformers serve`` all serve this endpoint.
+
+The reply is streamed (``"stream": true``, usage in its last event), so that a call whose ``CallScope`` is cancelled
+(serve's request past ``--timeout``) closes its connection at the next token, and the server, which stops a
+generation whose client went away, stops generating for it. The answer and its token counts are those of a
+reply sent whole.
 """
+
+import json
+from collections import deque
+from itertools import chain
 
 import httpx
 from dspy.clients.engines.base import validate_request
@@ -17,14 +26,18 @@ from dspy.lm15 import (
     RateLimitError,
     Response,
     ServerError,
+    StreamDeltaEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+    TextDelta,
     TextPart,
     TimeoutError,
     TransportError,
     Usage,
-    response_to_events,
 )
 
-from smelt.lm.generation import GenerationSettings
+from smelt.lm.call_scope import CallCancelled, current_scope
+from smelt.lm.generation import GenerationSettings, settled_text
 from smelt.lm.rendering import messages_from_request, render_transcript
 from smelt.redaction import redact_text
 
@@ -48,49 +61,94 @@ class CompletionServerEngine:
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
     def complete(self, request) -> Response:
-        validate_request(request)
         settings = GenerationSettings.from_config(request.config)
+        last = deque(self._progress(request, settings), maxlen=1)  # the whole reply: its last state
+        return self._response(*(last[0] if last else ("", None, {})), settings)
+
+    def stream(self, request):
+        """The answer as DSPy's stream events, its text sent as it settles (``settled_text``). The request is sent,
+        and refused if the server refuses it, before the first event. Read to its end (a server that ignores ``stop``
+        goes on past it, unseen), so the token counts are the server's."""
+        settings = GenerationSettings.from_config(request.config)
+        progress = self._progress(request, settings)
+        first = next(progress, ("", None, {}))
+        yield StreamStartEvent(model=self.model)
+        sent = ""
+        state = first
+        for state in chain([first], progress):
+            shown = settled_text(state[0], settings.stop)
+            if len(shown) > len(sent) and shown.startswith(sent):
+                yield StreamDeltaEvent(delta=TextDelta(text=shown[len(sent):]))
+                sent = shown
+        response = self._response(*state, settings)
+        if len(response.text) > len(sent) and response.text.startswith(sent):
+            yield StreamDeltaEvent(delta=TextDelta(text=response.text[len(sent):]))
+        yield StreamEndEvent(finish_reason=response.finish_reason, usage=response.usage)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _response(self, text: str, finish_reason: str | None, usage: dict, settings: GenerationSettings) -> Response:
+        text, stopped = cut_at_stop(text, settings.stop)
+        return Response(id=None, model=self.model, message=Message.assistant([TextPart(text)]),
+                        finish_reason="stop" if stopped else finish_reason or "stop",
+                        usage=Usage(input_tokens=usage.get("prompt_tokens") or 0,
+                                    output_tokens=usage.get("completion_tokens") or 0))
+
+    def _progress(self, request, settings: GenerationSettings):
+        """The streamed reply so far after each of its events: (text, finish reason, usage). ``CallCancelled``, and
+        the connection closed, at the first event after the calling thread's scope is cancelled."""
+        validate_request(request)
         body = {"model": self.model, "prompt": render_transcript(messages_from_request(request)),
-                "max_tokens": settings.max_new_tokens, "temperature": settings.temperature}
+                "max_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+                "stream": True, "stream_options": {"include_usage": True}}
         if settings.stop:
             body["stop"] = list(settings.stop)
         if settings.top_p is not None:
             body["top_p"] = settings.top_p
         if settings.seed is not None:
             body["seed"] = settings.seed
-        reply = self._post(body)
-        choice = (reply.get("choices") or [{}])[0]
-        text = choice.get("text")
-        if not isinstance(text, str):
-            raise ServerError(f"{self.url}: the reply has no choices[0].text: {redact_text(str(reply))[:200]}")
-        usage = reply.get("usage") or {}
-        text, stopped = cut_at_stop(text, settings.stop)
-        return Response(id=reply.get("id"), model=self.model, message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop" if stopped else choice.get("finish_reason") or "stop",
-                        usage=Usage(input_tokens=usage.get("prompt_tokens") or 0,
-                                    output_tokens=usage.get("completion_tokens") or 0))
-
-    def stream(self, request):
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _post(self, body: dict) -> dict:
+        scope = current_scope()
+        pieces, finish_reason, usage = [], None, {}
         try:
-            response = self._client.post(self.url, json=body)
+            with self._client.stream("POST", self.url, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._refused(response)
+                for event in _events(response, self.url):
+                    if scope is not None and scope.cancelled:
+                        raise CallCancelled(f"cancelled after {len(pieces)} streamed pieces")
+                    for choice in event.get("choices") or ():
+                        pieces.append(choice.get("text") or "")
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                    usage = event.get("usage") or usage
+                    yield "".join(pieces), finish_reason, usage
         except httpx.TimeoutException as exc:
             raise TimeoutError(f"{self.url}: no reply in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise TransportError(f"{self.url}: {type(exc).__name__}: {redact_text(str(exc))[:200]}") from None
-        if response.status_code >= 400:
-            detail = redact_text(response.text.strip().replace("\n", " "))[:200]
-            message = f"{self.url}: HTTP {response.status_code}: {detail}"
-            error = {401: AuthError, 403: AuthError, 429: RateLimitError}.get(response.status_code)
-            if error is None:
-                error = ServerError if response.status_code >= 500 else InvalidRequestError
-            raise error(message)
+
+    def _refused(self, response: httpx.Response) -> Exception:
+        detail = redact_text(response.text.strip().replace("\n", " "))[:200]
+        message = f"{self.url}: HTTP {response.status_code}: {detail}"
+        error = {401: AuthError, 403: AuthError, 429: RateLimitError}.get(response.status_code)
+        if error is None:
+            error = ServerError if response.status_code >= 500 else InvalidRequestError
+        return error(message)
+
+
+def _events(response: httpx.Response, url: str):
+    """The JSON objects of a server-sent event stream, up to ``data: [DONE]``; an error event raises."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue  # a blank line between events, or a comment
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            return
         try:
-            return response.json()
+            event = json.loads(data)
         except ValueError:
-            raise ServerError(f"{self.url}: the reply is not JSON: {redact_text(response.text)[:200]!r}") from None
+            raise ServerError(f"{url}: a streamed event is not JSON: {redact_text(data)[:200]!r}") from None
+        if not isinstance(event, dict) or "error" in event:
+            raise ServerError(f"{url}: the stream failed: {redact_text(str(event))[:200]}")
+        yield event

@@ -1,13 +1,14 @@
 """``POST /v1/chat/completions``: the served model itself (with a distill run's adapter), as OpenAI's chat API
 shapes it, so tools that speak that API can call it. ``max_tokens`` (or ``max_completion_tokens``), ``stop``,
 ``temperature`` (default 0: greedy), ``top_p`` and ``seed`` are honoured. With ``"stream": true`` the reply is
-OpenAI's server-sent ``chat.completion.chunk`` events: the in-process model's text as its decode steps settle it;
-a model behind a server, its whole answer in one chunk."""
+OpenAI's server-sent ``chat.completion.chunk`` events: the text as it settles, from the in-process model or a
+completion endpoint; from a chat model behind a server, its whole answer in one chunk."""
 
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from itertools import chain
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -112,17 +113,18 @@ def complete(loaded: LoadedRun, body: ChatRequest, model_id: str) -> dict:
 
 
 def stream_events(loaded: LoadedRun, body: ChatRequest) -> Iterator:
-    """DSPy's stream events for the chat (run in a pool thread). The request is checked, and queued on the in-process
-    engine, before this returns: a prompt too long is a 422, not a broken stream. A model behind a server answers in
-    full first (its engine does not stream), then its answer is one event."""
+    """DSPy's stream events for the chat (run in a pool thread), from the in-process engine or a completion endpoint
+    as the tokens come; from a chat model behind a server (LiteLLM) its whole answer as one event. The first event is
+    taken here: a prompt too long, or a server that refuses, is an error reply, not a broken stream."""
     from dspy.lm15 import ContextLengthError, response_to_events
 
     request = lm15_request(loaded, body)
-    engine = loaded.lm.engine
+    engine = loaded.lm.engine or loaded.lm.lm.engine  # in-process; else the engine object of a completion endpoint
     try:
-        if engine is not None:
-            return engine.stream(request)
-        return response_to_events(loaded.lm.lm(request))
+        if not hasattr(engine, "stream"):  # "litellm": DSPy's own, not streamed here
+            return response_to_events(loaded.lm.lm(request))
+        events = engine.stream(request)
+        return chain([next(events)], events)
     except ContextLengthError as exc:
         raise RequestFailed(422, f"messages: too long for the model: {str(exc)[:300]}", "messages") from None
     except Exception as exc:  # noqa: BLE001 - as complete(): one line

@@ -1,7 +1,10 @@
-"""A real OpenAI-compatible server for the tests: ``transformers serve`` on the embedded model's weights (the folder
-smelt converts them into), behind a small counting proxy that records how many requests were in flight at once."""
+"""Real servers for the tests: ``transformers serve`` on the embedded model's weights (the folder smelt converts them
+into), behind a small counting proxy that records how many requests were in flight at once; and smelt's own
+``serve`` on a run directory."""
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +13,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -104,3 +109,39 @@ class TransformersServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+class SmeltServe:
+    """``python cli.py serve ...`` in a subprocess on a free port (--port 0; the port is read from its ready line)."""
+
+    def __init__(self, *args: str, env: dict | None = None):
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", *args, "--port", "0"],
+                                        cwd=ROOT, env=env or {**os.environ, "HF_HUB_OFFLINE": "1"},
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(300) or self.process.poll() is not None:
+            self.stop()
+            raise AssertionError("serve did not start:\n" + self.output)
+        self.url = re.search(r"on (http://127\.0\.0\.1:\d+)/", self.output).group(1)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if "[smelt] serving" in line:
+                self._ready.set()
+        self._ready.set()  # it exited
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=300, **kwargs)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)

@@ -4,17 +4,22 @@ The base model has no chat template, so it is named ``text-completion-openai/<mo
 completion endpoint the very prompt its in-process engine builds, and gets the same answers. Every command that
 takes a model runs against it (compile, eval with a judge, run, distill with a server teacher, a 2-trial sweep);
 the run's API base is reused without being given again; a password in the URL is never written or printed; and
-``--threads 8`` keeps several requests in flight at once (counted by a relay in front of the server)."""
+``--threads 8`` keeps several requests in flight at once (counted by a relay in front of the server). The replies
+are streamed: a cancelled call closes its connection and the server stops generating, and ``serve`` streams a chat
+from the server as the tokens come."""
 
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from smelt.lm.embedded import ensure_embedded_model
-from tests.real_server import TransformersServer
+from tests.real_server import SmeltServe, TransformersServer
 
 CLI = Path(__file__).resolve().parents[1] / "cli.py"
 PASSWORD = "s3cret-pa55"
@@ -118,3 +123,73 @@ def test_distill_with_a_server_teacher_and_a_two_trial_sweep(server, runs):
     assert all(scored["examples"] == 2 for scored in summary["test"].values())
     trial = json.loads(next(swept.glob("trials/*/manifest.json")).read_text())
     assert trial["models"]["program"]["api_base"] == server.url
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process and the processes it started have used so far (user + system, all their threads)."""
+    stats = {}
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        stats[int(path.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # parent, ticks
+    tree, ticks = {pid}, 0
+    for _ in range(4):  # children, grandchildren, ...
+        tree |= {child for child, (parent, _) in stats.items() if parent in tree}
+    ticks = sum(stats[member][1] for member in tree if member in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_cancelled_call_closes_its_stream_and_the_server_stops_generating(server):
+    # serve cancels the model calls of a request past --timeout; on a server model that closes the connection.
+    from dspy.lm15 import Config, Message, Request
+
+    from smelt.lm import lm_for_spec
+    from smelt.lm.call_scope import CallCancelled, CallScope
+
+    engine = lm_for_spec(spec(server), api_base=server.url).lm.engine
+    endless = Request(model="m", messages=(Message.user("1, 2, 3, 4, 5, 6,"),),
+                      config=Config(max_tokens=2000, temperature=0.0))
+    scope, outcome = CallScope(), {}
+
+    def call() -> None:
+        with scope.active():
+            try:
+                outcome["result"] = engine.complete(endless)
+            except CallCancelled as exc:
+                outcome["result"] = exc
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(2)
+    before = cpu_seconds(server.process.pid)
+    time.sleep(3)
+    generating = cpu_seconds(server.process.pid) - before
+    scope.cancel()
+    thread.join(timeout=60)
+    assert isinstance(outcome.get("result"), CallCancelled), outcome
+    time.sleep(1)  # the server notices the closed connection at its next token
+    before = cpu_seconds(server.process.pid)
+    time.sleep(3)
+    after_cancel = cpu_seconds(server.process.pid) - before
+    assert generating > 1.0  # the measure can tell: busy while it generated
+    assert after_cancel < 0.5 * generating  # and then idle: not writing 2000 tokens nobody reads
+
+
+def test_serve_streams_a_chat_from_the_server_as_its_tokens_come(server, server_compile):
+    run, _ = server_compile
+    served = SmeltServe(str(run), "--threads", "2")
+    try:
+        chat = {"messages": [{"role": "user", "content": "1, 2, 3, 4, 5, 6,"}], "max_tokens": 12}
+        with served.client() as client:
+            whole = client.post("/v1/chat/completions", json=chat).json()
+            with client.stream("POST", "/v1/chat/completions", json={**chat, "stream": True}) as reply:
+                events = [json.loads(line[len("data: "):]) for line in reply.iter_lines()
+                          if line.startswith("data: ") and line != "data: [DONE]"]
+    finally:
+        assert served.stop() == 0, served.output[-2000:]
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    pieces = [piece for piece in pieces if piece]
+    assert len(pieces) > 3 and "".join(pieces) == whole["choices"][0]["message"]["content"]
+    assert f"the run's API base {server.url}" in served.output  # served from the server the run recorded

@@ -19,45 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.real_server import SmeltServe
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "serve-test-" + secrets.token_urlsafe(16)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SERVE_TEST_TOKEN": TOKEN}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class Server:
-    """``python cli.py serve ...`` in a subprocess on a free port (--port 0; the port is read from its ready line)."""
-
-    def __init__(self, *args: str, env: dict | None = None):
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", *args, "--port", "0"],
-                                        cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(300) or self.process.poll() is not None:
-            self.stop()
-            raise AssertionError("serve did not start:\n" + self.output)
-        self.url = re.search(r"on (http://127\.0\.0\.1:\d+)/", self.output).group(1)
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if "[smelt] serving" in line:
-                self._ready.set()
-        self._ready.set()  # it exited
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=300, **kwargs)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +41,7 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "requests.jsonl"
-    running = Server(str(run_dir), "--threads", "8", "--token-env", "SERVE_TEST_TOKEN", "--log", str(log))
+    running = SmeltServe(str(run_dir), "--threads", "8", "--token-env", "SERVE_TEST_TOKEN", "--log", str(log), env=ENV)
     running.log = log
     yield running
     assert running.stop() == 0, running.output[-3000:]
@@ -299,7 +266,7 @@ def test_the_page_answers_in_headless_chromium(server, tmp_path):
 
 
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(run_dir):
-    server = Server(str(run_dir), "--threads", "2")
+    server = SmeltServe(str(run_dir), "--threads", "2", env=ENV)
     replies = []
     with server.client() as client:
         long_chat = {"messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 120}
