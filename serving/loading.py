@@ -9,17 +9,26 @@ from smelt.commands.common import LoadedRun, load_run
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import is_python_task
+from smelt.lm.build import REQUEST_TIMEOUT_S
 
 OPTION = "serve"  # how a run directory is named in load_run's messages: "serve runs/x: an eval run, ..."
 
 
 def load_served_run(run_dir: str, *, task: str | None, lm: str | None, device: str, api_base: str | None,
-                    log) -> LoadedRun:
+                    timeout: float, log) -> LoadedRun:
     """The run's program on its model (or ``lm``). DSPy's response cache is off: a request's inputs are written
-    nowhere but the --log file, and every answer comes from the model."""
+    nowhere but the --log file, and every answer comes from the model.
+
+    A chat model behind a server (LiteLLM's) waits for a reply a second longer than ``timeout`` (--timeout: the
+    request's 504 comes first) and is not retried: its connection then closes (the server stops generating) rather
+    than going on, or starting again, for nobody. (The in-process engine and a completion endpoint drop a request's
+    calls when it times out: ``smelt.lm.call_scope``.)"""
     _check_task_is_data(run_dir, task)
-    return load_run(run_dir, task_name=task, option=OPTION, lm_spec=lm, device=device, api_base=api_base,
-                    cache=False, command="serve", log=log)
+    loaded = load_run(run_dir, task_name=task, option=OPTION, lm_spec=lm, device=device, api_base=api_base,
+                      cache=False, command="serve", log=log)
+    if loaded.lm.engine is None and not hasattr(loaded.lm.lm.engine, "complete"):  # LiteLLM: not one of smelt's
+        loaded.lm.lm = loaded.lm.lm.copy(timeout=min(timeout + 1, REQUEST_TIMEOUT_S), num_retries=0)
+    return loaded
 
 
 def _check_task_is_data(run_dir: str, task: str | None) -> None:

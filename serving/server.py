@@ -46,7 +46,7 @@ def serve(options: ServeOptions, log) -> dict:
     port = sock.getsockname()[1]
     configure_dspy(threads=options.threads)
     loaded = load_served_run(options.run_dir, task=options.task, lm=options.lm, device=options.device,
-                             api_base=options.api_base, log=log)
+                             api_base=options.api_base, timeout=options.timeout, log=log)
     served = ServedProgram(loaded, threads=options.threads, timeout=options.timeout)
     app = create_app(served, run_dir=options.run_dir, token=token, max_request_bytes=options.max_request_bytes,
                      request_log=request_log)

@@ -33,7 +33,7 @@ QUESTION = "When does the pool open on weekdays?"
 # Authorization header, body), argv[2] the file it writes its port to once it listens, argv[3] its replies (JSON:
 # {model: content}, "*" for any other model).
 SERVER = r'''
-import json, os, sys, threading, time
+import json, os, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG, PORT_FILE, REPLIES = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -56,6 +56,16 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions") or not isinstance(body, dict):
             return self._reply(404, {"error": {"message": "no route " + self.path}})
         content = REPLIES.get(body.get("model"), REPLIES["*"])
+        if content.startswith("SLEEP "):  # a model that takes that long; then, did the client wait for it?
+            time.sleep(float(content.split()[1]))
+            self.connection.setblocking(False)
+            try:
+                gone = self.connection.recv(1, socket.MSG_PEEK) == b""
+            except BlockingIOError:
+                gone = False
+            self.connection.setblocking(True)
+            self._record({"slow_reply_for": body.get("model"), "client_gone": gone})
+            content = ANSWER
         self._reply(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
                           "model": body.get("model", "local"),
                           "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -92,7 +102,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("server")
     script, log, port_file = folder / "server.py", folder / "requests.jsonl", folder / "port"
     script.write_text(SERVER, encoding="utf-8")
-    replies = json.dumps({"*": ANSWER, "local-judge": RATING})
+    replies = json.dumps({"*": ANSWER, "local-judge": RATING, "slow-model": "SLEEP 8"})
     process = subprocess.Popen([sys.executable, str(script), str(log), str(port_file), replies],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 30
@@ -370,3 +380,30 @@ def test_a_completion_endpoint_model_is_budgeted_as_in_process():
     assert completion.lm.kwargs["max_tokens"] == DEFAULT_MAX_TOKENS < SERVER_MAX_TOKENS == chat.lm.kwargs["max_tokens"]
     given = lm_for_spec("text-completion-openai/base", api_base="http://127.0.0.1:9/v1", max_tokens=40)
     assert given.lm.kwargs["max_tokens"] == 40
+
+
+def test_serve_waits_for_a_server_model_about_its_timeout_and_never_retries(server, compiled, tmp_path):
+    # Past --timeout the request is a 504; the model call on the server is neither left running nor sent again.
+    import httpx
+
+    from tests.real_server import SmeltServe
+
+    before = len(server["requests"]())
+    served = SmeltServe(str(compiled["run"]), "--lm", "openai/slow-model", "--api-base", _api_base(server),
+                        "--timeout", "2", env=_env(tmp_path))
+    try:
+        started = time.monotonic()
+        reply = httpx.post(served.url + "/v1/predict", json={"document": DOCUMENT, "question": QUESTION}, timeout=60)
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 30
+        while not any("slow_reply_for" in (r["body"] or {}) for r in server["requests"]()[before:]):
+            assert time.monotonic() < deadline, "the slow model never finished"
+            time.sleep(0.2)
+    finally:
+        assert served.stop() == 0, served.output[-2000:]
+    assert reply.status_code == 504 and "--timeout" in reply.json()["error"]["message"] and took < 6
+    sent = [r for r in server["requests"]()[before:] if "messages" in (r["body"] or {})]
+    assert len(sent) == 1  # never retried
+    [done] = [r["body"] for r in server["requests"]()[before:] if "slow_reply_for" in (r["body"] or {})]
+    assert done["client_gone"]  # its connection was closed: the server could stop generating
+    assert SECRET not in served.output
