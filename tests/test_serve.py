@@ -346,6 +346,48 @@ def test_a_request_past_the_timeout_is_504_and_draining_is_503():
     assert served.stats() == {"in_flight": 0, "answered": 1, "failed": 3, "completion_tokens": 3}
 
 
+def test_a_stream_past_the_timeout_ends_with_an_error_event_and_cancels_its_calls():
+    import asyncio
+    from types import SimpleNamespace
+
+    from dspy.lm15 import StreamDeltaEvent, StreamStartEvent, TextDelta
+
+    from smelt.lm.call_scope import current_scope
+    from smelt.serving.chat import sse_chunks
+    from smelt.serving.service import ServedProgram
+
+    loaded = SimpleNamespace(lm=SimpleNamespace(engine=None, spec=SimpleNamespace(raw="gemma-3-270m")))
+    served = ServedProgram(loaded, threads=2, timeout=0.5)
+    seen = {}
+
+    def start():  # a model that sends one piece, then hangs until its call is cancelled
+        def events():
+            yield StreamStartEvent(model="m")
+            yield StreamDeltaEvent(delta=TextDelta(text="5,"))
+            scope, deadline = current_scope(), time.monotonic() + 5
+            while not scope.cancelled and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen["cancelled"] = scope.cancelled
+
+        return events()
+
+    async def consume() -> list[str]:
+        stream = await served.open_stream(start)
+        finished = lambda text, usage, error: seen.update(text=text, error=error)  # noqa: E731
+        return [chunk async for chunk in sse_chunks(stream, loaded, "m", False, finished)]
+
+    chunks = asyncio.run(consume())
+    deadline = time.monotonic() + 5
+    while "cancelled" not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    events = [json.loads(chunk[len("data: "):]) for chunk in chunks]
+    assert [e["choices"][0]["delta"] for e in events[:2]] == [{"role": "assistant", "content": ""}, {"content": "5,"}]
+    assert events[-1]["error"]["type"] == "timeout" and "--timeout" in events[-1]["error"]["message"]
+    assert "data: [DONE]\n\n" not in chunks and seen["text"] == "5," and seen["cancelled"] is True
+    served.close()
+    assert served.stats() == {"in_flight": 0, "answered": 0, "failed": 1, "completion_tokens": 0}
+
+
 def test_the_passages_of_a_program_that_retrieves_are_split_by_document():
     import dspy
 
