@@ -143,9 +143,9 @@ def test_bad_requests_are_refused_by_name_and_the_server_stays_up(server):
         chunks = (encoded[at:at + 65536] for at in range(0, len(encoded), 65536))  # no Content-Length: chunked
         chunked = client.post("/v1/predict", content=chunks, headers={"content-type": "application/json"})
         assert chunked.status_code == 413 and "--max-request-bytes" in chunked.json()["error"]["message"]
-        streaming = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
-                                                              "stream": True})
-        assert streaming.status_code == 422 and streaming.json()["detail"][0]["loc"] == ["body", "stream"]
+        tools = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                          "tools": [{"type": "function"}]})
+        assert tools.status_code == 422 and tools.json()["detail"][0]["loc"] == ["body", "tools"]
         assert client.get("/healthz").json()["status"] == "ok"
     with server.client() as anonymous:
         assert anonymous.post("/v1/predict", json=good).status_code == 401
