@@ -37,7 +37,7 @@ from dspy.lm15 import (
 )
 
 from smelt.lm.call_scope import CallCancelled, current_scope
-from smelt.lm.generation import GenerationSettings, settled_text
+from smelt.lm.generation import GenerationSettings, stream_pieces
 from smelt.lm.rendering import messages_from_request, render_transcript
 from smelt.redaction import redact_text
 
@@ -66,23 +66,23 @@ class CompletionServerEngine:
         return self._response(*(last[0] if last else ("", None, {})), settings)
 
     def stream(self, request):
-        """The answer as DSPy's stream events, its text sent as it settles (``settled_text``). The request is sent,
+        """The answer as DSPy's stream events, its text sent as it settles (``stream_pieces``). The request is sent,
         and refused if the server refuses it, before the first event. Read to its end (a server that ignores ``stop``
         goes on past it, unseen), so the token counts are the server's."""
         settings = GenerationSettings.from_config(request.config)
         progress = self._progress(request, settings)
-        first = next(progress, ("", None, {}))
+        last = [next(progress, ("", None, {}))]  # the reply so far: (text, finish reason, usage)
         yield StreamStartEvent(model=self.model)
-        sent = ""
-        state = first
-        for state in chain([first], progress):
-            shown = settled_text(state[0], settings.stop)
-            if len(shown) > len(sent) and shown.startswith(sent):
-                yield StreamDeltaEvent(delta=TextDelta(text=shown[len(sent):]))
-                sent = shown
-        response = self._response(*state, settings)
-        if len(response.text) > len(sent) and response.text.startswith(sent):
-            yield StreamDeltaEvent(delta=TextDelta(text=response.text[len(sent):]))
+
+        def partial_texts():
+            for state in chain(last[:1], progress):
+                last[0] = state
+                yield state[0]
+
+        for piece in stream_pieces(partial_texts(), settings.stop,
+                                   lambda: self._response(*last[0], settings).text):
+            yield StreamDeltaEvent(delta=TextDelta(text=piece))
+        response = self._response(*last[0], settings)
         yield StreamEndEvent(finish_reason=response.finish_reason, usage=response.usage)
 
     def close(self) -> None:

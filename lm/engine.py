@@ -45,9 +45,8 @@ from smelt.lm.generation import (
     Generation,
     GenerationSettings,
     decode_generation,
-    end_token_ids,
     finished_test,
-    settled_text,
+    stream_pieces,
 )
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import plain_output_projection
@@ -99,7 +98,6 @@ class TransformersEngine:
         self._greedy_head: GreedyHead | None = None
         self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
-        self._end_ids = set(end_token_ids(model, tokenizer))
         # Requests taken from the queue at once (one entry per admission, or per generate call when not
         # continuous) since the last close(), for benchmarks and tests.
         self.batch_sizes: list[int] = []
@@ -128,7 +126,7 @@ class TransformersEngine:
         )
 
     def stream(self, request):
-        """The answer as DSPy's stream events, its text sent as the steps settle it (``settled_text``): what is sent
+        """The answer as DSPy's stream events, its text sent as the steps settle it (``stream_pieces``): what is sent
         is never taken back, and all of it together is ``complete``'s text. The request is checked and queued before
         the first event, so a prompt too long raises there."""
         job = self._job_for(request, progress=queue.SimpleQueue())
@@ -137,15 +135,11 @@ class TransformersEngine:
 
     def _events(self, job: EngineJob):
         yield StreamStartEvent(model=self.name)
-        sent = ""
-        while (tokens := job.progress.get()) is not None:
-            text = settled_text(self._answer_text(tokens), job.settings.stop)
-            if len(text) > len(sent) and text.startswith(sent):
-                yield StreamDeltaEvent(delta=TextDelta(text=text[len(sent):]))
-                sent = text
+        partial_texts = (decode_generation(self.model, self.tokenizer, tokens, 0, job.settings).text
+                         for tokens in iter(job.progress.get, None))
+        for piece in stream_pieces(partial_texts, job.settings.stop, lambda: self._wait(job).text):
+            yield StreamDeltaEvent(delta=TextDelta(text=piece))
         result = self._wait(job)
-        if len(result.text) > len(sent) and result.text.startswith(sent):
-            yield StreamDeltaEvent(delta=TextDelta(text=result.text[len(sent):]))
         yield StreamEndEvent(finish_reason=result.finish_reason, usage=_usage(result))
 
     def _job_for(self, request, progress: queue.SimpleQueue | None = None) -> EngineJob:
@@ -154,12 +148,6 @@ class TransformersEngine:
                    GenerationSettings.from_config(request.config), progress=progress)
         self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
         return job
-
-    def _answer_text(self, tokens: list[int]) -> str:
-        """The text of an answer's tokens so far, up to an end token (as ``decode_generation`` reads them)."""
-        end_ids = self._end_ids
-        cut = next((i for i, token in enumerate(tokens) if token in end_ids), len(tokens))
-        return self.tokenizer.decode(tokens[:cut], skip_special_tokens=True)
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
         """Refuse a prompt that, with its new tokens, does not fit the model's context."""

@@ -2,7 +2,7 @@
 config), its ``Generation``, and where an answer ends: at an end token, at the first stop string after the answer's
 first non-blank character, or after ``max_new_tokens``."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 DEFAULT_MAX_TOKENS = 256
@@ -70,6 +70,21 @@ def settled_text(text: str, stops: tuple[str, ...]) -> str:
     held = max((size for stop in stops for size in range(min(len(stop) - 1, len(text)), 0, -1)
                 if text.endswith(stop[:size])), default=0)
     return text[: len(text) - held]
+
+
+def stream_pieces(partial_texts: Iterable[str], stops: tuple[str, ...], final_text: Callable[[], str]) -> Iterator[str]:
+    """The pieces of an answer's text as it grows: of each partial text, the settled part not sent yet
+    (``settled_text``), then what the final text adds. Nothing sent is taken back, and the pieces together are the
+    final text."""
+    sent = ""
+    for text in partial_texts:
+        shown = settled_text(text, stops)
+        if len(shown) > len(sent) and shown.startswith(sent):
+            yield shown[len(sent):]
+            sent = shown
+    final = final_text()
+    if len(final) > len(sent) and final.startswith(sent):
+        yield final[len(sent):]
 
 
 def finished_test(model, tokenizer, settings: GenerationSettings) -> Callable[[list[int]], bool]:

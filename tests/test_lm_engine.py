@@ -5,7 +5,7 @@ import threading
 import dspy
 import pytest
 
-from smelt.lm.generation import GenerationSettings, find_stop, settled_text
+from smelt.lm.generation import GenerationSettings, find_stop, settled_text, stream_pieces
 
 PROMPTS = [
     "The capital of France is",
@@ -222,6 +222,12 @@ def test_settled_text_holds_back_what_a_later_token_may_change():
     assert settled_text("東京\ufffd", ()) == "東京"  # the rest of a character's bytes are still to come
     assert settled_text("answer [[ ## comp", ("[[ ## completed ## ]]",)) == "answer "
     assert settled_text("\n\nanswer", ("\n\n",)) == "\n\nanswer"  # stops count after the first non-blank
+
+
+def test_stream_pieces_are_never_taken_back_and_add_up_to_the_final_text():
+    partial = ["5", "5,", "5, ", "5, 6", "5, 6,"]
+    assert list(stream_pieces(partial, (" 9",), lambda: "5, 6,")) == ["5", ",", " 6", ","]  # "5, " waited for " 6"
+    assert list(stream_pieces(["ab "], (" 9",), lambda: "ab ")) == ["ab", " "]  # the held tail comes at the end
 
 
 COPYING = [  # answers that copy their prompt, as document QA answers do: drafts hold for many tokens
