@@ -145,7 +145,7 @@ class TransformersEngine:
     def _job_for(self, request, progress: queue.SimpleQueue | None = None) -> EngineJob:
         validate_request(request)
         job = EngineJob(encode_prompt(self.tokenizer, messages_from_request(request)),
-                   GenerationSettings.from_config(request.config), progress=progress)
+                        GenerationSettings.from_config(request.config), progress=progress)
         self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
         return job
 
