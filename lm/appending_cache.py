@@ -13,10 +13,11 @@ verifies drafted tokens leaves columns that no row uses and a window counted in 
 ``drop_last`` takes back a step's trailing columns that no row kept.
 
 Rows join and leave without copying the whole cache where they can (``join_rows``, ``keep_rows``): the
-buffers keep spare rows, so a request no wider than the batch is written alone into one, and the rows
-after one that left move up in place. Otherwise (a wider request, leading columns no row uses any more)
-the batch's tensors are written once into fresh buffers with room, where padding, concatenating and
-remaking the buffer at the next step would copy the cache three times.
+buffers keep spare rows, so a joining request is written alone into one, and the rows after one that left
+move up in place. Leading columns no row uses any more stay in the buffers, before the span the layer hands
+out, and a wider request joining later extends the span back into them. Otherwise (a request wider than that
+room, no spare row) the batch's tensors are written once into fresh buffers with room, where padding,
+concatenating and remaking the buffer at the next step would copy the cache three times.
 """
 
 from types import MethodType
@@ -47,13 +48,18 @@ def join_rows(cache, other, width: int) -> None:
     ``width`` columns (zeros to the left of a shorter one)."""
     for ours, theirs in zip(cache.layers, other.layers, strict=True):
         rows, joining = ours.keys.shape[0], theirs.keys.shape[0]
-        if _current(ours) and width == ours.keys.shape[-2] and rows + joining <= ours.appended_buffers[0].shape[0]:
-            # Spare rows and columns enough: write the joining rows alone.
-            start, stop = ours.appended_span
+        wider = width - ours.keys.shape[-2]  # columns the batch gains on the left
+        if (_current(ours) and 0 <= wider <= ours.appended_span[0]
+                and rows + joining <= ours.appended_buffers[0].shape[0]):
+            # Spare rows, and columns enough on the left (left there when leading columns were dropped): write the
+            # joining rows alone, and zeros into the batch's rows' new leading columns.
+            start, stop = ours.appended_span[0] - wider, ours.appended_span[1]
             for buffer, states in zip(ours.appended_buffers, (theirs.keys, theirs.values), strict=True):
+                buffer[:rows, :, start : start + wider] = 0
                 missing = width - states.shape[-2]
                 buffer[rows : rows + joining, :, start : start + missing] = 0
                 buffer[rows : rows + joining, :, start + missing : stop] = states
+            ours.appended_span = start, stop
             _view(ours, rows + joining)
         else:
             _remake(ours, width, [(slice(0, rows), ours.keys, ours.values),
@@ -61,15 +67,19 @@ def join_rows(cache, other, width: int) -> None:
 
 
 def keep_rows(cache, rows: list[int], start: int) -> None:
-    """Keep only the rows ``rows`` (ascending) of every layer, from column ``start`` on."""
+    """Keep only the rows ``rows`` of every layer, from column ``start`` on."""
+    ascending = all(a < b for a, b in zip(rows, rows[1:], strict=False))
     for layer in cache.layers:
-        if start == 0 and _current(layer):
-            # In place: each kept row moves up to its new index (never onto a row still to be moved).
-            begin, end = layer.appended_span
+        if ascending and _current(layer):
+            # In place: the span starts ``start`` columns later (those columns are left for a wider row to join
+            # into, or dropped at the next remake), and each kept row moves up to its new index, never onto a row
+            # still to be moved.
+            begin, end = layer.appended_span[0] + start, layer.appended_span[1]
             for buffer in layer.appended_buffers:
                 for index, row in enumerate(rows):
                     if row != index:
                         buffer[index, :, begin:end] = buffer[row, :, begin:end]
+            layer.appended_span = begin, end
             _view(layer, len(rows))
         else:
             _remake(layer, layer.keys.shape[-2] - start,

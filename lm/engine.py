@@ -7,7 +7,8 @@ step, and a finished one returns at once. A request's prompt pass (``row_prefill
 longest prefix whose key/value states the engine already holds (``prefix_cache``): a compiled
 program's system message and demos are computed once, not once per request. On a CPU in fp32, a
 greedy step reads an int8 copy of the output projection and computes exactly only the few logits
-that could win (``greedy_head``): the same tokens at a fraction of the memory traffic.
+that could win (``greedy_head``): the same tokens at a fraction of the memory traffic. A step of several rows with
+drafts reads each key/value head once rather than a copy per query head (``packed_attention``).
 
 Models whose cache is not made of plain full or sliding-window layers run instead in batches of
 requests with equal settings, through one left-padded ``generate`` call per batch (``padded_generation``).
@@ -50,6 +51,7 @@ from smelt.lm.generation import (
 )
 from smelt.lm.greedy_head import GreedyHead
 from smelt.lm.model_parts import plain_output_projection
+from smelt.lm.packed_attention import register_packed_attention
 from smelt.lm.padded_generation import generate_padded
 from smelt.lm.prefix_cache import PrefixCache, prefix_cache_budget
 from smelt.lm.rendering import encode_prompt, messages_from_request
@@ -96,6 +98,7 @@ class TransformersEngine:
         # Greedy rows feed drafts of their next tokens, found in their own prompt and answer (prompt_lookup).
         self.prompt_lookup = prompt_lookup
         self._greedy_head: GreedyHead | None = None
+        register_packed_attention()  # a decode step with drafts reads each key/value head once (packed_attention)
         self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
         # Requests taken from the queue at once (one entry per admission, or per generate call when not
@@ -256,16 +259,16 @@ class TransformersEngine:
         """One token for every running job; finished jobs get their answer."""
         import torch
 
-        cancelled = [row for row in running.rows if row.owner.cancelled]
-        if cancelled:
-            running.drop(cancelled)
-            for row in cancelled:
-                row.owner.fail(CallCancelled(f"cancelled after {len(row.generated)} tokens"))
-        if not running.rows:
-            return
         started = time.perf_counter()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode():  # the batch's cache holds inference tensors: changed only in this mode
+                cancelled = [row for row in running.rows if row.owner.cancelled]
+                if cancelled:
+                    running.drop(cancelled)
+                    for row in cancelled:
+                        row.owner.fail(CallCancelled(f"cancelled after {len(row.generated)} tokens"))
+                if not running.rows:
+                    return
                 finished = running.step()
             self.steps += 1
             self.decode_step_seconds += time.perf_counter() - started

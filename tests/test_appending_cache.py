@@ -97,3 +97,31 @@ def test_rows_join_and_leave_in_one_copy_into_buffers_the_next_step_appends_to()
         assert torch.equal(layer.keys, expected[0][[0, 2]]) and torch.equal(layer.values, expected[1][[0, 2]])
         if layer.is_sliding:
             assert layer.cumulative_length == 8
+
+    # The first row leaves and no row uses the first two columns any more: in place, the columns left unused...
+    expected = tuple(states[[0, 2]] for states in expected)
+    keep_rows(batch, [1], 2)
+    expected = tuple(states[[1], :, 2:] for states in expected)
+    for layer, made in zip(batch.layers, buffers, strict=True):
+        assert layer.appended_buffers is made
+        assert torch.equal(layer.keys, expected[0]) and torch.equal(layer.values, expected[1])
+    # ...for a row one column wider than the batch to join into, still without a copy.
+    joining, their_keys, their_values = layers(1, 7)
+    join_rows(batch, joining, 7)
+    expected = tuple(torch.cat([torch.cat([torch.zeros(1, 2, 1, 4), states], -2), theirs])
+                     for states, theirs in ((expected[0], their_keys), (expected[1], their_values)))
+    for layer, made in zip(batch.layers, buffers, strict=True):
+        assert layer.appended_buffers is made
+        assert torch.equal(layer.keys, expected[0]) and torch.equal(layer.values, expected[1])  # zeros, not stale
+        if layer.is_sliding:
+            assert layer.cumulative_length == 7
+        seen = layer.update(step_keys[:2], step_values[:2])
+        assert torch.equal(seen[0], torch.cat([expected[0], step_keys[:2]], -2))
+    # Wider than the room on the left: written once into fresh buffers.
+    joining, their_keys, their_values = layers(1, 12)
+    join_rows(batch, joining, 12)
+    for layer, made in zip(batch.layers, buffers, strict=True):
+        assert layer.appended_buffers is not made
+        assert torch.equal(layer.keys[:2, :, 4:], torch.cat([expected[0], step_keys[:2]], -2))
+        assert torch.equal(layer.keys[:2, :, :4], torch.zeros(2, 2, 4, 4))
+        assert torch.equal(layer.keys[2:], their_keys)
