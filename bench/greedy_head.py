@@ -11,11 +11,11 @@ over screen time (above 1: the screen is faster).
 """
 
 import argparse
-import time
 
 import torch
 
 from bench.machine import cpu_name
+from bench.timing import seconds_per_call
 from smelt.lm import lm_for_spec
 from smelt.lm.greedy_head import GreedyHead, cpu_has_int8_dot_products
 from smelt.lm.model_parts import decoder_of, plain_output_projection
@@ -31,14 +31,6 @@ def hidden_states(engine, count: int):
         states = torch.cat([decoder_of(engine.model)(input_ids=engine.tokenizer(text, return_tensors="pt")
                                                       .input_ids[:, :512]).last_hidden_state[0] for text in texts])
     return states[torch.linspace(0, len(states) - 1, count).long()]
-
-
-def seconds_per_call(function, repeats: int) -> float:
-    function()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - started) / repeats
 
 
 def main(argv: list[str] | None = None) -> None:

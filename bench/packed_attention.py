@@ -11,27 +11,19 @@ too. The last rows are prompt passes, which are not folded (the function hands t
 """
 
 import argparse
-import time
 from types import SimpleNamespace
 
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from bench.machine import cpu_name
+from bench.timing import seconds_per_call
 from smelt.lm.packed_attention import packed_sdpa_attention
 
 HEADS, KV_HEADS, WIDTH = 4, 1, 256
 SCALE = WIDTH**-0.5
 SHAPES = [(1, 8, 700), (1, 16, 700), (4, 2, 700), (8, 2, 300), (8, 2, 700), (8, 3, 700), (8, 2, 1400),
           (16, 2, 700), (8, 2, 4000), (1, 120, 620), (1, 300, 800)]
-
-
-def seconds_per_call(function, repeats: int) -> float:
-    function()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - started) / repeats
 
 
 def main(argv: list[str] | None = None) -> None:
