@@ -6,9 +6,12 @@ the 1.1 GB a step reads. Greedy decoding needs only the argmax. This reads an in
 (a quarter of the bytes), bounds every logit's error, and computes in fp32 only the logits that could
 still be the largest.
 
-Two kernels screen, whichever the CPU runs faster:
+Three kernels screen; the head uses the first of these the machine has:
 
-- int8 x int8 (``torch._int_mm``), on CPUs with int8 dot-product instructions (VNNI, AMX): the hidden
+- int8 x int8 through fbgemm (``fbgemm_linear``), PyTorch's x86 quantized-linear library, fast with AVX2 alone
+  and exact in its integer sums: the hidden states are quantized to 7 bits with one scale for all rows, ``h =
+  g + r`` with ``g`` on that grid. Checked once per process (``fbgemm_linear.sums_exactly``).
+- int8 x int8 through ``torch._int_mm``, on CPUs with int8 dot-product instructions (VNNI, AMX): the hidden
   state is quantized too, ``h = s*q_h + r`` with a scale per row, and the integer sums are exact. ``r`` is
   coarse (a few hundred candidates per pick where the bf16 screen leaves about ten), but checking a few
   hundred rows in fp32 costs far less than the screen saves.
@@ -17,7 +20,7 @@ Two kernels screen, whichever the CPU runs faster:
 
 The bound holds by construction, not by luck. For a row ``w`` of the head and its dequantized int8 copy
 ``q``, the approximate logit differs from ``w·h`` by at most ``|w - q||h|`` plus ``|q||r|`` (int8 x int8)
-or ``|q||h - g|`` (bf16 x int8) (Cauchy-Schwarz), plus the rounding of the kernel's and the scaling's
+or ``|q||h - g|`` (fbgemm, bf16 x int8) (Cauchy-Schwarz), plus the rounding of the kernel's and the scaling's
 floating-point arithmetic. Every token whose upper bound reaches the best lower bound is a candidate,
 and the candidates' exact fp32 logits decide, so the pick is the full projection's argmax (up to the
 last-bit rounding by which any two fp32 matrix products of different shapes differ).
@@ -28,9 +31,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from smelt.lm import fbgemm_linear
+
+KERNELS = ("fbgemm", "int_mm", "int8pack")  # the screening kernels, as ``GreedyHead(kernel=...)`` names them
 # Beyond these many rows the screen is no faster than the fp32 matrix product (docs/benchmarks.md).
-_ROWS_MAX_INT8_PRODUCTS = 64
-_ROWS_MAX_BF16_PRODUCTS = 16
+_ROWS_MAX = {"fbgemm": 64, "int_mm": 64, "int8pack": 16}
+# fbgemm: a row with more candidates than this gets a second pass (one more product, for its rows alone), which
+# costs less than checking that many rows of the head in fp32.
+_CANDIDATES_BEFORE_A_SECOND_PASS = 2048
 _CHUNK = 16384  # rows quantized at a time, so that building the copy needs little extra memory
 _INT8_DOT_PRODUCT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 
@@ -46,17 +54,27 @@ def cpu_has_int8_dot_products() -> bool:
     return bool(_INT8_DOT_PRODUCT_FLAGS & set(flags))
 
 
+def default_kernel() -> str:
+    """The screening kernel this machine runs: fbgemm's where its sums are exact, else ``torch._int_mm`` where the
+    CPU has int8 dot products, else bf16 x int8."""
+    if fbgemm_linear.sums_exactly():
+        return "fbgemm"
+    return "int_mm" if cpu_has_int8_dot_products() else "int8pack"
+
+
 class GreedyHead:
     """An fp32 output projection ``weight`` (vocabulary x hidden) with an int8 copy, for exact greedy picks.
 
-    ``int8_products`` chooses the screening kernel (default: int8 x int8 where the CPU has int8 dot products)."""
+    ``kernel`` (one of ``KERNELS``) chooses the screening kernel; by default the machine's (``default_kernel``)."""
 
-    def __init__(self, weight, int8_products: bool | None = None):
+    def __init__(self, weight, kernel: str | None = None):
         import torch
 
         self.weight = weight.detach()
         vocabulary, width = self.weight.shape
-        self.int8_products = cpu_has_int8_dot_products() if int8_products is None else int8_products
+        self.kernel = default_kernel() if kernel is None else kernel
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel {self.kernel!r}: expected one of {', '.join(KERNELS)}")
         self.quantized = torch.empty((vocabulary, width), dtype=torch.int8)
         self.scales = torch.empty(vocabulary, dtype=torch.bfloat16)
         self.error = torch.empty(vocabulary)  # |w - q| per row
@@ -74,6 +92,9 @@ class GreedyHead:
                 self.error[start : start + _CHUNK] = (rows - dequantized).norm(dim=1) * (1 + 1e-3)
                 self.size_max = max(self.size_max, float(dequantized.norm(dim=1).max()) * (1 + 1e-3))
         self.scales_fp32 = self.scales.float()
+        self.packed = None
+        if self.kernel == "fbgemm":  # fbgemm reads its own packed copy: the plain one is not kept
+            self.packed, self.quantized = fbgemm_linear.pack(self.quantized, self.scales_fp32), None
         # bf16 x int8: the kernel sums ``width`` products in fp32 (relative error below width * 2^-24 of the
         # sum of their sizes) and rounds the result to bf16 (relative 2^-9); both are taken twice over, for margin.
         self.sum_rounding = 2 * width * 2.0**-24
@@ -88,7 +109,7 @@ class GreedyHead:
                 and hasattr(torch, "_weight_int8pack_mm") and hasattr(torch, "_int_mm"))
 
     def handles(self, rows: int) -> bool:
-        return rows <= (_ROWS_MAX_INT8_PRODUCTS if self.int8_products else _ROWS_MAX_BF16_PRODUCTS)
+        return rows <= _ROWS_MAX[self.kernel]
 
     def screen(self, hidden):
         """The int8 logits of ``hidden`` (rows x width) and the radius within which each exact logit lies."""
@@ -96,8 +117,42 @@ class GreedyHead:
         return bound.approx, bound.radius()
 
     def _screen(self, hidden) -> "_Bound":
+        if self.kernel == "fbgemm":
+            return self._screen_fbgemm(hidden)
         # One row: the bf16 kernel reads the same bytes with less work around it (faster: docs/benchmarks.md).
-        return self._screen_int8(hidden) if self.int8_products and len(hidden) > 1 else self._screen_bf16(hidden)
+        return self._screen_int8(hidden) if self.kernel == "int_mm" and len(hidden) > 1 else self._screen_bf16(hidden)
+
+    def _screen_fbgemm(self, hidden) -> "_Bound":
+        approx, on_grid = self._fbgemm_pass(hidden)
+        rest = (hidden.double() - on_grid).norm(dim=1).float()  # |r|
+        # The integer sums are exact; the kernel's fp32 result rounds them and their two scales, and the peak's
+        # product rounds once more: at most 2^-22 of |g| |q| (Cauchy-Schwarz, as for int8 x int8). The values the
+        # kernel is handed differ from the grid by 2^-24 of it: 2^-20 of |g| per unit of |q| covers all, with room.
+        per_row = (rest * (1 + 1e-3) + 2.0**-20 * on_grid.norm(dim=1).float()) * self.size_max
+        return _Bound(approx, 0.0, hidden.norm(dim=1), self.error, per_row, on_grid)
+
+    def _fbgemm_pass(self, rows):
+        """fbgemm's products of ``rows`` (fp32) and the int8 head, and what it multiplied (``g``, fp64)."""
+        import torch
+
+        # The kernel takes one grid for all rows: each row divided by its largest entry first, so that every row
+        # spans the grid (a row of large values would otherwise set a grid too coarse for the others).
+        peaks = rows.abs().amax(dim=1, keepdim=True)
+        peaks = torch.where(peaks > 0, peaks, 1.0)
+        grid = fbgemm_linear.on_grid(rows / peaks)
+        return fbgemm_linear.product(grid, self.packed).mul_(peaks), grid.exact * peaks.double()
+
+    def _refine(self, bound: "_Bound", hidden, rows) -> None:
+        """Narrow ``bound`` for these rows: a second pass multiplies what the first left out (``r``, on a grid of its
+        own), so their hidden states are held to 14 bits instead of 7."""
+        rest = hidden[rows].double() - bound.on_grid[rows]
+        approx, on_grid = self._fbgemm_pass(rest.float())
+        bound.approx[rows] += approx
+        bound.on_grid[rows] += on_grid
+        left = (rest - on_grid).norm(dim=1).float()
+        # Each pass's fp32 result is within 2^-22 of its |g| |q|, and adding the two rounds by 2^-24 of their sum.
+        rounding = 2.0**-20 * (bound.on_grid[rows].norm(dim=1) + on_grid.norm(dim=1)).float()
+        bound.per_row[rows] = (left * (1 + 1e-3) + rounding) * self.size_max
 
     def _screen_int8(self, hidden) -> "_Bound":
         import torch
@@ -134,6 +189,11 @@ class GreedyHead:
         favourites = bound.approx.argmax(dim=1)
         floors = torch.stack([self.weight[f] @ h for f, h in zip(favourites.tolist(), hidden, strict=True)])
         rows, ids = bound.could_reach(floors)  # the tokens that could still beat it, ascending ids per row
+        if bound.on_grid is not None:  # fbgemm's 7 bits: rows with too many candidates get a second pass
+            hard = (rows.bincount(minlength=len(hidden)) > _CANDIDATES_BEFORE_A_SECOND_PASS).nonzero()[:, 0]
+            if len(hard):
+                self._refine(bound, hidden, hard)
+                rows, ids = bound.could_reach(floors)
         chosen = []
         for h, row_ids in zip(hidden, ids.split(rows.bincount(minlength=len(hidden)).tolist()), strict=True):
             if len(row_ids) == 1:
@@ -154,6 +214,7 @@ class _Bound:
     norm: Any
     error: Any
     per_row: Any
+    on_grid: Any = None  # fbgemm: the hidden states as the kernel multiplied them (fp64), for a second pass
 
     def radius(self):
         radius = self.approx.abs().mul_(self.relative) if self.relative else self.approx.new_zeros(())

@@ -1,25 +1,31 @@
 """The int8-screened greedy pick: always the fp32 projection's argmax, even where int8 alone would pick wrong.
 
-Both screening kernels are tested on every machine: int8 x int8 (``torch._int_mm``, chosen where the CPU has
-int8 dot products) and bf16 x int8 (``torch._weight_int8pack_mm``)."""
+Every screening kernel is tested on every machine that has it: int8 x int8 through fbgemm (every x86 PyTorch),
+through ``torch._int_mm``, and bf16 x int8 (``torch._weight_int8pack_mm``)."""
+
+import platform
 
 import pytest
 import torch
 
-from smelt.lm.greedy_head import GreedyHead
+from smelt.lm import fbgemm_linear
+from smelt.lm.greedy_head import KERNELS, GreedyHead, default_kernel
 
-KERNELS = pytest.mark.parametrize("int8_products", [True, False], ids=["int8xint8", "bf16xint8"])
+EVERY_KERNEL = pytest.mark.parametrize("kernel", [
+    pytest.param(name, marks=pytest.mark.skipif(name == "fbgemm" and not fbgemm_linear.sums_exactly(),
+                                                reason="no fbgemm in this PyTorch (not x86)"))
+    for name in KERNELS])
 
 
-@KERNELS
-def test_a_near_tie_below_int8s_error_is_decided_by_the_exact_logits(int8_products):
+@EVERY_KERNEL
+def test_a_near_tie_below_int8s_error_is_decided_by_the_exact_logits(kernel):
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(2000, 64, generator=generator) * 0.05
     hidden = torch.randn(3, 64, generator=generator)
     # Row 7 is row 3 nudged towards the first hidden state: its exact logit wins by 1e-4, far below int8's error.
     weight[3] = torch.randn(64, generator=generator) * 0.05 + hidden[0] * 0.2
     weight[7] = weight[3] + hidden[0] / hidden[0].norm() ** 2 * 1e-4
-    head = GreedyHead(weight, int8_products=int8_products)
+    head = GreedyHead(weight, kernel=kernel)
     exact = hidden @ weight.T
     assert int(exact[0].argmax()) == 7
 
@@ -29,16 +35,17 @@ def test_a_near_tie_below_int8s_error_is_decided_by_the_exact_logits(int8_produc
     assert head.argmax(hidden).tolist() == exact.argmax(dim=1).tolist()
 
 
-@KERNELS
-def test_random_hidden_states_pick_the_fp32_argmax(int8_products):
+@EVERY_KERNEL
+def test_random_hidden_states_pick_the_fp32_argmax(kernel):
     generator = torch.Generator().manual_seed(1)
     weight = torch.randn(5000, 128, generator=generator) * 0.03
     hidden = torch.randn(8, 128, generator=generator) * 4
-    head = GreedyHead(weight, int8_products=int8_products)
+    head = GreedyHead(weight, kernel=kernel)
     assert head.argmax(hidden).tolist() == (hidden @ weight.T).argmax(dim=1).tolist()
 
 
-def test_the_hidden_states_rounding_is_inside_the_int8_bound():
+@pytest.mark.parametrize("kernel", ["int_mm", "fbgemm"])
+def test_the_hidden_states_rounding_is_inside_the_int8_bound(kernel):
     # Weights that int8 with bf16 scales holds exactly: the screen's whole error is the hidden state's int8
     # rounding, coarse where a few outlier dimensions set its scale, which the bound must still cover.
     generator = torch.Generator().manual_seed(2)
@@ -46,7 +53,9 @@ def test_the_hidden_states_rounding_is_inside_the_int8_bound():
     weight[:, -1] = 127 * 2.0**-9  # every row's largest entry: its scale is 2^-9
     hidden = torch.randn(16, 96, generator=generator)
     hidden[:, :3] *= 60
-    head = GreedyHead(weight, int8_products=True)
+    if kernel == "fbgemm" and not fbgemm_linear.sums_exactly():
+        pytest.skip("no fbgemm in this PyTorch (not x86)")
+    head = GreedyHead(weight, kernel=kernel)
     assert float(head.error.max()) == 0.0
     exact = (hidden.double() @ weight.double().T).float()
     approx, radius = head.screen(hidden)
@@ -73,10 +82,36 @@ def test_on_the_embedded_model_the_bound_holds_and_the_picks_match(embedded_lm):
     with torch.inference_mode():
         hidden = [decoder_of(engine.model)(input_ids=engine.tokenizer(text, return_tensors="pt").input_ids)
                   .last_hidden_state[0] for text in texts]  # every position: many contexts
-        for int8_products in (True, False):
-            head = GreedyHead(weight, int8_products=int8_products)
+        for kernel in [k for k in KERNELS if k != "fbgemm" or fbgemm_linear.sums_exactly()]:
+            head = GreedyHead(weight, kernel=kernel)
             for text, states in zip(texts, hidden, strict=True):
                 exact = (weight @ states.T).T
                 approx, radius = head.screen(states)
-                assert bool(((exact - approx).abs() <= radius).all()), (int8_products, text)
-                assert head.argmax(states).tolist() == exact.argmax(dim=1).tolist(), (int8_products, text)
+                assert bool(((exact - approx).abs() <= radius).all()), (kernel, text)
+                assert head.argmax(states).tolist() == exact.argmax(dim=1).tolist(), (kernel, text)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="fbgemm is x86's")
+def test_on_x86_fbgemm_sums_exactly_and_is_the_default_kernel():
+    assert fbgemm_linear.sums_exactly()
+    assert default_kernel() == "fbgemm"
+
+
+def test_an_unknown_kernel_is_refused_by_name():
+    with pytest.raises(ValueError, match="'int4'"):
+        GreedyHead(torch.zeros(4, 4), kernel="int4")
+
+
+def test_fbgemm_grid_values_are_what_the_kernel_multiplies():
+    if not fbgemm_linear.sums_exactly():
+        pytest.skip("no fbgemm in this PyTorch (not x86)")
+    generator = torch.Generator().manual_seed(3)
+    rows = torch.randn(5, 40, generator=generator) * 7
+    grid = fbgemm_linear.on_grid(rows)
+    levels = grid.exact / grid.scale
+    assert bool((levels == levels.round()).all()) and float(levels.min()) >= -grid.zero_point
+    assert float(levels.max()) <= 127 - grid.zero_point
+    assert float((rows.double() - grid.exact).abs().max()) <= grid.scale / 2 * (1 + 1e-6)
+    # What the kernel is handed rounds the grid's values to fp32, by far less than half a level: it reads them back
+    # as the same levels.
+    assert bool(((grid.values.double() - grid.exact).abs() <= grid.exact.abs() * 2.0**-24).all())
