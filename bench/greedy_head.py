@@ -4,8 +4,8 @@ On the embedded model (Gemma 3 270M, a 262,144 x 640 head), for batches of 1 to 
 from doc_qa prompts, in one process: the anchor is ``head @ hidden.T`` and its argmax, as a step without
 the screen picks; against it, ``GreedyHead.argmax`` with each screening kernel the machine has: int8 x int8
 through fbgemm (``lm/fbgemm_linear.py``; the engine's choice on x86), through ``torch._int_mm`` (fast only where
-the CPU has int8 dot products), and bf16 x int8 (``torch._weight_int8pack_mm``). Every pick is checked against the anchor's; the ratio is anchor time
-over screen time (above 1: the screen is faster).
+the CPU has int8 dot products), and bf16 x int8 (``torch._weight_int8pack_mm``). Every pick is checked against
+the anchor's; the ratio is anchor time over screen time (above 1: the screen is faster).
 
     python -m bench.greedy_head [--repeats 10]
 """
@@ -16,8 +16,7 @@ import torch
 
 from bench.machine import cpu_name
 from bench.timing import seconds_per_call
-from smelt.lm import lm_for_spec
-from smelt.lm import fbgemm_linear
+from smelt.lm import fbgemm_linear, lm_for_spec
 from smelt.lm.greedy_head import KERNELS, GreedyHead, cpu_has_int8_dot_products, default_kernel
 from smelt.lm.model_parts import decoder_of, plain_output_projection
 from smelt.programs.registry import get_task
@@ -43,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = lm_for_spec("gemma-3-270m", device="cpu").engine
     weight = plain_output_projection(engine.model)
     print(f"CPU: {cpu_name()}, torch threads {torch.get_num_threads()}, int8 dot products: "
-          f"{cpu_has_int8_dot_products()}; head {tuple(weight.shape)} fp32; the engine's kernel: {NAMES[default_kernel()]}")
+          f"{cpu_has_int8_dot_products()}; head {tuple(weight.shape)} fp32; "
+          f"the engine's kernel: {NAMES[default_kernel()]}")
     heads = {NAMES[kernel]: GreedyHead(weight, kernel=kernel) for kernel in KERNELS
              if kernel != "fbgemm" or fbgemm_linear.sums_exactly()}
     states = hidden_states(engine, max(BATCHES) * 4)
