@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from smelt.lm import fbgemm_linear
-from smelt.lm.greedy_head import KERNELS, GreedyHead, default_kernel
+from smelt.lm.greedy_head import KERNELS, GreedyHead, cpu_has_int8_dot_products, default_kernel
 
 EVERY_KERNEL = pytest.mark.parametrize("kernel", [
     pytest.param(name, marks=pytest.mark.skipif(name == "fbgemm" and not fbgemm_linear.sums_exactly(),
@@ -92,9 +92,9 @@ def test_on_the_embedded_model_the_bound_holds_and_the_picks_match(embedded_lm):
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="fbgemm is x86's")
-def test_on_x86_fbgemm_sums_exactly_and_is_the_default_kernel():
+def test_on_x86_fbgemm_sums_exactly_and_is_the_default_kernel_without_int8_dot_products():
     assert fbgemm_linear.sums_exactly()
-    assert default_kernel() == "fbgemm"
+    assert default_kernel() == ("int_mm" if cpu_has_int8_dot_products() else "fbgemm")
 
 
 def test_an_unknown_kernel_is_refused_by_name():
@@ -115,3 +115,32 @@ def test_fbgemm_grid_values_are_what_the_kernel_multiplies():
     # What the kernel is handed rounds the grid's values to fp32, by far less than half a level: it reads them back
     # as the same levels.
     assert bool(((grid.values.double() - grid.exact).abs() <= grid.exact.abs() * 2.0**-24).all())
+
+
+def test_a_row_with_thousands_of_candidates_gets_a_second_fbgemm_pass_and_the_same_pick(monkeypatch):
+    if not fbgemm_linear.sums_exactly():
+        pytest.skip("no fbgemm in this PyTorch (not x86)")
+    generator = torch.Generator().manual_seed(4)
+    hidden = torch.randn(4, 64, generator=generator) * 3
+    # Weights that int8 holds exactly (so the hidden states' rounding is the screen's whole error), and 4,000 rows
+    # a step apart in one entry around the first hidden state's direction: 7 bits cannot tell them apart.
+    levels = torch.randint(-126, 127, (6000, 64), generator=generator)
+    levels[:4000] = (hidden[0] / hidden[0].abs().max() * 100).round()
+    levels[torch.arange(4000), torch.randint(0, 63, (4000,), generator=generator)] += 1
+    levels[:, -1] = 127  # every row's largest entry: its scale is 2^-9
+    weight = levels.float() * 2.0**-9
+    head = GreedyHead(weight, kernel="fbgemm")
+    assert float(head.error.max()) == 0.0
+    refined = []
+    original = GreedyHead._refine
+    monkeypatch.setattr(GreedyHead, "_refine", lambda self, bound, h, rows: (refined.append(rows.tolist()),
+                                                                              original(self, bound, h, rows)))
+    exact = (hidden.double() @ weight.double().T).float()
+    assert head.argmax(hidden).tolist() == exact.argmax(dim=1).tolist()
+    assert refined and 0 in refined[0]
+    # and after the second pass the bound still holds everywhere, narrower than after the first
+    bound = head._screen_fbgemm(hidden)
+    first = bound.radius()[0].clone()
+    original(head, bound, hidden, torch.tensor([0]))
+    assert bool(((exact - bound.approx).abs() <= bound.radius()).all())
+    assert float(bound.radius()[0].max()) < float(first.min()) / 2
