@@ -3,9 +3,10 @@
 On the embedded model (Gemma 3 270M, a 262,144 x 640 head), for batches of 1 to 64 hidden states taken
 from doc_qa prompts, in one process: the anchor is ``head @ hidden.T`` and its argmax, as a step without
 the screen picks; against it, ``GreedyHead.argmax`` with each screening kernel the machine has: int8 x int8
-through ``torch._int_mm`` (the engine's choice where the CPU has int8 dot products, and fast only there), through
-fbgemm (``lm/fbgemm_linear.py``; the engine's choice on other x86 CPUs), and bf16 x int8 (``torch._weight_int8pack_mm``). Every pick is checked against
-the anchor's; the ratio is anchor time over screen time (above 1: the screen is faster).
+through ``torch._int_mm`` (the engine's choice where the CPU has int8 dot products, and fast only there),
+through fbgemm (``lm/fbgemm_linear.py``; the engine's choice on other x86 CPUs), and bf16 x int8
+(``torch._weight_int8pack_mm``). Every pick is checked against the anchor's; the ratio is anchor time over
+screen time (above 1: the screen is faster).
 
     python -m bench.greedy_head [--repeats 10]
 """
