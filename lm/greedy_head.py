@@ -147,13 +147,14 @@ class GreedyHead:
     def _refine(self, bound: "_Bound", hidden, rows) -> None:
         """Narrow ``bound`` for these rows: a second pass multiplies what the first left out (``r``, on a grid of its
         own), so their hidden states are held to 14 bits instead of 7."""
-        rest = hidden[rows].double() - bound.on_grid[rows]
-        approx, on_grid = self._fbgemm_pass(rest.float())
-        bound.approx[rows] += approx
-        bound.on_grid[rows] += on_grid
-        left = (rest - on_grid).norm(dim=1).float()
+        first = bound.on_grid[rows]
+        rest = hidden[rows].double() - first
+        approx, second = self._fbgemm_pass(rest.float())
+        left = (rest - second).norm(dim=1).float()
         # Each pass's fp32 result is within 2^-22 of its |g| |q|, and adding the two rounds by 2^-24 of their sum.
-        rounding = 2.0**-20 * (bound.on_grid[rows].norm(dim=1) + on_grid.norm(dim=1)).float()
+        rounding = 2.0**-20 * (first.norm(dim=1) + second.norm(dim=1)).float()
+        bound.approx[rows] += approx
+        bound.on_grid[rows] = first + second
         bound.per_row[rows] = (left * (1 + 1e-3) + rounding) * self.size_max
 
     def _screen_int8(self, hidden) -> "_Bound":
