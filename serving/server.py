@@ -10,6 +10,7 @@ from smelt.serving.loading import load_served_run
 from smelt.serving.options import ServeOptions, bind_socket
 from smelt.serving.request_log import RequestLog
 from smelt.serving.service import ServedProgram
+from smelt.serving.warm_up import warm_up
 
 
 class _Server(uvicorn.Server):
@@ -47,6 +48,7 @@ def serve(options: ServeOptions, log) -> dict:
     configure_dspy(threads=options.threads)
     loaded = load_served_run(options.run_dir, task=options.task, lm=options.lm, device=options.device,
                              api_base=options.api_base, timeout=options.timeout, log=log)
+    warm_up(loaded, log)
     served = ServedProgram(loaded, threads=options.threads, timeout=options.timeout)
     app = create_app(served, run_dir=options.run_dir, token=token, max_request_bytes=options.max_request_bytes,
                      request_log=request_log)

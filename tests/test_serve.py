@@ -291,6 +291,27 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(run_dir):
     assert "Traceback" not in server.output
 
 
+
+def test_the_model_is_warmed_up_before_the_server_says_it_is_ready(run_dir):
+    """Before its ready line the server has run the program's prompt (inputs empty) for one token: the engine's first
+    step is done, and the first request finds the prompt it shares with every request (system message, demos) in
+    the prefix cache."""
+    server = SmeltServe(str(run_dir), "--threads", "2", env=ENV)
+    try:
+        with server.client() as client:
+            ready = client.get("/healthz").json()
+            reply = client.post("/v1/predict", json=shipped_inputs(1)[0])
+            first = client.get("/healthz").json()
+    finally:
+        assert server.stop() == 0, server.output[-3000:]
+    assert ready["answered"] == 0 and ready["decode_steps"] >= 1 and ready["prompt_pass_s"] > 0
+    assert reply.status_code == 200, reply.text
+    # Two prompts were looked up: the warm-up's (all new) and the first request's, most of which it shares with the
+    # warm-up's. Without the warm-up the first request is the only one, and it finds nothing in the cache (0).
+    assert first["prefix_cache_hit_rate"] > 0.25, first
+    assert "warmed up in" in server.output
+
+
 def one_line_error(*args: str, env: dict | None = None) -> str:
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "serve", *args], cwd=ROOT, env=env or ENV,
                             capture_output=True, text=True, timeout=120)
