@@ -17,8 +17,8 @@ import torch
 
 from bench.machine import cpu_name
 from bench.timing import seconds_per_call
-from smelt.lm import fbgemm_linear, lm_for_spec
-from smelt.lm.greedy_head import KERNELS, GreedyHead, cpu_has_int8_dot_products, default_kernel
+from smelt.lm import lm_for_spec
+from smelt.lm.greedy_head import GreedyHead, available_kernels, cpu_has_int8_dot_products, default_kernel
 from smelt.lm.model_parts import decoder_of, plain_output_projection
 from smelt.programs.registry import get_task
 
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CPU: {cpu_name()}, torch threads {torch.get_num_threads()}, int8 dot products: "
           f"{cpu_has_int8_dot_products()}; head {tuple(weight.shape)} fp32; "
           f"the engine's kernel: {NAMES[default_kernel()]}")
-    heads = {NAMES[kernel]: GreedyHead(weight, kernel=kernel) for kernel in KERNELS
-             if kernel != "fbgemm" or fbgemm_linear.sums_exactly()}
+    heads = {NAMES[kernel]: GreedyHead(weight, kernel=kernel) for kernel in available_kernels()}
     states = hidden_states(engine, max(BATCHES) * 4)
     print(f"{'rows':>5} {'fp32 argmax':>12} " + " ".join(f"{name:>22}" for name in heads))
     with torch.inference_mode():

@@ -56,6 +56,11 @@ def cpu_has_int8_dot_products() -> bool:
     return bool(_INT8_DOT_PRODUCT_FLAGS & set(flags))
 
 
+def available_kernels() -> tuple[str, ...]:
+    """The screening kernels this machine runs correctly: all but fbgemm where its sums are not exact (not x86)."""
+    return tuple(kernel for kernel in KERNELS if kernel != "fbgemm" or fbgemm_linear.sums_exactly())
+
+
 def default_kernel() -> str:
     """The screening kernel this machine runs: ``torch._int_mm`` where the CPU has int8 dot products (measured
     there), else fbgemm's where its sums are exact (x86), else bf16 x int8."""

@@ -9,12 +9,19 @@ import pytest
 import torch
 
 from smelt.lm import fbgemm_linear
-from smelt.lm.greedy_head import KERNELS, GreedyHead, cpu_has_int8_dot_products, default_kernel
+from smelt.lm.greedy_head import (
+    KERNELS,
+    GreedyHead,
+    available_kernels,
+    cpu_has_int8_dot_products,
+    default_kernel,
+)
 
 EVERY_KERNEL = pytest.mark.parametrize("kernel", [
-    pytest.param(name, marks=pytest.mark.skipif(name == "fbgemm" and not fbgemm_linear.sums_exactly(),
+    pytest.param(name, marks=pytest.mark.skipif(name not in available_kernels(),
                                                 reason="no fbgemm in this PyTorch (not x86)"))
     for name in KERNELS])
+NO_FBGEMM = pytest.mark.skipif("fbgemm" not in available_kernels(), reason="no fbgemm in this PyTorch (not x86)")
 
 
 @EVERY_KERNEL
@@ -53,7 +60,7 @@ def test_the_hidden_states_rounding_is_inside_the_int8_bound(kernel):
     weight[:, -1] = 127 * 2.0**-9  # every row's largest entry: its scale is 2^-9
     hidden = torch.randn(16, 96, generator=generator)
     hidden[:, :3] *= 60
-    if kernel == "fbgemm" and not fbgemm_linear.sums_exactly():
+    if kernel not in available_kernels():
         pytest.skip("no fbgemm in this PyTorch (not x86)")
     head = GreedyHead(weight, kernel=kernel)
     assert float(head.error.max()) == 0.0
@@ -82,7 +89,7 @@ def test_on_the_embedded_model_the_bound_holds_and_the_picks_match(embedded_lm):
     with torch.inference_mode():
         hidden = [decoder_of(engine.model)(input_ids=engine.tokenizer(text, return_tensors="pt").input_ids)
                   .last_hidden_state[0] for text in texts]  # every position: many contexts
-        for kernel in [k for k in KERNELS if k != "fbgemm" or fbgemm_linear.sums_exactly()]:
+        for kernel in available_kernels():
             head = GreedyHead(weight, kernel=kernel)
             for text, states in zip(texts, hidden, strict=True):
                 exact = (weight @ states.T).T
@@ -102,9 +109,8 @@ def test_an_unknown_kernel_is_refused_by_name():
         GreedyHead(torch.zeros(4, 4), kernel="int4")
 
 
+@NO_FBGEMM
 def test_fbgemm_grid_values_are_what_the_kernel_multiplies():
-    if not fbgemm_linear.sums_exactly():
-        pytest.skip("no fbgemm in this PyTorch (not x86)")
     generator = torch.Generator().manual_seed(3)
     rows = torch.randn(5, 40, generator=generator) * 7
     grid = fbgemm_linear.on_grid(rows)
@@ -117,9 +123,8 @@ def test_fbgemm_grid_values_are_what_the_kernel_multiplies():
     assert bool(((grid.values.double() - grid.exact).abs() <= grid.exact.abs() * 2.0**-24).all())
 
 
+@NO_FBGEMM
 def test_a_row_with_thousands_of_candidates_gets_a_second_fbgemm_pass_and_the_same_pick(monkeypatch):
-    if not fbgemm_linear.sums_exactly():
-        pytest.skip("no fbgemm in this PyTorch (not x86)")
     generator = torch.Generator().manual_seed(4)
     hidden = torch.randn(4, 64, generator=generator) * 3
     # Weights that int8 holds exactly (so the hidden states' rounding is the screen's whole error), and 4,000 rows
