@@ -291,7 +291,6 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(run_dir):
     assert "Traceback" not in server.output
 
 
-
 def test_the_model_is_warmed_up_before_the_server_says_it_is_ready(run_dir):
     """Before its ready line the server has run the program's prompt (inputs empty) for one token: the engine's first
     step is done, and the first request finds the prompt it shares with every request (system message, demos) in
