@@ -66,7 +66,7 @@ def default_kernel() -> str:
     there), else fbgemm's where its sums are exact (x86), else bf16 x int8."""
     if cpu_has_int8_dot_products():
         return "int_mm"
-    return "fbgemm" if fbgemm_linear.sums_exactly() else "int8pack"
+    return "fbgemm" if "fbgemm" in available_kernels() else "int8pack"
 
 
 class GreedyHead:

@@ -17,11 +17,9 @@ from smelt.lm.greedy_head import (
     default_kernel,
 )
 
+NEEDS_FBGEMM = pytest.mark.skipif("fbgemm" not in available_kernels(), reason="no fbgemm in this PyTorch (not x86)")
 EVERY_KERNEL = pytest.mark.parametrize("kernel", [
-    pytest.param(name, marks=pytest.mark.skipif(name not in available_kernels(),
-                                                reason="no fbgemm in this PyTorch (not x86)"))
-    for name in KERNELS])
-NO_FBGEMM = pytest.mark.skipif("fbgemm" not in available_kernels(), reason="no fbgemm in this PyTorch (not x86)")
+    pytest.param(name, marks=NEEDS_FBGEMM if name == "fbgemm" else ()) for name in KERNELS])
 
 
 @EVERY_KERNEL
@@ -51,7 +49,7 @@ def test_random_hidden_states_pick_the_fp32_argmax(kernel):
     assert head.argmax(hidden).tolist() == (hidden @ weight.T).argmax(dim=1).tolist()
 
 
-@pytest.mark.parametrize("kernel", ["int_mm", "fbgemm"])
+@pytest.mark.parametrize("kernel", ["int_mm", pytest.param("fbgemm", marks=NEEDS_FBGEMM)])
 def test_the_hidden_states_rounding_is_inside_the_int8_bound(kernel):
     # Weights that int8 with bf16 scales holds exactly: the screen's whole error is the hidden state's int8
     # rounding, coarse where a few outlier dimensions set its scale, which the bound must still cover.
@@ -60,8 +58,6 @@ def test_the_hidden_states_rounding_is_inside_the_int8_bound(kernel):
     weight[:, -1] = 127 * 2.0**-9  # every row's largest entry: its scale is 2^-9
     hidden = torch.randn(16, 96, generator=generator)
     hidden[:, :3] *= 60
-    if kernel not in available_kernels():
-        pytest.skip("no fbgemm in this PyTorch (not x86)")
     head = GreedyHead(weight, kernel=kernel)
     assert float(head.error.max()) == 0.0
     exact = (hidden.double() @ weight.double().T).float()
@@ -109,7 +105,7 @@ def test_an_unknown_kernel_is_refused_by_name():
         GreedyHead(torch.zeros(4, 4), kernel="int4")
 
 
-@NO_FBGEMM
+@NEEDS_FBGEMM
 def test_fbgemm_grid_values_are_what_the_kernel_multiplies():
     generator = torch.Generator().manual_seed(3)
     rows = torch.randn(5, 40, generator=generator) * 7
@@ -123,7 +119,7 @@ def test_fbgemm_grid_values_are_what_the_kernel_multiplies():
     assert bool(((grid.values.double() - grid.exact).abs() <= grid.exact.abs() * 2.0**-24).all())
 
 
-@NO_FBGEMM
+@NEEDS_FBGEMM
 def test_a_row_with_thousands_of_candidates_gets_a_second_fbgemm_pass_and_the_same_pick(monkeypatch):
     generator = torch.Generator().manual_seed(4)
     hidden = torch.randn(4, 64, generator=generator) * 3
