@@ -34,7 +34,7 @@ from smelt.lm.loading import unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
 from smelt.optimizers.distill.sft_data import read_sft_jsonl
-from smelt.optimizers.prompt import COMPILE_DEFAULTS, CompileSettings
+from smelt.optimizers.prompt import COMPILE_DEFAULTS, CompileSettings, check_task_defaults
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
 
@@ -50,6 +50,7 @@ class CompileStage:
     def __init__(self, options, *, cache: bool, log=print):
         self.options, self.log, self.cache = options, log, cache
         self.task = get_task(options.task)
+        check_task_defaults(self.task)
         configure_dspy(options.threads)
         self.splits = load_task_data(self.task, options.data, options.seed)
 
@@ -71,13 +72,18 @@ class CompileStage:
         """Load the models now, so that a model that cannot load stops the worker with its own error."""
         _ = self.lm, self.metric
 
+    @cached_property
+    def knob_defaults(self) -> dict:
+        """The optimizer settings ``compile`` would use: a task file's ``[compile]`` table, else smelt's."""
+        return {**KNOB_DEFAULTS, **self.task.compile_defaults}
+
     def default_params(self) -> dict:
-        return {**KNOB_DEFAULTS, **self.task.default_options()}
+        return {**self.knob_defaults, **self.task.default_options()}
 
     def _split_params(self, params: dict) -> tuple[dict, dict]:
         knobs = {k: v for k, v in params.items() if k in KNOB_DEFAULTS}
         program_options = {**self.task.default_options(), **{k: v for k, v in params.items() if k not in knobs}}
-        return {**KNOB_DEFAULTS, **knobs}, program_options
+        return {**self.knob_defaults, **knobs}, program_options
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
         knobs, program_options = self._split_params(params)

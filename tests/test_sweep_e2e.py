@@ -2,6 +2,7 @@
 the run directory, the best program reloading and reproducing its score, pruning, and resume after Ctrl-C."""
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -130,3 +131,20 @@ def test_two_worker_processes_share_the_journal_study(tmp_path):
     assert [t["number"] for t in trials] == [0, 1]
     assert all(t["state"] in ("complete", "pruned") for t in trials)
     assert (result.run_dir / "best" / "program.json").is_file()
+
+
+def test_a_task_files_compile_table_is_the_default_trial(tmp_path):
+    """examples/inquiry_routing.toml says optimizer = "labeled", max_labeled_demos = 6: the sweep's default trial is
+    the compile that `compile examples/inquiry_routing.toml` makes, not smelt's own defaults (bootstrap, 4)."""
+    task_file = Path(__file__).resolve().parents[1] / "examples" / "inquiry_routing.toml"
+    space = tmp_path / "labels.yaml"
+    space.write_text("optimizer: [none, labeled]\nmax_labeled_demos: {low: 1, high: 6}\n", encoding="utf-8")
+    swept = run_sweep(options(tmp_path, task=str(task_file), trials=2, space=str(space),
+                              data=DataOptions(max_train=24, max_dev=2, max_test=2)), log=lambda message: None)
+    trials = read_jsonl(swept.run_dir / "trials.jsonl")
+    [default] = [t for t in trials if t["default"]]
+    assert (default["params"]["optimizer"], default["params"]["max_labeled_demos"]) == ("labeled", 6)
+    program = json.loads((swept.run_dir / "trials" / f"trial-{default['number']:03d}" / "program.json").read_text())
+    demos = [demo for name, predictor in program.items() if name != "metadata" for demo in predictor["demos"]]
+    assert len(demos) == 6 and len({demo["department"] for demo in demos}) == 6  # one of each label, as compile
+    assert "default" in "".join(swept.summary["test"])
