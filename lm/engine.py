@@ -114,6 +114,7 @@ class TransformersEngine:
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._callers_return = True  # whether answered callers are sending new requests (_await_returning_callers)
 
     # --- the DSPy engine API -------------------------------------------------------------
     def complete(self, request) -> Response:
@@ -173,9 +174,11 @@ class TransformersEngine:
             self._wakeup.notify_all()
 
     # --- batching ----------------------------------------------------------------------
-    def _submit(self, job: EngineJob) -> None:
+    def _submit(self, *jobs: EngineJob) -> None:
+        """Queue jobs, all at once: jobs sent together join the batch at the same step."""
         with self._wakeup:
-            self._pending.append(job)
+            self._pending.extend(jobs)
+            self._callers_return = True
             self._start_worker()
             self._wakeup.notify()
 
@@ -208,9 +211,31 @@ class TransformersEngine:
                 time.sleep(self.gather_seconds)  # give threads that are about to submit a moment to arrive together
             if self.continuous:
                 self._admit(running)
-                self._step(running)
+                finished = self._step(running)
+                if finished and running.rows:
+                    self._await_returning_callers(min(finished, self.max_batch_size - len(running.rows)))
             else:
                 self._run_padded_batch()
+
+    def _await_returning_callers(self, count: int) -> None:
+        """After a step that answered ``count`` requests: wait up to ``gather_seconds`` for that many jobs to be
+        queued before the next step. A caller that sends its next request as soon as its answer comes (DSPy's
+        threads, an HTTP client's loop) takes a few milliseconds to do so; without the wait its request misses
+        the step that starts at once and joins a whole step later. The wait is skipped once a wait has gone by
+        with no job arriving, until a job arrives again (the end of a workload, or callers that do not return)."""
+        if not self._callers_return:
+            return
+        deadline = time.monotonic() + self.gather_seconds
+        with self._wakeup:
+            queued = len(self._pending)
+            if queued >= count:
+                return
+            while len(self._pending) < count and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wakeup.wait(left)
+            self._callers_return = len(self._pending) > queued
 
     def _screened_head(self) -> GreedyHead | None:
         """The int8-screened output projection, built on first use (a second or two) and kept; None where it
@@ -255,8 +280,8 @@ class TransformersEngine:
         self.prefix_cache.evict()
         self.peak_rows = max(self.peak_rows, len(running.rows))
 
-    def _step(self, running: RunningBatch) -> None:
-        """One token for every running job; finished jobs get their answer."""
+    def _step(self, running: RunningBatch) -> int:
+        """One token for every running job; finished jobs get their answer. How many did."""
         import torch
 
         started = time.perf_counter()
@@ -268,7 +293,7 @@ class TransformersEngine:
                     for row in cancelled:
                         row.owner.fail(CallCancelled(f"cancelled after {len(row.generated)} tokens"))
                 if not running.rows:
-                    return
+                    return 0
                 finished = running.step()
             self.steps += 1
             self.decode_step_seconds += time.perf_counter() - started
@@ -276,13 +301,14 @@ class TransformersEngine:
             for row in running.rows:
                 row.owner.fail(exc)
             running.clear()
-            return
+            return 0
         for row in finished:
             job = row.owner
             job.succeed(decode_generation(self.model, self.tokenizer, row.generated, len(job.prompt_ids),
                                           job.settings))
         for row in running.rows:
             row.owner.report(row.generated)
+        return len(finished)
 
     def _row(self, job: EngineJob) -> Row:
         import torch
@@ -324,11 +350,7 @@ class TransformersEngine:
     def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
         """Generate for several prompts queued together, as DSPy's threads would send them; blocks until done."""
         jobs = [EngineJob(list(ids), settings) for ids in prompts]
-        with self._wakeup:  # all at once, so they join the batch at the same step
-            for job in jobs:
-                self._pending.append(job)
-            self._start_worker()
-            self._wakeup.notify()
+        self._submit(*jobs)
         return [self._wait(job) for job in jobs]
 
     def _generate(self, prompts: list[list[int]], settings: GenerationSettings,

@@ -1,5 +1,6 @@
 """The in-process engine on the real embedded model: generation, batching, stops, limits, seeds, DSPy cache."""
 
+import itertools
 import threading
 
 import dspy
@@ -126,6 +127,29 @@ def test_a_request_joins_the_running_batch_and_leaves_when_done(embedded_lm, seq
     assert engine.batch_sizes[before:] == [1, 1] and engine.peak_rows == 2  # two admissions, decoded together
     assert answers["short"] == sequential[0]
     assert answers["long"] == plain_generate(embedded_lm.engine, long_prompt, 40)
+
+
+def test_a_caller_that_asks_again_at_once_joins_the_very_next_step(embedded_lm):
+    # DSPy's threads and an HTTP client's loop send their next request a few milliseconds after their answer: the
+    # engine waits that long after a step that answered someone, so the new request decodes at the next step
+    # instead of one step later (a whole step of the batch without it).
+    import time
+
+    engine = embedded_lm.engine
+    long_prompt, short_prompt = ids(embedded_lm, COUNTING), ids(embedded_lm, PROMPTS[0])
+    answered_at: list[int] = []
+    admissions = len(engine.batch_sizes)
+    long = threading.Thread(target=engine.generate_batch,
+                            args=([long_prompt], GenerationSettings(max_new_tokens=120)))
+    long.start()
+    while len(engine.batch_sizes) == admissions:  # the long request is decoding
+        time.sleep(0.005)
+    for _ in range(4):  # one token each: each request is answered by the step after its admission
+        engine.generate_batch([short_prompt], GenerationSettings(max_new_tokens=1))
+        answered_at.append(engine.steps)
+    assert long.is_alive()  # every short request decoded beside the long one
+    long.join()
+    assert [b - a for a, b in itertools.pairwise(answered_at)] == [1, 1, 1]
 
 
 def test_a_cancelled_call_leaves_the_batch_at_the_next_step_and_the_others_go_on(embedded_lm):
