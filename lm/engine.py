@@ -3,8 +3,9 @@
 DSPy calls ``complete`` from many threads at once (Evaluate, optimizers). Each call becomes a job
 on a queue served by one worker thread, which runs continuous batching (``running_batch``): every
 step decodes one token for all running requests, a request that arrived meanwhile joins at the next
-step, and a finished one returns at once. A request's prompt pass (``row_prefill``) starts from the
-longest prefix whose key/value states the engine already holds (``prefix_cache``): a compiled
+step, and a finished one returns at once (the step after waits a moment for that caller's next request,
+which DSPy's threads and HTTP clients send within milliseconds). A request's prompt pass (``row_prefill``)
+starts from the longest prefix whose key/value states the engine already holds (``prefix_cache``): a compiled
 program's system message and demos are computed once, not once per request. On a CPU in fp32, a
 greedy step reads an int8 copy of the output projection and computes exactly only the few logits
 that could win (``greedy_head``): the same tokens at a fraction of the memory traffic. A step of several rows with
@@ -211,21 +212,25 @@ class TransformersEngine:
                 time.sleep(self.gather_seconds)  # give threads that are about to submit a moment to arrive together
             if self.continuous:
                 self._admit(running)
+                started = time.perf_counter()
                 finished = self._step(running)
                 if finished and running.rows:
-                    self._await_returning_callers(min(finished, self.max_batch_size - len(running.rows)))
+                    self._await_returning_callers(min(finished, self.max_batch_size - len(running.rows)),
+                                                  time.perf_counter() - started)
             else:
                 self._run_padded_batch()
 
-    def _await_returning_callers(self, count: int) -> None:
-        """After a step that answered ``count`` requests: wait up to ``gather_seconds`` for that many jobs to be
-        queued before the next step. A caller that sends its next request as soon as its answer comes (DSPy's
-        threads, an HTTP client's loop) takes a few milliseconds to do so; without the wait its request misses
-        the step that starts at once and joins a whole step later. The wait is skipped once a wait has gone by
-        with no job arriving, until a job arrives again (the end of a workload, or callers that do not return)."""
+    def _await_returning_callers(self, count: int, step_seconds: float) -> None:
+        """After a step that answered ``count`` requests: wait for that many jobs to be queued before the next
+        step, up to ``gather_seconds`` and a quarter of that step. A caller that sends its next request as soon as
+        its answer comes (DSPy's threads, an HTTP client's loop) takes a few milliseconds to do so; without the
+        wait its request misses the step that starts at once and joins a whole step later. The wait is skipped
+        once a wait has gone by with no job arriving, until a job arrives again (the end of a workload, or callers
+        that do not return), and a quarter step bounds what it costs the rows decoding meanwhile (a GPU's short
+        steps)."""
         if not self._callers_return:
             return
-        deadline = time.monotonic() + self.gather_seconds
+        deadline = time.monotonic() + min(self.gather_seconds, step_seconds / 4)
         with self._wakeup:
             queued = len(self._pending)
             if queued >= count:
