@@ -1,8 +1,8 @@
 """``POST /v1/chat/completions``: the served model itself (with a distill run's adapter), as OpenAI's chat API
 shapes it, so tools that speak that API can call it. ``max_tokens`` (or ``max_completion_tokens``), ``stop``,
 ``temperature`` (default 0: greedy), ``top_p`` and ``seed`` are honoured. With ``"stream": true`` the reply is
-OpenAI's server-sent ``chat.completion.chunk`` events: the text as it settles, from the in-process model or a
-completion endpoint; from a chat model behind a server, its whole answer in one chunk."""
+OpenAI's server-sent ``chat.completion.chunk`` events: the text as it settles, from the in-process model, a
+completion endpoint or a chat model behind a server."""
 
 import json
 import time
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from smelt.commands.answer import model_call_failed
 from smelt.commands.common import LoadedRun
 from smelt.serving.prediction import RequestFailed
+from smelt.serving.relayed_stream import relayed_events
 
 
 class TextContent(BaseModel):
@@ -113,19 +114,19 @@ def complete(loaded: LoadedRun, body: ChatRequest, model_id: str) -> dict:
 
 
 def stream_events(loaded: LoadedRun, body: ChatRequest) -> Iterator:
-    """DSPy's stream events for the chat (run in a pool thread), from the in-process engine or a completion endpoint
-    as the tokens come; from a chat model behind a server (LiteLLM) its whole answer as one event. The first event is
-    taken here: a prompt too long, or a server that refuses, is an error reply, not a broken stream."""
-    from dspy.lm15 import ContextLengthError, response_to_events
+    """DSPy's stream events for the chat (run in a pool thread) as the tokens come: from the in-process engine, a
+    completion endpoint, or a chat model behind a server (``relayed_stream``). The first event is taken here: a
+    prompt too long, or a server that refuses, is an error reply, not a broken stream."""
+    from dspy.lm15 import ContextLengthError
+    from dspy.utils.exceptions import ContextWindowExceededError
 
     request = lm15_request(loaded, body)
     engine = loaded.lm.engine or loaded.lm.lm.engine  # in-process; else the engine object of a completion endpoint
     try:
-        if not hasattr(engine, "stream"):  # "litellm": DSPy's own, not streamed here
-            return response_to_events(loaded.lm.lm(request))
-        events = engine.stream(request)
+        # "auto" or "litellm": a chat model behind a server, which DSPy's own engines stream
+        events = engine.stream(request) if hasattr(engine, "stream") else relayed_events(loaded.lm.lm, request)
         return chain([next(events)], events)
-    except ContextLengthError as exc:
+    except (ContextLengthError, ContextWindowExceededError) as exc:
         raise RequestFailed(422, f"messages: too long for the model: {str(exc)[:300]}", "messages") from None
     except Exception as exc:  # noqa: BLE001 - as complete(): one line
         raise RequestFailed(502, model_call_failed(loaded.lm.spec.raw, exc)) from None

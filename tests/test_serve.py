@@ -217,6 +217,44 @@ def test_a_stream_its_client_leaves_stops_decoding_and_a_bad_one_is_refused_befo
     assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["body", "messages"]
 
 
+def test_a_chat_model_behind_a_server_streams_as_the_server_sends_it(server, run_dir):
+    # A second serve in front of the first, which it calls as a chat model behind a server (OpenAI's API, the token
+    # as the key in the URL): a streamed chat comes piece by piece as the first server sends it, and a client that
+    # leaves stops the first server generating.
+    api_base = server.url.replace("http://", f"http://key:{TOKEN}@") + "/v1"
+    front = SmeltServe(str(run_dir), "--lm", "openai/gemma-3-270m", "--api-base", api_base, env=ENV)
+    story = [{"role": "user", "content": "Tell me a story about a cat."}]
+    counting = [{"role": "user", "content": "1, 2, 3, 4, 5, 6,"}]
+    try:
+        with front.client() as client:
+            whole = client.post("/v1/chat/completions", json={"messages": story, "max_tokens": 24}).json()
+            with client.stream("POST", "/v1/chat/completions",
+                               json={"messages": story, "max_tokens": 24, "stream": True}) as reply:
+                events = [json.loads(line[len("data: "):]) for line in reply.iter_lines()
+                          if line.startswith("data: ") and line != "data: [DONE]"]
+            with client.stream("POST", "/v1/chat/completions",
+                               json={"messages": counting, "max_tokens": 1000, "stream": True}) as reply:
+                lines = reply.iter_lines()
+                while '"content": ""' in next(line for line in lines if line.startswith("data:")):
+                    pass  # the role chunk; leave at the first piece of text
+            deadline = time.monotonic() + 60
+            while client.get("/healthz").json()["in_flight"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+        time.sleep(1.0)  # a step under way when the client left may still end
+        with server.client(headers=AUTH) as back:
+            now = back.get("/healthz").json()
+            time.sleep(1.0)
+            later = back.get("/healthz").json()
+    finally:
+        assert front.stop() == 0, front.output[-3000:]
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    pieces = [piece for piece in pieces if piece]
+    assert len(pieces) > 3 and "".join(pieces) == whole["choices"][0]["message"]["content"]
+    assert events[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
+    assert now["in_flight"] == 0 and later["decode_steps"] == now["decode_steps"]  # nothing decodes for it any more
+    assert TOKEN not in front.output
+
+
 def test_request_log_holds_requests_and_never_the_token(server):
     question = f"What time does the pool open? ({secrets.token_hex(4)})"
     with server.client(headers=AUTH) as client:
