@@ -192,20 +192,26 @@ def test_a_streamed_chat_sends_the_same_answer_piece_by_piece_to_the_openai_clie
     assert whole.choices[0].finish_reason == "stop" and " 9" not in whole.choices[0].message.content
 
 
+def leave_a_long_stream_at_its_first_piece(client: httpx.Client, messages: list[dict]) -> None:
+    """Ask for a streamed chat of 1000 tokens, go away at its first piece of text, and wait until the server has no
+    request in flight (and a second more: a step under way when the client left may still end)."""
+    with client.stream("POST", "/v1/chat/completions",
+                       json={"messages": messages, "max_tokens": 1000, "stream": True}) as reply:
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+        lines = reply.iter_lines()
+        while '"content": ""' in next(line for line in lines if line.startswith("data:")):
+            pass  # the role chunk; leave at the first piece of text
+    deadline = time.monotonic() + 60
+    while client.get("/healthz").json()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+
 def test_a_stream_its_client_leaves_stops_decoding_and_a_bad_one_is_refused_before_it_starts(server):
     counting = [{"role": "user", "content": "1, 2, 3, 4, 5, 6,"}]
     with server.client(headers=AUTH) as client:
         before = client.get("/healthz").json()
-        with client.stream("POST", "/v1/chat/completions",
-                           json={"messages": counting, "max_tokens": 1000, "stream": True}) as reply:
-            assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
-            lines = reply.iter_lines()
-            while '"content": ""' in next(line for line in lines if line.startswith("data:")):
-                pass  # the role chunk; leave at the first piece of text
-        deadline = time.monotonic() + 60
-        while client.get("/healthz").json()["in_flight"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # a step under way when the client left may still end
+        leave_a_long_stream_at_its_first_piece(client, counting)
         now = client.get("/healthz").json()
         time.sleep(1.0)
         later = client.get("/healthz").json()
@@ -232,15 +238,7 @@ def test_a_chat_model_behind_a_server_streams_as_the_server_sends_it(server, run
                                json={"messages": story, "max_tokens": 24, "stream": True}) as reply:
                 events = [json.loads(line[len("data: "):]) for line in reply.iter_lines()
                           if line.startswith("data: ") and line != "data: [DONE]"]
-            with client.stream("POST", "/v1/chat/completions",
-                               json={"messages": counting, "max_tokens": 1000, "stream": True}) as reply:
-                lines = reply.iter_lines()
-                while '"content": ""' in next(line for line in lines if line.startswith("data:")):
-                    pass  # the role chunk; leave at the first piece of text
-            deadline = time.monotonic() + 60
-            while client.get("/healthz").json()["in_flight"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-        time.sleep(1.0)  # a step under way when the client left may still end
+            leave_a_long_stream_at_its_first_piece(client, counting)
         with server.client(headers=AUTH) as back:
             now = back.get("/healthz").json()
             time.sleep(1.0)
