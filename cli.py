@@ -302,7 +302,8 @@ def eval_command(task, **kwargs):
 @click.option("--question", help="same as -i question=TEXT")
 @click.option("--lm", help="run on another model. " + LM_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
-@click.option("--api-base", help="server URL for LiteLLM models")
+@click.option("--api-base", help="server URL for the run's server model; 'recorded': the server the run recorded "
+                                  "(a run directory never chooses where your inputs and keys go by itself)")
 def run_command(task, program, input_pairs, document, question, lm, device, api_base):
     """Answer one input with a finished run's program; prints the task's output (each field, if several).
 

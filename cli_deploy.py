@@ -13,7 +13,8 @@ from smelt.cli_options import LM_HELP, echo, log
                              "run directory never runs by itself; otherwise it makes sure the run is of that task")
 @click.option("--lm", help="answer with another model. " + LM_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
-@click.option("--api-base", help="server URL for LiteLLM models (default: the one the run recorded)")
+@click.option("--api-base", help="server URL for the run's server model; 'recorded': the server the run recorded "
+                                  "(a run directory never chooses where requests and keys go by itself)")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="the address to listen on; any other than this machine's loopback needs --token-env")
 @click.option("--port", default=8000, show_default=True, help="the port to listen on (0: any free one, printed)")

@@ -57,7 +57,9 @@ def run_options(metric_help: str = METRIC_HELP):
                      help="parallel requests (in-process models batch them)"),
         click.option("--device", default="auto", show_default=True,
                      help="auto, cpu, cuda, cuda:N or mps (for in-process models)"),
-        click.option("--api-base", help="server URL for LiteLLM models, e.g. http://gpu-box:8000/v1 for vLLM"),
+        click.option("--api-base", help="server URL for LiteLLM models, e.g. http://gpu-box:8000/v1 for vLLM; "
+                                        "'recorded': a run's own server (--resume, a run as --teacher), which a run "
+                                        "directory never chooses by itself"),
         click.option("--runs-root", type=click.Path(),
                      help="where run directories go (default: ./runs or $SMELT_RUNS)"),
         click.option("--no-cache", is_flag=True, help="do not reuse DSPy's cached model responses"),

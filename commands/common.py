@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dspy
 
+from smelt.commands.destinations import RECORDED, recorded_base, run_api_base
 from smelt.errors import SmeltError
 from smelt.eval.judge import metric_name, resolve_metric
 from smelt.eval.jury import judge_specs, load_criteria
@@ -12,7 +13,6 @@ from smelt.files import write_json
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import task_of_run
 from smelt.lm import lm_for_spec
-from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
 from smelt.lm.devices import resolve_device
 from smelt.lm.specs import parse_spec
 from smelt.lm.truncation import install_truncation_filter
@@ -21,7 +21,6 @@ from smelt.programs.datasets import load_splits
 from smelt.programs.field_mapping import parse_field_mapping
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import Task
-from smelt.redaction import REDACTED, redact
 
 
 @dataclass
@@ -96,54 +95,21 @@ def load_judge(options: RunOptions, spec: str | None = None, *, api_bases: list[
     """The judge models of --judge (or ``spec``): one ResolvedLM, a list of them for a jury, or None. Each judge
     is called on --api-base, or on its entry of ``api_bases`` (a run's recorded judges, ``recorded_judge``)."""
     specs = judge_specs(spec or options.judge)
-    bases = api_bases if api_bases is not None else [options.api_base] * len(specs)
+    given = None if options.api_base == RECORDED else options.api_base  # a judge the user names: its own provider
+    bases = api_bases if api_bases is not None else [given] * len(specs)
     judges = [lm_for_spec(one, option="--judge", device=options.device, api_base=base, cache=options.cache)
               for one, base in zip(specs, bases, strict=True)]
     return None if not judges else judges[0] if len(judges) == 1 else judges
 
 
 def recorded_judge(options: RunOptions, manifest: dict, run_dir: Path, log=print):
-    """The judge (or jury) a run recorded, on the API base each of its models recorded (or --api-base, when
-    given): ``log`` hears which."""
+    """The judge (or jury) a run recorded, where the user says (``smelt.commands.destinations``): ``log`` hears
+    which."""
     record = (manifest.get("models") or {}).get("judge") or {}
     members = record["jury"] if isinstance(record.get("jury"), list) else [record]
-    bases = [run_api_base(member.get("spec"), options.api_base, _recorded_base(member, manifest), role="judge",
+    bases = [run_api_base(member.get("spec"), options.api_base, recorded_base(member, manifest), role="judge",
                           run_dir=run_dir, log=log) for member in members]
     return load_judge(options, record.get("spec"), api_bases=bases)
-
-
-def run_api_base(spec: str | None, given: str | None, recorded: str | None, *, role: str, run_dir: Path,
-                 log=print) -> str | None:
-    """The API base a run's server model is called on now: ``given`` (--api-base) if any, else the one the run
-    recorded, never silently the provider's public API. ``log`` hears which, in one line (no password). A
-    recorded URL whose password was redacted is reused only with ``$SMELT_API_KEY`` (the key it then sends);
-    otherwise --api-base must be given again. In-process models have none: None, and nothing is said."""
-    if not isinstance(spec, str) or parse_spec(spec, f"the run's {role}").in_process:
-        return given
-    if given:
-        log(f"[smelt] {role} {spec}: API base {redact(given)} (--api-base)")
-        return given
-    if not recorded:
-        log(f"[smelt] {role} {spec}: the provider's own API (no --api-base given, and {run_dir} recorded none "
-            "for it)")
-        return None
-    if REDACTED in recorded:
-        base = strip_userinfo(recorded)
-        if REDACTED in base or not environment_key():
-            raise SmeltError(f"{run_dir}: its {role} {spec} ran on {recorded}, whose password is not recorded; pass "
-                             f"--api-base again with it (or set {API_KEY_ENV} to the key)")
-        log(f"[smelt] {role} {spec}: the run's API base {base}, with the key in ${API_KEY_ENV}")
-        return base
-    log(f"[smelt] {role} {spec}: the run's API base {recorded}")
-    return recorded
-
-
-def _recorded_base(record: dict, manifest: dict) -> str | None:
-    """A model's recorded API base: its own (``models.<role>.api_base``), or, in a manifest written before models
-    recorded theirs, the run's --api-base."""
-    if "api_base" in record:
-        return record["api_base"]
-    return (manifest.get("options") or {}).get("api_base")
 
 
 def describe_judge(judge) -> dict:
@@ -199,7 +165,8 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
     With ``task_name`` (any form of TASK), a run of another task is refused (naming ``option``) before any model
     is loaded. Without it the run's own task is found again from its manifest, unless that task is Python code
     (``smelt.lifecycle.recorded_task``). Nothing in the run directory chooses a model: program.json's saved ``lm``
-    is dropped (``log`` hears of it), and the model is the manifest's recorded spec or ``lm_spec``."""
+    is dropped (``log`` hears of it), and the model is the manifest's recorded spec or ``lm_spec``. Nor does it
+    choose where a server model is called: ``smelt.commands.destinations``."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, option)
     fallback = manifest  # where a model without a recorded API base finds the run's --api-base
@@ -227,16 +194,17 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
     role = "teacher" if option == "--teacher" else "program model"
     say = log or to_stderr
     if lm_spec:  # another model: no adapter, and the full prompt it needs without one
-        # The run's server is reused for the model the run recorded, not for another one (--api-base names its).
-        same = _recorded_base(recorded, fallback) if lm_spec == recorded["spec"] else None
+        # The run's server stands only for the model the run recorded (and only with --api-base recorded).
+        same = recorded_base(recorded, fallback) if lm_spec == recorded["spec"] else None
         lm = lm_for_spec(lm_spec, device=device, cache=cache,
-                         api_base=run_api_base(lm_spec, api_base, same, role=role, run_dir=run_dir, log=say))
+                         api_base=run_api_base(lm_spec, api_base, same, role=role, run_dir=run_dir,
+                                               named_by_user=True, log=say))
     else:
         adapter = recorded.get("adapter")
         if adapter is not None and not (isinstance(adapter, str) and _inside(run_dir / adapter, run_dir)):
             raise SmeltError(f"{run_dir / 'manifest.json'}: models.program.adapter {adapter!r} is not a folder inside "
                              "the run; a run's adapter is its own adapter/ folder")
-        base = run_api_base(recorded["spec"], api_base, _recorded_base(recorded, fallback), role=role,
+        base = run_api_base(recorded["spec"], api_base, recorded_base(recorded, fallback), role=role,
                             run_dir=run_dir, log=say)
         lm = lm_for_spec(recorded["spec"], device=device, adapter=str(run_dir / adapter) if adapter else None,
                          api_base=base, cache=cache, instructions=recorded.get("instructions", True))

@@ -10,11 +10,13 @@ from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from smelt.commands.common import DataOptions
+from smelt.commands.destinations import RECORDED, destination_refused, is_server_model
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import is_python_task, recorded_task_spec
 from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
 from smelt.programs.registry import get_task
+from smelt.redaction import REDACTED
 
 # Options a resumed run takes from the new command line: parallelism, DSPy's response cache (fp32 answers are
 # the same either way), where runs go, and the server URL (recorded without its password, so given again).
@@ -37,6 +39,10 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
     if command != "sweep" and (run_dir / "summary.json").is_file():  # a finished sweep may take more trials
         raise SmeltError(f"--resume {run_dir}: this run already finished (its results: {run_dir / 'report.md'}); "
                          "start a new run without --resume")
+    if not isinstance(manifest.get("options"), dict) or not isinstance(manifest.get("models"), dict):
+        missing = "options" if not isinstance(manifest.get("options"), dict) else "models"
+        raise SmeltError(f"--resume {run_dir}: its manifest.json records no {missing}, so the run cannot be continued "
+                         "as it was started; start a new run")
     recorded = _recorded(type(fresh), manifest)
     given = _differing_from_defaults(fresh) if given is None else given
     task = getattr(fresh, "task", None)
@@ -58,13 +64,43 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
         keep["task"] = task
     elif _is_python(getattr(recorded, "task", None)):
         recorded_task_spec(manifest, run_dir, command=command, option="--resume")  # says how to name it
-    redacted = getattr(recorded, "api_base", None)
-    if redacted and "***" in redacted and "api_base" not in keep:
-        if "***" in strip_userinfo(redacted) or not environment_key():
-            raise SmeltError(f"--resume {run_dir}: pass --api-base again ({redacted}, with its password: passwords "
-                             f"are never recorded), or set {API_KEY_ENV} to the key")
-        keep["api_base"] = strip_userinfo(redacted)  # the recorded server, with the key in $SMELT_API_KEY
+    keep["api_base"] = _resumed_api_base(recorded, keep.get("api_base"), run_dir)
     return replace(recorded, **keep)
+
+
+def _resumed_api_base(recorded, given: str | None, run_dir: Path) -> str | None:
+    """Where a resumed run calls its server models: only where the user says (``smelt.commands.destinations``):
+    --api-base URL, or --api-base recorded for the server the run was started with (its password, never
+    recorded, from $SMELT_API_KEY). A run whose models all run in-process needs neither."""
+    if given and given != RECORDED:
+        return given
+    servers = _server_models(recorded)
+    if given is None:
+        if servers:
+            raise SmeltError(f"--resume {destination_refused(run_dir, servers)}")
+        return None
+    base = getattr(recorded, "api_base", None)
+    if base and REDACTED in base:
+        if REDACTED in strip_userinfo(base) or not environment_key():
+            raise SmeltError(f"--resume {run_dir}: pass --api-base again ({base}, with its password: passwords "
+                             f"are never recorded), or set {API_KEY_ENV} to the key")
+        base = strip_userinfo(base)  # the recorded server, with the key in $SMELT_API_KEY
+    return base
+
+
+def _server_models(recorded) -> dict[str, str | None]:
+    """{"--lm SPEC": recorded API base} for each model of the recorded options whose calls leave this process (a
+    --teacher that is a run directory is that run's business: ``load_run`` asks for its destination)."""
+    base = getattr(recorded, "api_base", None)
+    found = {}
+    for option in ("lm", "teacher", "judge"):
+        value = getattr(recorded, option, None)
+        if not isinstance(value, str) or (option == "teacher" and Path(value, "manifest.json").is_file()):
+            continue
+        for spec in value.split(",") if option == "judge" else [value]:
+            if is_server_model(spec.strip(), f"the run's --{option}"):
+                found[f"--{option} {spec.strip()}"] = base
+    return found
 
 
 def recorded_task(run_dir: str | Path) -> str:

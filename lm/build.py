@@ -12,6 +12,7 @@ from smelt.lm.credentials import endpoint
 from smelt.lm.generation import DEFAULT_MAX_TOKENS
 from smelt.lm.loading import load_model
 from smelt.lm.prefill_adapter import PrefillChatAdapter
+from smelt.lm.response_cache import key_responses_by_server
 from smelt.lm.server_adapter import ServerChatAdapter
 from smelt.lm.specs import ModelSpec, parse_spec
 from smelt.redaction import redact
@@ -108,6 +109,7 @@ def _server_lm(parsed: ModelSpec, api_base: str | None, *, temperature: float, m
     field every OpenAI-compatible server reads (DSPy's native engine sends ``openai/`` requests
     ``max_completion_tokens``, which llama.cpp's server ignores); with the stop strings of ``ServerChatAdapter``,
     every request ends where the answer does."""
+    key_responses_by_server()
     if parsed.kind == "completion":
         return _completion_server_lm(parsed, api_base, temperature=temperature, max_tokens=max_tokens, cache=cache)
     where = endpoint(api_base, parsed.target.split("/", 1)[0])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from smelt.errors import SmeltError
+from smelt.log import to_stderr
 from smelt.redaction import REDACTED, redact, register_secret
 
 API_KEY_ENV = "SMELT_API_KEY"
@@ -68,7 +69,12 @@ def endpoint(api_base: str | None, provider: str | None = None, option: str = "-
     provider_key = os.environ.get(f"{provider.upper()}_API_KEY") if provider else None
     register_secret(provider_key)
     if not api_base:
+        if provider_key:
+            say_where_the_key_goes(f"{provider.upper()}_API_KEY", f"{provider}'s own API")
         return Endpoint(None, None)
+    if api_base == "recorded":
+        raise SmeltError(f"{option} recorded: only a command that takes a run (eval, run, serve, distill --teacher "
+                         "RUN, --resume) has a recorded API base; pass the server's URL, e.g. http://127.0.0.1:8000/v1")
     if "://" not in api_base:
         raise SmeltError(f"{option} {redact(api_base)}: not a URL; pass the server's address, e.g. "
                          "http://127.0.0.1:8000/v1")
@@ -81,5 +87,21 @@ def endpoint(api_base: str | None, provider: str | None = None, option: str = "-
     if REDACTED in strip_userinfo(api_base):
         raise SmeltError(f"{option} {redact(api_base)}: a secret in it was redacted (secrets are never recorded); "
                          "pass --api-base again with it")
-    key = key or environment_key()
-    return Endpoint(strip_userinfo(api_base), key or (None if provider_key else NO_KEY))
+    url = strip_userinfo(api_base)
+    if not key and environment_key():
+        key = environment_key()
+        say_where_the_key_goes(API_KEY_ENV, url)
+    elif not key and provider_key:
+        say_where_the_key_goes(f"{provider.upper()}_API_KEY", url)
+    return Endpoint(url, key or (None if provider_key else NO_KEY))
+
+
+_told: set[tuple[str, str]] = set()
+
+
+def say_where_the_key_goes(variable: str, destination: str) -> None:
+    """One line on stderr, once per process for each variable and destination, before the first call that sends
+    the key an environment variable holds: the user sees where it goes (never the key)."""
+    if (variable, destination) not in _told:
+        _told.add((variable, destination))
+        to_stderr(f"[smelt] the key in ${variable} is sent to {redact(destination)}")

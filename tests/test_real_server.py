@@ -77,13 +77,13 @@ def test_compile_on_the_server_gives_the_in_process_answers_with_requests_in_fli
         assert predictions(run, split) == predictions(in_process, split)  # the same prompt on the same weights
 
 
-def test_eval_and_run_reuse_the_runs_api_base(server, runs, server_compile):
+def test_eval_and_run_reuse_the_runs_api_base_when_told(server, runs, server_compile):
     run, _ = server_compile
     before = server.proxy.requests
     said = smelt(runs, "eval", "--program", str(run), "--split", "dev", "--max-dev", "2", "--no-cache",
-                 "--threads", "4")
+                 "--threads", "4", "--api-base", "recorded")
     assert f"the run's API base {server.url}" in said.stderr
-    answered = subprocess.run([sys.executable, str(CLI), "run", "--program", str(run), "-i",
+    answered = subprocess.run([sys.executable, str(CLI), "run", "--program", str(run), "--api-base", "recorded", "-i",
                                "document=The library opens at 9:00 and closes at 19:00.", "-i",
                                "question=When does the library open?"],
                               capture_output=True, text=True, timeout=600)

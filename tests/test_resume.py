@@ -103,7 +103,8 @@ def test_a_finished_run_or_another_command_is_not_resumed(tmp_path):
 def test_a_recorded_api_base_password_must_be_given_again(tmp_path):
     run_dir = _compile_run(tmp_path, api_base="https://user:***@gpu-box/v1")
     with pytest.raises(SmeltError, match="pass --api-base again"):
-        resumed_options(CompileOptions(resume=str(run_dir)), "compile", {})
+        resumed_options(CompileOptions(resume=str(run_dir), api_base="recorded"), "compile",
+                        {"api_base": "--api-base"})
     resumed = resumed_options(CompileOptions(resume=str(run_dir), api_base="https://user:pw@gpu-box/v1"), "compile",
                               {"api_base": "--api-base"})
     assert resumed.api_base == "https://user:pw@gpu-box/v1"

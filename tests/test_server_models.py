@@ -3,8 +3,9 @@ OpenAI-compatible one written here, which records every request it gets).
 
 - ``--api-base http://user:PASSWORD@host/v1``: the URL goes on without its user part, the password is the
   request's key (``Authorization: Bearer PASSWORD``);
-- ``eval`` and ``run`` of that run, without --api-base, call the run's recorded server (its program model and its
-  judge), never a public API, and say which in one line; the password, never recorded, comes from
+- ``eval`` and ``run`` of that run call a server only where the user says: ``--api-base URL``, or ``--api-base
+  recorded`` for the run's recorded server (its program model and its judge), and say which in one line; without
+  either they are refused in one line and nothing is sent; the password, never recorded, comes from
   ``$SMELT_API_KEY`` or from --api-base given again, and without either the command asks for it in one line;
 - every request carries the task's ``max_tokens`` and the adapter's stop strings;
 - the password is in no file under the runs root and in no line printed;
@@ -198,14 +199,15 @@ def test_compile_sends_the_password_as_the_key_with_budget_and_stops(server, com
     _assert_no_secret(compiled)
 
 
-def test_eval_and_run_reuse_the_recorded_server(server, compiled):
-    """Without --api-base: the run's server, for the program model and the judge; the key from $SMELT_API_KEY."""
+def test_eval_and_run_reuse_the_recorded_server_when_told(server, compiled):
+    """--api-base recorded: the run's server, for the program model and the judge; the key from $SMELT_API_KEY."""
     base, run = compiled["base"], str(compiled["run"])
     before = len(server["requests"]())
     evaluated = _cli(["eval", "--program", run, "--max-test", "2", "--latency-sample", "0", "--no-cache",
-                      "--runs-root", str(compiled["runs"])], base, SMELT_API_KEY=SECRET)
+                      "--runs-root", str(compiled["runs"]), "--api-base", "recorded"], base, SMELT_API_KEY=SECRET)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    shown = f"the run's API base http://127.0.0.1:{server['port']}/v1, with the key in $SMELT_API_KEY"
+    shown = (f"the run's API base http://127.0.0.1:{server['port']}/v1 (--api-base recorded), with the key in "
+             "$SMELT_API_KEY")
     assert f"[smelt] program model openai/local-model: {shown}" in evaluated.stderr
     assert f"[smelt] judge openai/local-judge: {shown}" in evaluated.stderr
     eval_requests = server["requests"]()[before:]
@@ -213,12 +215,13 @@ def test_eval_and_run_reuse_the_recorded_server(server, compiled):
     assert len([r for r in eval_requests if r["body"]["model"] == "local-model"]) == 2  # the 2 test examples
 
     before = len(server["requests"]())
-    answered = _cli(["run", "--program", run, "-i", f"document={DOCUMENT}", "-i", f"question={QUESTION}"], base,
-                    SMELT_API_KEY=SECRET)
+    answered = _cli(["run", "--program", run, "--api-base", "recorded", "-i", f"document={DOCUMENT}", "-i",
+                     f"question={QUESTION}"], base, SMELT_API_KEY=SECRET)
     assert answered.returncode == 0, answered.stderr[-3000:]
     assert answered.stdout.strip() == "9:00"
     assert [line for line in answered.stderr.splitlines() if line.strip()] == \
-        [f"[smelt] program model openai/local-model: {shown}"]
+        [f"[smelt] program model openai/local-model: {shown}",
+         f"[smelt] the key in $SMELT_API_KEY is sent to http://127.0.0.1:{server['port']}/v1"]
     [request] = server["requests"]()[before:]
     _check_requests([request], {"local-model"})
     assert DOCUMENT in json.dumps(request["body"]["messages"])
@@ -234,8 +237,8 @@ def test_eval_and_run_reuse_the_recorded_server(server, compiled):
 
 
 def test_a_server_without_a_password_is_reused_as_recorded(server, compiled, tmp_path):
-    """A run on a server that takes no key (``--api-base http://127.0.0.1:PORT/v1``): ``run`` goes back to it
-    without being told, with the placeholder key LiteLLM needs to send anything."""
+    """A run on a server that takes no key (``--api-base http://127.0.0.1:PORT/v1``): ``run --api-base recorded``
+    goes back to it, with the placeholder key LiteLLM needs to send anything."""
     import shutil
 
     run = shutil.copytree(compiled["run"], tmp_path / "runs" / "doc_qa" / compiled["run"].name)
@@ -243,12 +246,12 @@ def test_a_server_without_a_password_is_reused_as_recorded(server, compiled, tmp
     manifest.write_text(manifest.read_text(encoding="utf-8").replace("http://user:***@", "http://"),
                         encoding="utf-8")
     before = len(server["requests"]())
-    answered = _cli(["run", "--program", str(run), "-i", f"document={DOCUMENT}", "-i", f"question={QUESTION}"],
-                    tmp_path)
+    answered = _cli(["run", "--program", str(run), "--api-base", "recorded", "-i", f"document={DOCUMENT}", "-i",
+                     f"question={QUESTION}"], tmp_path)
     assert answered.returncode == 0, answered.stderr[-3000:]
     assert answered.stdout.strip() == "9:00"
-    assert answered.stderr.strip() == \
-        f"[smelt] program model openai/local-model: the run's API base http://127.0.0.1:{server['port']}/v1"
+    assert answered.stderr.strip() == (f"[smelt] program model openai/local-model: the run's API base "
+                                       f"http://127.0.0.1:{server['port']}/v1 (--api-base recorded)")
     [request] = server["requests"]()[before:]
     assert request["authorization"] == "Bearer EMPTY" and request["path"] == "/v1/chat/completions"
 
@@ -264,10 +267,11 @@ def test_a_teacher_run_reuses_its_recorded_server(server, compiled, monkeypatch)
     monkeypatch.setenv("SMELT_API_KEY", SECRET)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     said: list[str] = []
-    options = DistillOptions(student="gemma-3-270m", teacher=str(compiled["run"]), task="doc_qa", cache=False)
+    options = DistillOptions(student="gemma-3-270m", teacher=str(compiled["run"]), task="doc_qa", cache=False,
+                             api_base="recorded")
     teacher = load_teacher(options, get_task("doc_qa"), log=said.append)
-    assert said == [f"[smelt] teacher openai/local-model: the run's API base http://127.0.0.1:{server['port']}/v1, "
-                    "with the key in $SMELT_API_KEY"]
+    assert said == [f"[smelt] teacher openai/local-model: the run's API base http://127.0.0.1:{server['port']}/v1 "
+                    "(--api-base recorded), with the key in $SMELT_API_KEY"]
     before = len(server["requests"]())
     with teacher.lm.context():
         prediction = teacher.program(document=DOCUMENT, question="Teacher, when does the pool open?")
@@ -276,11 +280,11 @@ def test_a_teacher_run_reuses_its_recorded_server(server, compiled, monkeypatch)
 
 
 def test_a_recorded_password_must_be_given_again(server, world, compiled, tmp_path):
-    """No --api-base and no $SMELT_API_KEY: one line asking for --api-base, nothing sent, nothing written."""
+    """--api-base recorded and no $SMELT_API_KEY: one line asking for --api-base, nothing sent, nothing written."""
     before = len(server["requests"]())
-    for command in (["run", "--program", str(compiled["run"]), "-i", f"document={DOCUMENT}", "-i",
-                     f"question={QUESTION}"],
-                    ["eval", "--program", str(compiled["run"])]):
+    for command in (["run", "--program", str(compiled["run"]), "--api-base", "recorded", "-i",
+                     f"document={DOCUMENT}", "-i", f"question={QUESTION}"],
+                    ["eval", "--program", str(compiled["run"]), "--api-base", "recorded"]):
         result = run_mistake(world, tmp_path / command[0], command,
                              ["openai/local-model", "http://user:***@127.0.0.1", "pass --api-base again",
                               "SMELT_API_KEY"], env=_env(tmp_path))
