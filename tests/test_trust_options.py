@@ -1,12 +1,13 @@
 """Options a user trusts to be checked up front: an optimizer against the train set it gets, every value a sweep's
-space can produce, a SQLite storage path, `run`'s inputs and a run's adapter folder. Each mistake ends in one
-`error: ...` line, in seconds, before any model loads, naming the option or file and what to do (``run_mistake``
-in mistakes.py; the ``world`` fixture is in conftest.py)."""
+space can produce, a SQLite storage path, `run`'s inputs, a run's adapter folder, and distill's student and program.
+Each mistake ends in one `error: ...` line, in seconds, before any model loads, naming the option or file and what
+to do (``run_mistake`` in mistakes.py; the ``world`` fixture is in conftest.py)."""
 
 import shutil
+import textwrap
 
 import pytest
-from mistakes import run_mistake
+from mistakes import ENV, run_mistake
 
 FAST_S = 30  # caught before a model loads: seconds, not the minutes of a baseline
 
@@ -159,3 +160,103 @@ def test_adapter_saved_as_a_pickle_names_the_run_folder(world, tmp_path):
                          [f"{adapter}: ", "adapter_model.bin", "safetensors only", "safe_serialization=True"],
                          absent=("--adapter",))
     assert result.wall_s < FAST_S  # refused before the base model is read
+
+
+# --- distill: a student whose weights cannot be had, or a program with no predictor, is refused before the teacher
+# answers a single input (hours with a real teacher) and before a run directory is made
+
+
+def test_a_student_not_on_this_machine_is_refused_before_the_teacher(world, tmp_path):
+    """The card's own short form, offline with nothing cached: refused in a moment, not after the teacher's run."""
+    offline = {**ENV, "HF_HUB_CACHE": str(tmp_path / "empty-hub-cache")}
+    result = run_mistake(world, tmp_path / "work", ["distill", "--student", "llama-3.2-3b"],
+                         ["--student llama-3.2-3b", "not on this machine", "offline (HF_HUB_OFFLINE is set)",
+                          "hf download meta-llama/Llama-3.2-3B-Instruct", "hf:/path/to/folder"], env=offline)
+    assert result.wall_s < FAST_S, f"took {result.wall_s:.1f}s: checked after the teacher loaded?"
+    run_mistake(world, tmp_path / "work", ["distill", "--student", "hf:smelt-tests/not-a-model", "--teacher",
+                                           str(world["done"])],
+                ["--student hf:smelt-tests/not-a-model", "not on this machine", "hf download smelt-tests/not-a-model"],
+                env=offline)
+
+
+@pytest.mark.parametrize("folder, fragments", [
+    ("model-without-config", ["no config.json in", "model-without-config"]),
+    ("nosuch", ["no such model folder", "nosuch"]),
+], ids=["no-config-json", "missing-folder"])
+def test_a_student_folder_that_holds_no_model(world, tmp_path, folder, fragments):
+    (tmp_path / "model-without-config").mkdir()
+    (tmp_path / "model-without-config" / "model.safetensors").write_bytes(b"")
+    spec = f"hf:{tmp_path / folder}"
+    result = run_mistake(world, tmp_path / "work", ["distill", "--student", spec, "--teacher", str(world["done"])],
+                         [f"--student {spec}: ", *fragments])
+    assert result.wall_s < FAST_S
+
+
+def test_a_student_folder_with_a_model_passes_the_check(world, tmp_path):
+    """A local folder (config.json there) is no mistake, offline or not: the next mistake is the one reported."""
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    run_mistake(world, tmp_path / "work", ["distill", "--student", f"hf:{folder}", "--teacher", str(world["done"]),
+                                           "--min-score", "2"], ["--min-score 2", "between 0 and 1"],
+                absent=("--student",))
+
+
+def test_a_hub_student_is_left_to_download_when_the_hub_answers(monkeypatch):
+    """Online, a model not cached yet is the loader's to download; only a hub that cannot be reached is refused."""
+    from huggingface_hub import constants
+
+    from smelt.errors import SmeltError
+    from smelt.lm import loading
+    from smelt.lm.specs import parse_spec
+
+    spec = parse_spec("hf:smelt-tests/not-a-model", "--student")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    asked = []
+    monkeypatch.setattr(loading, "_hub_unreachable", lambda hub_id: asked.append(hub_id))
+    loading.check_weights_available(spec, "--student")
+    assert asked == ["smelt-tests/not-a-model"]
+    monkeypatch.setattr(loading, "_hub_unreachable", lambda hub_id: "cannot reach https://huggingface.co: refused")
+    with pytest.raises(SmeltError, match="not on this machine .* offline \\(cannot reach https://huggingface.co"):
+        loading.check_weights_available(spec, "--student")
+    loading.check_weights_available(parse_spec("gemma-3-270m", "--student"), "--student")  # always there
+
+
+ECHO_TASK = textwrap.dedent('''
+    import dspy
+
+    from smelt.programs.task import Task
+
+
+    class Answer(dspy.Signature):
+        """Answer the question about the document."""
+
+        document: str = dspy.InputField()
+        question: str = dspy.InputField()
+        answer: str = dspy.OutputField()
+
+
+    class Echo(dspy.Module):
+        """Answers with the document itself: no model call, nothing for a student to learn."""
+
+        def __init__(self, options):
+            super().__init__()
+
+        def forward(self, document, question):
+            return dspy.Prediction(answer=document)
+
+
+    task = Task(name="echo", description="Echo the document.", signature=Answer, make_program=Echo)
+''')
+
+
+def test_distill_of_a_program_with_no_predictor(world, tmp_path):
+    tasks = tmp_path / "tasks"  # outside the watched folders: importing it may write __pycache__ beside it
+    tasks.mkdir()
+    (tasks / "echo.py").write_text(ECHO_TASK, encoding="utf-8")
+    task = f"{tasks / 'echo.py'}:task"
+    result = run_mistake(world, tmp_path / "work",
+                         ["distill", task, "--student", "gemma-3-270m", "--teacher", "gemma-3-270m", "--data",
+                          str(world["data"] / "good.jsonl")],
+                         [f"task {task}: ", "(Echo) has no predictors", "dspy.Predict"])
+    assert result.wall_s < FAST_S, f"took {result.wall_s:.1f}s: checked after the teacher loaded?"
