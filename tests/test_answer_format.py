@@ -4,6 +4,7 @@ declaration is one error line naming the file and the field."""
 
 import json
 import re
+import time
 from types import SimpleNamespace
 
 import dspy
@@ -15,7 +16,7 @@ from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.eval.judge import resolve_metric
 from smelt.eval.reports.tables import markdown_table, text_table
-from smelt.programs.answer_format import AnswerFormat, is_iso_date, pattern_format
+from smelt.programs.answer_format import PATTERN_MAX_CHARS, AnswerFormat, is_iso_date, pattern_format
 from smelt.programs.signature_program import PredictOptions, SignatureProgram
 from smelt.programs.signature_text import parse_signature
 from smelt.programs.task import Task
@@ -62,6 +63,53 @@ def test_a_python_task_declares_formats_by_name_or_compiled_pattern():
     assert task.malformed(dspy.Prediction(due_date="2026-06-30", note="ok")) == []
     assert task.malformed(dspy.Prediction(due_date="2026-06-31", note="OK!")) == ["due_date", "note"]
     assert _task().malformed(dspy.Prediction(due_date="whenever")) == []  # no format declared: nothing to check
+
+
+# ---------------------------------------------------------------------------- a pattern never hangs
+
+EVIL = "a" * 40 + "!"  # what (a|aa)+$ backtracks on for hours with Python's re
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(a|aa)+$", "(a|a)+$", "(a*)*b", "((a+)+)+c"])
+def test_a_pattern_that_backtracks_without_end_is_malformed_within_a_second(tmp_path, pattern):
+    path = tmp_path / "codes.toml"
+    path.write_text(f'signature = "request -> code"\n[fields.code]\npattern = {json.dumps(pattern)}\n',
+                    encoding="utf-8")
+    from_file = load_task_file(str(path))
+    signature = parse_signature("request -> code")
+    in_python = Task(name="codes", description="d", signature=signature, options=PredictOptions,
+                     make_program=lambda options: SignatureProgram(signature, options),
+                     formats={"code": re.compile(pattern)})
+    for task in (from_file, in_python):
+        started = time.perf_counter()
+        assert task.malformed(dspy.Prediction(code=EVIL)) == ["code"]
+        assert time.perf_counter() - started < 1.0
+    if pattern.endswith("$"):  # still a pattern: what it matches, it matches
+        assert from_file.malformed(dspy.Prediction(code="aaaa")) == []
+        assert in_python.malformed(dspy.Prediction(code="aa")) == []
+
+
+def test_a_pattern_checks_answers_up_to_its_length_limit_and_keeps_the_flags_given():
+    anything = pattern_format(".+")
+    assert anything.matches("x" * PATTERN_MAX_CHARS) and not anything.matches("x" * (PATTERN_MAX_CHARS + 1))
+    assert AnswerFormat("pattern", re.compile("[a-z]+", re.IGNORECASE)).matches("ABC")
+    assert not AnswerFormat("pattern", re.compile(r"\w+", re.ASCII)).matches("é")  # re.ASCII, not regex's V1
+    assert AnswerFormat("pattern", re.compile(r"\w+")).matches("é")
+    multi = AnswerFormat("pattern", re.compile(r"a.b", re.DOTALL | re.VERBOSE))
+    assert multi.matches("a\nb") and multi.describe() == "pattern 'a.b'"
+
+
+@pytest.mark.parametrize("pattern, words", [
+    (re.compile("a{1000000}"), ["repeats too much", "10,000"]),
+    (re.compile("((a{100}){100}){100}"), ["repeats too much"]),
+    (re.compile(b"x"), ["pattern on bytes"]),
+])
+def test_a_python_pattern_regex_would_expand_for_ever_is_refused_at_once(pattern, words):
+    started = time.perf_counter()
+    with pytest.raises(SmeltError) as error:
+        _task(formats={"note": pattern})
+    assert time.perf_counter() - started < 1.0
+    assert "formats.note" in str(error.value) and all(word in str(error.value) for word in words), str(error.value)
 
 
 @pytest.mark.parametrize("formats, words", [
@@ -142,6 +190,7 @@ def bad_files(world) -> dict:
     task("on_input", '[fields.notice]\nformat = "date"\n')
     task("label_no_labels", '[fields.due_date]\nformat = "label"\n')
     task("both", '[fields.due_date]\nformat = "date"\npattern = "x"\n')
+    task("repeats", '[fields.due_date]\npattern = "(?:[0-9]{4}){4294967}"\n')  # regex: without end compiling it
     return {"folder": folder}
 
 
@@ -152,6 +201,7 @@ def bad_files(world) -> dict:
     ("on_input", ["on_input.toml: fields.notice.format", "only an output field has a format"]),
     ("label_no_labels", ["label_no_labels.toml: fields.due_date.format", "needs labels"]),
     ("both", ["both.toml: fields.due_date.pattern", "not both"]),
+    ("repeats", ["repeats.toml: fields.due_date.pattern", "repeats too much", "write + or *"]),
 ])
 def test_a_bad_format_in_a_task_file_is_one_line(world, bad_files, tmp_path, name, words):
     run_mistake(world, tmp_path / "work", ["compile", str(bad_files["folder"] / f"{name}.toml")], words)
