@@ -11,11 +11,13 @@
 
 The bundle is assembled in a hidden sibling folder and renamed into place at the end, so OUT_DIR is never half
 written; an existing, non-empty OUT_DIR is replaced only with --force. Which wheels, and how they are fetched:
-``bundle_wheels``; which model folders: ``bundle_models``; the two text files: ``bundle_files``.
+``bundle_wheels``; the files smelt's own wheel is built from (those git tracks): ``bundle_source``; which model
+folders: ``bundle_models``; the two text files: ``bundle_files``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -59,11 +61,23 @@ class BundleOutcome:
 
 def make_bundle(options: BundleOptions, log=print) -> BundleOutcome:
     """Build the bundle: check everything, then wheels, models and the text files into a hidden sibling of OUT_DIR,
-    renamed into place at the end."""
+    renamed into place at the end. A disk that fails there (read-only, full) is one line that advises another
+    OUT_DIR."""
+    out = Path(options.out_dir).expanduser().resolve()
+    try:
+        return _make(options, out, log)
+    except OSError as exc:
+        error = _disk_error(exc, out)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _make(options: BundleOptions, out: Path, log) -> BundleOutcome:
     started = time.perf_counter()
     target = bundle_wheels.Target(options.python_version, options.platform)
     models = find_models(options.models)  # a wrong --model fails before anything is fetched
-    out = _check_out_dir(Path(options.out_dir).expanduser(), options.force)
+    out = _check_out_dir(out, options.force)
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -100,6 +114,39 @@ def _check_out_dir(out: Path, force: bool) -> Path:
                 raise SmeltError(f"--force would replace {out}, which holds {precious.resolve()}; give another folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# What a user can do about each file-system error met while writing the bundle (errors.py's advice is for runs).
+_OUT_DIR_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or give an OUT_DIR on another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space, or give an OUT_DIR on another disk",
+    errno.EFBIG: "the file grew past what the file system allows: give an OUT_DIR on another disk",
+    errno.EROFS: "the file system is read-only: give an OUT_DIR on a writable disk",
+    errno.EACCES: "no permission to write there: give an OUT_DIR in a folder you may write to",
+    errno.EPERM: "the operation is not permitted there: give an OUT_DIR in a folder you may write to",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: give another OUT_DIR",
+    errno.ENAMETOOLONG: "the path is too long: give a shorter OUT_DIR",
+    errno.EIO: "the disk reported an input/output error: check the disk, or give an OUT_DIR on another one",
+}
+
+
+def _disk_error(exc: OSError, out: Path) -> SmeltError | None:
+    """A disk's error as one line naming the path, with advice about OUT_DIR where the path is OUT_DIR's (the folder,
+    one above it, or a hidden sibling the bundle is assembled in) or unnamed. None for any other OSError."""
+    if exc.errno not in _OUT_DIR_ADVICE:
+        return None
+    reason = f"{os.strerror(exc.errno)} ({errno.errorcode[exc.errno]}); {_OUT_DIR_ADVICE[exc.errno]}"
+    if exc.filename is None:  # a write that failed part-way names no file: nearly all of them go under OUT_DIR
+        return SmeltError(f"writing the bundle in {out}: {reason}")
+    ours = any(_under_out_dir(name, out) for name in (exc.filename, exc.filename2) if name is not None)
+    also = f" (and {exc.filename2})" if exc.filename2 else ""
+    return SmeltError(f"{exc.filename}{also}: " + (reason if ours else reason.split(";")[0]))
+
+
+def _under_out_dir(name, out: Path) -> bool:
+    path = Path(os.path.abspath(os.fsdecode(name)))
+    first = path.relative_to(out.parent).parts[:1] if path.is_relative_to(out.parent) else ()
+    return path in out.parents or any(part == out.name or part.startswith(f".{out.name}.") for part in first)
 
 
 def _describe_wheels(wheels_dir: Path) -> list[dict]:

@@ -1,7 +1,7 @@
-"""The wheels of a bundle: smelt's own, built from the checkout, and its dependencies', chosen by pip for the target
-interpreter and platform and downloaded, torch left out unless asked for.
+"""The wheels of a bundle: smelt's own, built from the files git tracks in the checkout, and its dependencies', chosen
+by pip for the target interpreter and platform and downloaded, torch left out unless asked for.
 
-1. ``build_smelt_wheel``: ``pip wheel --no-deps`` of the checkout.
+1. ``build_smelt_wheel``: ``pip wheel --no-deps`` of the files git tracks in the checkout (``bundle_source``).
 2. ``resolve``: ``pip install --dry-run --report`` of that wheel for the target, pinned to the versions this
    interpreter runs (what was tested here): pip reads package metadata only, nothing is installed.
 3. ``needed``: the resolved packages smelt reaches without going through torch (unless --with-torch): a GPU box
@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from smelt.commands.bundle_source import tracked_copy
 from smelt.errors import SmeltError
 
 # Left out of a bundle made without --with-torch, with what only it needs: a GPU box brings its own.
@@ -111,17 +112,20 @@ class Resolved:
 
 
 def build_smelt_wheel(source: Path, wheels: Path, log) -> Path:
-    """smelt's own wheel, built from the checkout at ``source`` (``pip wheel --no-deps``)."""
+    """smelt's own wheel, built (``pip wheel --no-deps``) from the files git tracks in the checkout at ``source``
+    (``bundle_source``), copied into a folder beside ``wheels`` first: the build writes on OUT_DIR's disk, never in
+    a git checkout."""
     import importlib.util
 
     if not (source / "pyproject.toml").is_file():
         raise SmeltError(f"bundle builds smelt's wheel from its source checkout, and {source} is not one (no "
                          "pyproject.toml): run bundle from a checkout installed with `pip install -e .`")
-    log("[smelt] building smelt's wheel ...")
     # This interpreter's setuptools when it has one (nothing fetched); else pip fetches the build backend as usual.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    _pip(["wheel", "--no-deps", "--progress-bar=off", *isolation, "-w", str(wheels), str(source)],
-         what="smelt's wheel")
+    with tempfile.TemporaryDirectory(prefix=".smelt-source-", dir=wheels.parent) as copy:
+        built_from = tracked_copy(source, Path(copy), log)
+        _pip(["wheel", "--no-deps", "--progress-bar=off", *isolation, "-w", str(wheels), str(built_from)],
+             what="smelt's wheel")
     found = sorted(wheels.glob("smelt-*.whl"))
     if not found:
         raise SmeltError(f"pip wheel built no smelt wheel from {source}")

@@ -7,13 +7,16 @@ installing 113 wheels."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from smelt.commands.bundle_wheels import Resolved, Target, needed, platform_tags
+from smelt.commands.bundle_source import tracked_copy
+from smelt.commands.bundle_wheels import Resolved, Target, build_smelt_wheel, needed, platform_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, str(ROOT / "cli.py")]
@@ -129,3 +132,77 @@ def test_a_glibc_platform_takes_the_older_manylinux_wheels_too():
     tags = platform_tags("manylinux_2_28_x86_64")
     assert tags[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in tags and "manylinux2014_x86_64" in tags
     assert "manylinux_2_29_x86_64" not in tags and platform_tags("win_amd64") == ["win_amd64"]
+
+
+def test_smelt_wheel_holds_the_files_git_tracks_only(tmp_path):
+    """The repository root is the package: an untracked .py there or data file would go into the wheel with it."""
+    clone = tmp_path / "smelt"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
+    (clone / "stray_notes.py").write_text('API_KEY = "sk-local-notes-not-for-the-wheel"\n')
+    (clone / "data" / "x").mkdir()
+    (clone / "data" / "x" / "y.jsonl").write_text('{"private": "not for the wheel"}\n')
+    log_py = (clone / "log.py").read_text() + "# changed in the working tree, not committed\n"
+    (clone / "log.py").write_text(log_py)
+    lines = []
+    (tmp_path / "out").mkdir()
+    wheel = build_smelt_wheel(clone, tmp_path / "out" / "wheels", lines.append)
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert archive.read("smelt/log.py").decode() == log_py  # a tracked file, as it is in the working tree
+    assert {"smelt/cli.py", "smelt/commands/bundle.py", "smelt/data/doc_qa/train.jsonl",
+            "smelt/serving/page.html"} <= names
+    assert not [name for name in names if "stray_notes" in name or name.startswith("smelt/data/x/")], names
+    assert any(f"files git tracks in {clone}" in line for line in lines), lines
+    assert ("[smelt] left out of smelt's wheel: 2 files git does not track (data/x/y.jsonl, stray_notes.py); `git add` "
+            "any that smelt needs") in lines
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["wheels"]  # the copy it was built from is gone
+    status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain", "--ignored"], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    assert sorted(status) == [" M log.py", "?? data/x/", "?? stray_notes.py"]  # nothing built inside the checkout
+
+
+def test_a_checkout_without_git_is_built_as_it_is_and_says_so(tmp_path):
+    lines = []
+    assert tracked_copy(tmp_path, tmp_path / "copy", lines.append) == tmp_path
+    assert lines == [f"[smelt] {tmp_path} is not a git checkout: smelt's wheel is built from the files in it as they "
+                     "are, every one pyproject.toml packages"]
+    assert not (tmp_path / "copy").exists()
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """``mount_tmpfs(name, size_kb, read_only=False)``: a tmpfs of its own, unmounted afterwards (as in
+    tests/test_trust_runs.py: root ignores a folder's permissions, not a read-only or full file system)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root and must test full and read-only disks with tmpfs mounts")
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+
+    def mount(name: str, size_kb: int, read_only: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k" + (",ro" if read_only else ""), "tmpfs",
+                        str(point)], check=True)
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_read_only_or_full_disk_advises_another_out_dir(mount_tmpfs):
+    read_only, full = mount_tmpfs("ro", 64, read_only=True), mount_tmpfs("full", 64)
+    for out, words in [
+        (read_only / "b", [str(read_only), "Read-only file system", "EROFS", "give an OUT_DIR on a writable disk"]),
+        (read_only / "sub" / "b", [str(read_only / "sub"), "EROFS", "give an OUT_DIR on a writable disk"]),
+        # smelt's tracked files, copied to build its wheel from, fill 64 KB at once
+        (full / "b", [str(full), "No space left on device", "ENOSPC", "give an OUT_DIR on another disk"]),
+    ]:
+        result = bundle(str(out), timeout=120)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert all(word in errors[0] for word in words) and "--runs-root" not in errors[0], errors[0]
+    assert list(full.iterdir()) == []  # the half-written bundle is gone
