@@ -25,6 +25,7 @@ from smelt.lm.specs import parse_spec
 from smelt.redaction import REDACTED, redact, scrub_argv
 
 RECORDED = "recorded"  # --api-base recorded: the user's opt-in to a run's recorded servers
+PROVIDER_API = "the provider's own API"  # where a hosted model's requests go without an API base
 
 
 def is_server_model(spec: object, option: str = "the run's model") -> bool:
@@ -77,8 +78,7 @@ def _recorded_destination(spec: str, recorded: str | None, *, role: str, run_dir
 def destination_refused(run_dir: Path | str, models: dict[str, str | None]) -> str:
     """The one line that refuses to call ``models`` ({"judge openai/x": recorded API base or None}) where only
     ``run_dir`` names them, with the command that opts in."""
-    provider = "the provider's own API"
-    where = "; ".join(f"{name} on {base or provider}" for name, base in models.items())
+    where = "; ".join(f"{name} on {base or PROVIDER_API}" for name, base in models.items())
     return (f"{run_dir} names where its models are called ({where}), and a run directory never chooses where your "
             f"data and keys go: name the server with --api-base URL, or use the recorded one with `{_again()}`")
 

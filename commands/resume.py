@@ -10,13 +10,14 @@ from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from smelt.commands.common import DataOptions
-from smelt.commands.destinations import RECORDED, destination_refused, is_server_model
+from smelt.commands.destinations import PROVIDER_API, RECORDED, destination_refused, is_server_model
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import is_python_task, recorded_task_spec
 from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
+from smelt.log import to_stderr
 from smelt.programs.registry import get_task
-from smelt.redaction import REDACTED
+from smelt.redaction import REDACTED, redact
 
 # Options a resumed run takes from the new command line: parallelism, DSPy's response cache (fp32 answers are
 # the same either way), where runs go, and the server URL (recorded without its password, so given again).
@@ -85,6 +86,9 @@ def _resumed_api_base(recorded, given: str | None, run_dir: Path) -> str | None:
             raise SmeltError(f"--resume {run_dir}: pass --api-base again ({base}, with its password: passwords "
                              f"are never recorded), or set {API_KEY_ENV} to the key")
         base = strip_userinfo(base)  # the recorded server, with the key in $SMELT_API_KEY
+    for model in servers:
+        to_stderr(f"[smelt] --resume {run_dir}: {model} on {redact(base) if base else PROVIDER_API} "
+                  "(--api-base recorded)")
     return base
 
 
@@ -98,7 +102,11 @@ def _server_models(recorded) -> dict[str, str | None]:
         if not isinstance(value, str) or (option == "teacher" and Path(value, "manifest.json").is_file()):
             continue
         for spec in value.split(",") if option == "judge" else [value]:
-            if is_server_model(spec.strip(), f"the run's --{option}"):
+            try:
+                server = is_server_model(spec.strip(), f"the run's --{option}")
+            except SmeltError:  # not a model spec (a teacher run that is gone): the command names it when it loads
+                continue
+            if server:
                 found[f"--{option} {spec.strip()}"] = base
     return found
 

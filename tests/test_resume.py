@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run_with_manifest(tmp_path, command: str, options: dict, **extra) -> Path:
     run_dir = new_run_dir("doc_qa", command, tmp_path / "runs")
     write_json(run_dir / "manifest.json", {"command": command, "task": "doc_qa", "task_source": "doc_qa",
-                                           "options": options, **extra})
+                                           "options": options, "models": {"program": {"spec": options.get("lm")}},
+                                           **extra})
     return run_dir
 
 

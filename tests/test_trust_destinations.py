@@ -94,7 +94,7 @@ def _tampered_run(runs: Path, *, spec: str, api_base: str | None, command: str =
     models = {"program": model, **({"judge": {"spec": judge, "api_base": api_base}} if judge else {})}
     write_json(run_dir / "manifest.json", build_manifest(
         command=command, task=task, options=dataclasses.asdict(options), seed=0, models=models, data_sources={},
-        program_options=task.default_options(), extra={"metric": "f1"}))
+        program_options=task.default_options(), extra={"metric": "judge" if judge else "f1"}))
     task.program().save(str(run_dir / "program.json"))
     if finished:
         write_json(run_dir / "summary.json", {"task": task.name, "command": command, "metric": "f1"})
