@@ -30,7 +30,7 @@ from smelt.files import write_json
 from smelt.lifecycle import Run, build_manifest, read_manifest
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.devices import resolve_device
-from smelt.lm.loading import unload_models
+from smelt.lm.loading import check_weights_available, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
 from smelt.optimizers.distill.sft_data import read_sft_jsonl
@@ -130,6 +130,7 @@ class DistillStage:
         if not self.student_spec.in_process:
             raise SmeltError(f"--student {options.student}: the student must be an in-process model to train an "
                              "adapter")
+        check_weights_available(self.student_spec, "--student")  # before the teacher answers all of train
         self.distill = resolve_teacher(DistillOptions(
             student=options.student, teacher=options.teacher, task=options.task, min_score=options.min_score,
             use_labels=options.use_labels, synthetic=options.synthetic, seed=options.seed, threads=options.threads,

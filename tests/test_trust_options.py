@@ -177,6 +177,11 @@ def test_a_student_not_on_this_machine_is_refused_before_the_teacher(world, tmp_
                                            str(world["done"])],
                 ["--student hf:smelt-tests/not-a-model", "not on this machine", "hf download smelt-tests/not-a-model"],
                 env=offline)
+    swept = run_mistake(world, tmp_path / "work", ["sweep", "doc_qa", "--stage", "distill", "--student",
+                                                   "hf:smelt-tests/not-a-model", "--teacher", str(world["done"]),
+                                                   "--trials", "1"],
+                        ["--student hf:smelt-tests/not-a-model", "not on this machine"], env=offline)
+    assert swept.wall_s < FAST_S, f"sweep took {swept.wall_s:.1f}s: checked after the teacher loaded?"
 
 
 @pytest.mark.parametrize("folder, fragments", [
