@@ -13,13 +13,14 @@ line; a request after SIGTERM a 503; one past --timeout a 504. The server stays 
 import time
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from smelt.serving.chat import ChatRequest, complete, sse_chunks, stream_events
-from smelt.serving.guards import BearerToken, BodyLimit
+from smelt.serving.guards import BearerToken, BodyLimit, LocalHostOnly
 from smelt.serving.loading import measured_scores, model_id, model_summary, program_summary
 from smelt.serving.prediction import RequestFailed, check_fields, predict
 from smelt.serving.request_log import RequestLog
@@ -39,8 +40,9 @@ Log = Callable[..., None]  # (route, status, started, **fields): one line of the
 
 
 def create_app(served: ServedProgram, *, run_dir: str, token: str | None, max_request_bytes: int,
-               request_log: RequestLog | None = None) -> FastAPI:
-    """The app serving ``served``; ``token`` (if any) is required on every route but the page and /healthz."""
+               listening: tuple[str, int], request_log: RequestLog | None = None) -> FastAPI:
+    """The app serving ``served``; ``token`` (if any) is required on every route but the page and /healthz; without
+    one, every route requires a Host header naming the address it is ``listening`` on (host, port)."""
     task = served.loaded.task
     inputs_model = request_model(task)  # one class: the body of /v1/predict, and the fields /v1/program lists
     app = FastAPI(title=f"smelt serve: {task.name}", description=task.description, docs_url=None, redoc_url=None)
@@ -56,6 +58,8 @@ def create_app(served: ServedProgram, *, run_dir: str, token: str | None, max_re
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     if token is not None:
         app.add_middleware(BearerToken, token=token)  # added last: checked first, before a body is read
+    else:
+        app.add_middleware(LocalHostOnly, host=listening[0], port=listening[1])
     return app
 
 
@@ -66,7 +70,7 @@ def _add_error_replies(app: FastAPI, log: Log) -> None:
             return _validation_reply([{"type": "value_error", "loc": ["body", *([exc.field] if exc.field else [])],
                                        "msg": exc.message}])
         return JSONResponse({"error": {"message": exc.message, "type": _ERROR_TYPES.get(exc.status, "error")}},
-                            status_code=exc.status)
+                            status_code=exc.status, headers={"Connection": "close"} if exc.status == 503 else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -93,7 +97,7 @@ def _add_info_routes(app: FastAPI, served: ServedProgram, run_dir: str, inputs_m
         return {"task": {"name": task.name, "description": task.description,
                          "inputs": input_fields(task, inputs_model), "outputs": output_fields(task)},
                 "program": program_summary(loaded), "model": model_summary(loaded), "run_dir": run_dir,
-                "program_run": str(loaded.run_dir), "measured": measured_scores(loaded.run_dir),
+                "program_run": str(loaded.run_dir), "measured": measured_scores(Path(run_dir)),
                 "stats": served.stats()}
 
 

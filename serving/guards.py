@@ -1,7 +1,9 @@
-"""What a request must pass before the app sees it, as ASGI middleware: the bearer token (401), then the size limit
-(413; the body is read at most up to --max-request-bytes, whether or not it declares its length)."""
+"""What a request must pass before the app sees it, as ASGI middleware: without a token, a Host header naming this
+server (421: a web page on a name rebound to 127.0.0.1 cannot call it); with one, the bearer token (401); then the
+size limit (413; the body is read at most up to --max-request-bytes, whether or not it declares its length)."""
 
 import hmac
+import ipaddress
 import json
 
 OPEN_PATHS = ("/", "/healthz")  # the try-it page (it asks for the token itself) and the health check
@@ -16,17 +18,49 @@ async def send_error(send, status: int, message: str, kind: str, headers: tuple 
     await send({"type": "http.response.body", "body": body})
 
 
+def local_hosts(host: str, port: int) -> frozenset[bytes]:
+    """The Host headers naming a server on loopback ``host``:``port``: 127.0.0.1, localhost, [::1] or ``host``
+    itself, with the port; without it only for port 80, where a browser leaves it out."""
+    try:
+        address = ipaddress.ip_address(host)
+        host = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    except ValueError:
+        pass
+    names = {"127.0.0.1", "localhost", "[::1]", host.lower()}
+    return frozenset(h.encode() for h in {f"{name}:{port}" for name in names} | (names if port == 80 else set()))
+
+
+class LocalHostOnly:
+    """Without a token, a request must name this server in its Host header (``local_hosts``), or it is a 421: a
+    web page whose name an attacker's DNS points at 127.0.0.1 afterwards (DNS rebinding) sends that name."""
+
+    def __init__(self, app, host: str, port: int):
+        self.app = app
+        self.hosts = local_hosts(host, port)
+        self.example = f"127.0.0.1:{port}"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"host", b"").lower() not in self.hosts:
+            await send_error(send, 421, f"this server answers only requests addressed to it (Host: {self.example}, "
+                                        "or localhost or [::1] on that port); to call it by another name, start it "
+                                        "with --token-env", "misdirected_request", ((b"connection", b"close"),))
+            return
+        await self.app(scope, receive, send)
+
+
 class BearerToken:
-    """Every path but ``OPEN_PATHS`` needs ``Authorization: Bearer <token>``, compared in constant time."""
+    """Every path but ``OPEN_PATHS`` needs ``Authorization: Bearer <token>`` (the scheme in any case, RFC 7235),
+    the token compared in constant time."""
 
     def __init__(self, app, token: str):
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            given = given.lstrip(b" ")
+            if not (hmac.compare_digest(given, self._expected) and scheme.lower() == b"bearer"):
                 await send_error(send, 401, "this server needs a bearer token: send the header Authorization: "
                                             "Bearer <token> (the token is in the variable named by --token-env)",
                                  "unauthorized", ((b"www-authenticate", b"Bearer"),))

@@ -1,7 +1,9 @@
 """What ``serve`` is started with, checked before the model loads: where it listens, who may call it, and the limits
 every request runs under."""
 
+import errno
 import ipaddress
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -33,8 +35,8 @@ class ServeOptions:
             raise SmeltError(f"--port {self.port}: use 1-65535 (or 0 for any free port)")
         if self.max_request_bytes < 1024:
             raise SmeltError(f"--max-request-bytes {self.max_request_bytes}: use 1024 or more")
-        if not self.timeout > 0:
-            raise SmeltError(f"--timeout {self.timeout:g}: use a number of seconds above 0")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise SmeltError(f"--timeout {self.timeout:g}: use a finite number of seconds above 0, e.g. --timeout 120")
 
     def token(self) -> str | None:
         """The bearer token of --token-env, read from the environment; required to listen beyond this machine."""
@@ -69,7 +71,9 @@ def is_loopback(host: str) -> bool:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on host:port, bound now so that a port in use is one line before the model loads."""
+    """A socket listening on host:port, bound and listening now, so that a port in use is one line before the model
+    loads (listening claims it: two serves started together would otherwise both bind it, SO_REUSEADDR, and the
+    later one fail inside uvicorn). Connections made while the model loads wait for it."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except OSError as exc:
@@ -78,8 +82,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        sock.listen()
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SmeltError(f"--port {port}: already in use on {host} (another serve, or another program, listens "
+                             "there); pass another --port N (0 picks a free one), or stop the other one") from None
         raise SmeltError(f"--host {host} --port {port}: {exc.strerror or exc}; pass another --port (0 picks a free "
                          "one)") from None
     sock.set_inheritable(True)

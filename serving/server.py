@@ -1,6 +1,9 @@
 """``serve``: check the options, bind the port, load the run, then answer HTTP requests (uvicorn) until SIGTERM or
 Ctrl-C, after which new requests are refused and those in flight finish."""
 
+import asyncio
+import time
+
 import uvicorn
 
 from smelt.commands.common import configure_dspy
@@ -36,13 +39,26 @@ class _Server(uvicorn.Server):
         if isinstance(captured, list):
             captured.clear()
 
+    async def shutdown(self, sockets=None) -> None:
+        """Close the port, then keep open connections open while requests are in flight, so that one sent on a
+        kept-alive connection meanwhile gets its 503 (uvicorn would close an idle connection at once); then
+        uvicorn's own graceful stop."""
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        deadline = time.monotonic() + self.config.timeout_graceful_shutdown
+        while self.served.in_flight and not self.force_exit and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await super().shutdown(sockets=sockets)
+
 
 def serve(options: ServeOptions, log) -> dict:
     """Serve the run until stopped; returns what was served (``ServedProgram.stats``)."""
     token = options.token()  # before anything loads: a non-loopback --host needs one
     if token:
         register_secret(token)  # never printed or logged, wherever it might appear
-    request_log = RequestLog(options.log) if options.log else None
+    request_log = RequestLog(options.log, run_dir=options.run_dir, warn=log) if options.log else None
     sock = bind_socket(options.host, options.port)
     port = sock.getsockname()[1]
     configure_dspy(threads=options.threads)
@@ -51,7 +67,7 @@ def serve(options: ServeOptions, log) -> dict:
     warm_up(loaded, log)
     served = ServedProgram(loaded, threads=options.threads, timeout=options.timeout)
     app = create_app(served, run_dir=options.run_dir, token=token, max_request_bytes=options.max_request_bytes,
-                     request_log=request_log)
+                     listening=(options.host, port), request_log=request_log)
     host = f"[{options.host}]" if ":" in options.host else options.host
     ready = (f"[smelt] serving {loaded.task.name} ({loaded.run_dir}) with {loaded.lm.spec.raw} on "
              f"http://{host}:{port}/ (the try-it page; API: /v1/predict, /v1/chat/completions, /openapi.json)"
