@@ -3,13 +3,14 @@
 import sys
 from pathlib import Path
 
-from smelt.commands.common import configure_dspy, load_run
-from smelt.errors import SmeltError, describe_exception
+from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import task_of_run
+from smelt.lifecycle.reloaded_run import load_run
+from smelt.lm.call_failure import model_call_failed
+from smelt.lm.dspy_settings import configure_dspy
 from smelt.programs.answer_format import describe_malformed
-from smelt.programs.text import is_blank
-from smelt.redaction import redact_text
+from smelt.programs.task_inputs import check_inputs
 
 
 def read_input_value(name: str, value: str) -> str:
@@ -48,21 +49,6 @@ def parse_inputs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
         inputs[name] = read_input_value(name, value)
     return inputs
 
-
-
-def check_inputs(task, inputs: dict[str, str]) -> None:
-    """Every input of ``task`` given and not empty (nor only invisible characters), and nothing else."""
-    fields = task.input_fields
-    unknown = [name for name in inputs if name not in fields]
-    missing = [name for name in fields if is_blank(str(inputs.get(name) or ""))]
-    if unknown:
-        raise SmeltError(f"--input {unknown[0]}: not an input of task {task.name}; its inputs: {', '.join(fields)}")
-    if missing:
-        given = inputs.get(missing[0])
-        what = "is missing" if given is None else "is empty" if not given else \
-            "holds only spaces or invisible characters (such as U+200B)"
-        raise SmeltError(f"--input {missing[0]}=... {what}; task {task.name} takes "
-                         + " ".join(f"--input {name}=..." for name in fields))
 
 
 def _recorded_task(program_run: str, task: str | None):
@@ -109,11 +95,3 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
         log(f"[smelt] warning: {describe_malformed(loaded.task, malformed)}, as task {loaded.task.name} declares; "
             "`eval` would score this answer 0")
     return {name: str(prediction.get(name, "")).strip() for name in loaded.task.output_fields}
-
-
-def model_call_failed(spec: str, exc: Exception) -> str:
-    """One line for a failed model call: the error's type and first 300 characters, and the one it was raised from
-    (no password), and what to check."""
-    detail = " ".join(redact_text(describe_exception(exc)).split())
-    return (f"the call to {spec} failed: {detail}; check the model spec, --api-base, the API key and that the server "
-            "is up")

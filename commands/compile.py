@@ -12,7 +12,6 @@ from pathlib import Path
 from smelt.commands.common import (
     RunOptions,
     check_model_options,
-    configure_dspy,
     describe_judge,
     load_judge,
     load_task_data,
@@ -25,6 +24,7 @@ from smelt.eval.jury import disagreement_lines
 from smelt.eval.reports.tables import failure_examples, markdown_table, text_table
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec
+from smelt.lm.dspy_settings import configure_dspy
 from smelt.optimizers.prompt import (
     COMPILE_DEFAULTS,
     CompileSettings,

@@ -23,7 +23,6 @@ import dspy
 from smelt.commands.common import (
     RunOptions,
     check_model_options,
-    configure_dspy,
     describe_judge,
     load_judge,
     load_task_data,
@@ -41,6 +40,7 @@ from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.devices import resolve_device
+from smelt.lm.dspy_settings import configure_dspy
 from smelt.lm.loading import check_weights_available, parameter_megabytes, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from smelt.commands.common import (
     DataOptions,
     RunOptions,
-    configure_dspy,
     describe_judge,
     load_judge,
     load_run,
@@ -19,6 +18,7 @@ from smelt.errors import SmeltError
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
+from smelt.lm.dspy_settings import configure_dspy
 from smelt.programs.metric_names import split_grounded
 
 

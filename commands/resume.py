@@ -10,9 +10,9 @@ from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from smelt.commands.common import DataOptions
-from smelt.commands.destinations import PROVIDER_API, RECORDED, destination_refused, is_server_model
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
+from smelt.lifecycle.destinations import PROVIDER_API, RECORDED, destination_refused, is_server_model
 from smelt.lifecycle.recorded_task import is_python_task, recorded_task_spec
 from smelt.lm.credentials import API_KEY_ENV, environment_key, strip_userinfo
 from smelt.log import to_stderr
@@ -70,7 +70,7 @@ def resumed_options(fresh, command: str, given: dict[str, str] | None = None, *,
 
 
 def _resumed_api_base(recorded, given: str | None, run_dir: Path) -> str | None:
-    """Where a resumed run calls its server models: only where the user says (``smelt.commands.destinations``):
+    """Where a resumed run calls its server models: only where the user says (``smelt.lifecycle.destinations``):
     --api-base URL, or --api-base recorded for the server the run was started with (its password, never
     recorded, from $SMELT_API_KEY). A run whose models all run in-process needs neither."""
     if given and given != RECORDED:

@@ -13,14 +13,7 @@ from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 
-from smelt.commands.common import (
-    configure_dspy,
-    describe_judge,
-    load_judge,
-    load_task_data,
-    save_program,
-    scoring_metric,
-)
+from smelt.commands.common import describe_judge, load_judge, load_task_data, save_program, scoring_metric
 from smelt.commands.compile import compile_into
 from smelt.commands.distill import DistillOptions, student_record, zero_shot_options
 from smelt.commands.teacher import build_sft_set, load_teacher, resolve_teacher
@@ -30,6 +23,7 @@ from smelt.files import write_json
 from smelt.lifecycle import Run, build_manifest, read_manifest
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.devices import resolve_device
+from smelt.lm.dspy_settings import configure_dspy
 from smelt.lm.loading import check_weights_available, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config

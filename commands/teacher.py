@@ -6,10 +6,10 @@ from pathlib import Path
 
 import dspy
 
-from smelt.commands.common import load_run
 from smelt.errors import SmeltError
 from smelt.lifecycle import latest_run, read_manifest, runs_root
 from smelt.lifecycle.recorded_task import recorded_task_spec
+from smelt.lifecycle.reloaded_run import load_run
 from smelt.lm import lm_for_spec
 from smelt.lm.specs import parse_spec
 from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from smelt.commands.answer import model_call_failed
-from smelt.commands.common import LoadedRun
+from smelt.lifecycle.reloaded_run import LoadedRun
+from smelt.lm.call_failure import model_call_failed
 from smelt.serving.prediction import RequestFailed
 from smelt.serving.relayed_stream import relayed_events
 

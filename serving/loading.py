@@ -1,15 +1,15 @@
-"""The run ``serve`` answers with: loaded the way ``run`` loads it (``smelt.commands.common.load_run``: a sweep is its
-best trial, the recorded API base is reused, program.json chooses no model), and what ``GET /v1/program`` says of
-it: the task, the program, the model, and the scores the run measured."""
+"""The run ``serve`` answers with: loaded the way ``run`` loads it (``smelt.lifecycle.reloaded_run.load_run``: a
+sweep is its best trial, the server is the one the user names, program.json chooses no model), and what
+``GET /v1/program`` says of it: the task, the program, the model, and the scores the run measured."""
 
 import json
 import math
 from pathlib import Path
 
-from smelt.commands.common import LoadedRun, load_run
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import is_python_task
+from smelt.lifecycle.reloaded_run import LoadedRun, load_run
 from smelt.lm.build import REQUEST_TIMEOUT_S
 
 OPTION = "serve"  # how a run directory is named in load_run's messages: "serve runs/x: an eval run, ..."

@@ -7,10 +7,11 @@ import re
 import dspy
 from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 
-from smelt.commands.answer import check_inputs, model_call_failed
-from smelt.commands.common import LoadedRun
 from smelt.errors import SmeltError
+from smelt.lifecycle.reloaded_run import LoadedRun
+from smelt.lm.call_failure import model_call_failed
 from smelt.programs.citations import cited_ids
+from smelt.programs.task_inputs import check_inputs
 
 
 class RequestFailed(Exception):

@@ -6,7 +6,7 @@ import time
 
 import uvicorn
 
-from smelt.commands.common import configure_dspy
+from smelt.lm.dspy_settings import configure_dspy
 from smelt.redaction import register_secret
 from smelt.serving.app import create_app
 from smelt.serving.loading import load_served_run

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from smelt.commands.common import LoadedRun
+from smelt.lifecycle.reloaded_run import LoadedRun
 from smelt.lm.call_scope import CallScope
 from smelt.serving.prediction import RequestFailed
 

@@ -11,7 +11,7 @@ it keeps its own caches.
 
 import time
 
-from smelt.commands.common import LoadedRun
+from smelt.lifecycle.reloaded_run import LoadedRun
 
 
 def warm_up(loaded: LoadedRun, log) -> None:

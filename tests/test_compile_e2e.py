@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from smelt.commands.common import DataOptions, load_run
+from smelt.commands.common import DataOptions
 from smelt.commands.compile import CompileOptions, run_compile
 from smelt.commands.evaluate_run import EvalOptions, run_eval
+from smelt.lifecycle.reloaded_run import load_run
 
 TINY = DataOptions(max_train=3, max_dev=2, max_test=2)
 

@@ -8,9 +8,10 @@ import pytest
 from dspy.utils.exceptions import AdapterParseError
 
 from smelt.commands.answer import answer
-from smelt.commands.common import DataOptions, load_run
+from smelt.commands.common import DataOptions
 from smelt.commands.distill import DistillOptions, run_distill
 from smelt.errors import SmeltError
+from smelt.lifecycle.reloaded_run import load_run
 from smelt.lm import lm_for_spec
 from smelt.optimizers.distill.sft_data import tokenize_sft
 from smelt.optimizers.distill.sft_examples import sft_completion, sft_messages

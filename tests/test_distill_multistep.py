@@ -9,9 +9,10 @@ import dspy
 import pytest
 from dspy.utils.dummies import DummyLM
 
-from smelt.commands.common import DataOptions, load_run
+from smelt.commands.common import DataOptions
 from smelt.commands.distill import DistillOptions, run_distill
 from smelt.eval.program_trace import recording_trace
+from smelt.lifecycle.reloaded_run import load_run
 from smelt.optimizers.distill.sft_examples import sft_rows
 from smelt.programs.registry import get_task
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from smelt.commands.common import DataOptions, load_run
+from smelt.commands.common import DataOptions
 from smelt.commands.evaluate_run import EvalOptions, run_eval
 from smelt.commands.sweep import run_sweep
 from smelt.commands.sweep_options import SweepOptions, space_for
 from smelt.commands.sweep_trials import CompileStage
 from smelt.commands.sweep_worker import run_trial
+from smelt.lifecycle.reloaded_run import load_run
 from smelt.optimizers.sweep.storage import open_storage
 
 TINY = DataOptions(max_train=3, max_dev=3, max_test=2)

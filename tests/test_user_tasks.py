@@ -7,9 +7,10 @@ import textwrap
 import pytest
 
 from smelt.commands.answer import answer
-from smelt.commands.common import DataOptions, load_run
+from smelt.commands.common import DataOptions
 from smelt.commands.compile import CompileOptions, run_compile
 from smelt.errors import SmeltError
+from smelt.lifecycle.reloaded_run import load_run
 
 INQUIRIES = [
     ("The streetlight outside 3-4 Kita-machi has been out for a week.", "roads"),
