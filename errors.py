@@ -6,6 +6,7 @@ Messages name the file, line or option at fault and say what to do.
 
 import errno
 import os
+import reprlib
 
 
 class SmeltError(Exception):
@@ -55,3 +56,24 @@ def describe_exception(exc: BaseException, limit: int = 300) -> str:
     if root is not exc and detail and detail not in text:
         text += f" ({type(root).__name__}: {detail[:200]})"
     return text
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 3, 4, 4, 4, 4
+    short.maxfrozenset, short.maxdeque, short.maxarray, short.maxother = 4, 4, 4, 40
+    short.maxstring, short.maxlong = 60, 40
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def shown(value, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters: nested values are walked only a few
+    levels and items deep, so a value that is huge once expanded (a YAML alias bomb, a long line) costs nothing."""
+    try:
+        text = _SHORT.repr(value)
+    except Exception:  # an int past Python's digit limit, an object whose repr raises
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

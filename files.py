@@ -2,6 +2,7 @@
 secret in it (every string passes through ``smelt.redaction.redact_text``)."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -10,8 +11,20 @@ from smelt.redaction import redact_strings, redact_text
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically: readers never see a half-written file. URLs lose their passwords and registered
-    secrets are replaced (``smelt.redaction``)."""
-    write_text(path, json.dumps(redact_strings(data), indent=2, ensure_ascii=False) + "\n")
+    secrets are replaced (``smelt.redaction``); a NaN or infinite number is written as null (JSON has neither, and
+    strict readers refuse the ``NaN`` Python would write)."""
+    write_text(path, json.dumps(finite(redact_strings(data)), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def finite(value):
+    """``value`` with every NaN or infinite float in it (recursively) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def write_text(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ from smelt.eval.reports.html import GENERATOR_TAG, render_html
 from smelt.eval.reports.run_records import (
     Program,
     Report,
+    check_records,
     program_file,
     read_json,
     read_records,
@@ -60,6 +61,8 @@ def _check_run(path: Path) -> None:
         raise SmeltError(f"{path}: the run has not finished (no summary.json), so there is nothing to report yet; "
                          f"finish it with `{resume_command(command, path)}`")
     _, sources = run_sources(path)
+    for source in sources:
+        check_records(source.path)  # a broken line is named, not skipped
     records = [r for s in sources if s.path.is_file() for r in read_records(s.path)]
     if not any(not r.get("error") or r.get("parse_error") for r in records):
         raise SmeltError(f"{path}: no example was answered (no records, or every model call failed), so there is "
@@ -100,6 +103,8 @@ def compare_runs(run_dirs: list[str | Path]) -> Report:
     if len({m for m in metrics if m}) > 1:
         named = ", ".join(f"{path.name}: {m}" for path, m in zip(dirs, metrics, strict=True))
         raise SmeltError(f"the runs were scored with different metrics ({named}); their scores do not compare")
+    for source in mains[split]:
+        check_records(source.path)
     records = [read_records(source.path) for source in mains[split]]
     shared = set.intersection(*({str(r["id"]) for r in rs} for rs in records))
     if not shared:

@@ -150,7 +150,7 @@ def _read_done(path: Path) -> dict[str, dict]:
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if not isinstance(record, dict) or "id" not in record or call_failed(record):
             continue

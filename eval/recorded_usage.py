@@ -24,7 +24,7 @@ def fill_cached_usage(records: list[dict], recorded: Path, out_path: Path | None
     for line in recorded.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(record, dict) and not record.get("cached") and record.get("prompt_tokens"):
             earlier[str(record.get("id"))] = record

@@ -128,7 +128,7 @@ def resume_command(command: str, run_dir: Path) -> str:
     imports only when the user names it)."""
     try:
         source = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8")).get("task_source") or ""
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         source = ""
 
     task = f" {source}" if isinstance(source, str) and source and is_python_task(source) else ""

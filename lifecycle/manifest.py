@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.programs.data_files import sha256_of_file
+from smelt.programs.data_files import deepest_line, sha256_of_file
 from smelt.redaction import scrub, scrub_argv
 
 _PACKAGES = ("smelt", "dspy", "transformers", "torch", "peft", "optuna", "datasets", "numpy")
@@ -85,6 +85,9 @@ def read_manifest(run_dir: str | Path, option: str | None = None) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SmeltError(f"{path}: not valid JSON ({exc}); a run's manifest is the JSON object smelt wrote") from None
+    except RecursionError:
+        raise SmeltError(f"{path}:{deepest_line(path.read_text(encoding='utf-8'))}: nested too deeply; a run's "
+                         "manifest is the JSON object smelt wrote") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("command"), str):
         raise SmeltError(f"{path}: not a smelt manifest (expected a JSON object naming its command, got "
                          f"{type(manifest).__name__}); pass a run directory smelt wrote")

@@ -11,7 +11,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, shown
 from smelt.programs.text import is_blank
 
 SUPPORTED = ".jsonl, .json (JSON lines), .csv or .parquet"
@@ -83,6 +83,9 @@ def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise SmeltError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise SmeltError(f"{path}:{number}: nested too deeply; a data line is one JSON object of field "
+                             "values") from None
         if not isinstance(record, dict):
             raise SmeltError(f"{path}:{number}: expected a JSON object, got {json_type(record)}")
         records.append((number, nfc_keys(record)))
@@ -106,6 +109,7 @@ def _read_csv(path: Path, text: str) -> list[tuple[int, dict]]:
                 continue
             if header is None:
                 header = [unicodedata.normalize("NFC", cell.strip()) for cell in row]
+                _check_separator(path, start, header)
                 continue
             if len(row) > len(header):
                 raise SmeltError(
@@ -120,6 +124,21 @@ def _read_csv(path: Path, text: str) -> list[tuple[int, dict]]:
     return records
 
 
+# Separators other than the comma, as spreadsheets in many locales save "CSV" files.
+_OTHER_SEPARATORS = {";": "semicolons (;)", "\t": "tabs", "|": "vertical bars (|)"}
+
+
+def _check_separator(path: Path, line: int, header: list[str]) -> None:
+    """A header read as one column that holds another separator: the file is not comma-separated."""
+    if len(header) != 1:
+        return
+    separator = next((name for char, name in _OTHER_SEPARATORS.items() if char in header[0]), None)
+    if separator:
+        raise SmeltError(f"{path}:{line}: the header reads as one column, {shown(header[0], 60)}: its values are "
+                         f"separated by {separator}, and smelt reads comma-separated values; save the file with commas "
+                         "between values (quoting values that hold commas)")
+
+
 def _read_parquet(path: Path) -> list[tuple[int, dict]]:
     import pyarrow.parquet as pq
 
@@ -128,6 +147,33 @@ def _read_parquet(path: Path) -> list[tuple[int, dict]]:
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
         raise SmeltError(f"{path}: not a readable Parquet file ({error_summary(e)})") from None
     return [(index + 1, nfc_keys(row)) for index, row in enumerate(rows)]
+
+
+def deepest_line(text: str) -> int:
+    """The line of ``text`` (JSON) where its brackets first reach their deepest nesting: where a file that is
+    nested too deeply to read is at fault."""
+    depth = deepest = 0
+    line = at = 1
+    in_string = escaped = False
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, line
+        elif char in "]}":
+            depth -= 1
+    return at
 
 
 def error_summary(error: Exception) -> str:

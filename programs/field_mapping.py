@@ -4,6 +4,7 @@ ids, and the rows as dspy.Examples. Each error names the file, the line and the 
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -12,11 +13,12 @@ from typing import Any
 
 import dspy
 
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, shown
 from smelt.programs.data_files import json_type
 from smelt.programs.text import is_blank, label_key
 
 _MAX_COLUMNS_SHOWN = 20
+_MAX_NAME_SHOWN = 60  # characters of each column name in a message (longer keys are never suggested)
 
 
 def parse_field_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -129,7 +131,7 @@ def _paths_to_text(value: Any, prefix: str, depth: int = 0) -> Iterable[str]:
             yield prefix
     elif depth < 6 and isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(key, str) and key and not set(key) & set(".[]"):
+            if isinstance(key, str) and 0 < len(key) <= _MAX_NAME_SHOWN and not set(key) & set(".[]"):
                 yield from _paths_to_text(item, f"{prefix}.{key}", depth + 1)
     elif depth < 6 and isinstance(value, list | tuple):
         for index, item in enumerate(value[:10]):
@@ -166,11 +168,15 @@ def _text(value: Any) -> str | None:
 
 
 def _columns_here(record: dict) -> str:
-    names = [str(k) for k in record]
-    shown = ", ".join(names[:_MAX_COLUMNS_SHOWN])
-    if len(names) > _MAX_COLUMNS_SHOWN:
-        shown += f", ... ({len(names)} in all)"
-    return shown or "none"
+    names = [_clip(str(k)) for k in itertools.islice(record, _MAX_COLUMNS_SHOWN)]
+    listed = ", ".join(names)
+    if len(record) > _MAX_COLUMNS_SHOWN:
+        listed += f", ... ({len(record)} in all)"
+    return listed or "none"
+
+
+def _clip(name: str) -> str:
+    return name if len(name) <= _MAX_NAME_SHOWN else name[: _MAX_NAME_SHOWN - 3] + "..."
 
 
 # Long on purpose: one pass over a file's records, each check naming the line and the field where it fails.
@@ -252,7 +258,7 @@ def _as_label(value: str, labels: tuple[str, ...], where: str, name: str) -> str
     for label in labels:
         if label_key(label) == key:
             return label
-    raise SmeltError(f"{where}: {value!r} (field {name!r}) is not one of the labels ({', '.join(labels)}); "
+    raise SmeltError(f"{where}: {shown(value)} (field {name!r}) is not one of the labels ({', '.join(labels)}); "
                      "correct it or drop the line")
 
 
@@ -270,7 +276,7 @@ def check_unique_ids(rows: Iterable[tuple[int, dict[str, Any]]], *, source: str,
         else:
             via, fix = "", "rename it"
         raise SmeltError(
-            f"{source}:{line}: id {key!r}{via} is also the id of line {first[key]}; each example needs its own "
+            f"{source}:{line}: id {shown(key)}{via} is also the id of line {first[key]}; each example needs its own "
             f"id (is this column a document id? map a unique column with --field id=COLUMN, or {fix} so smelt "
             "numbers the lines)"
         )

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import dspy
 
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, shown
 from smelt.log import to_stderr
+from smelt.programs.data_files import deepest_line
 
 # What DSPy 3.4's Predict.dump_state writes; everything but ``lm`` is prompt text, demos or their traces.
 PREDICTOR_KEYS = ("traces", "train", "demos", "signature", "fields", "lm")
@@ -30,7 +31,7 @@ def load_program_file(program: dspy.Module, path: str | Path, *, task_name: str,
     predictors = dict(program.named_predictors())
     saved = {name: value for name, value in state.items() if name != "metadata"}
     if set(saved) != set(predictors):
-        raise SmeltError(f"{path}: its predictors ({', '.join(saved) or 'none'}) are not those of task {task_name}'s "
+        raise SmeltError(f"{path}: its predictors ({_names(saved) or 'none'}) are not those of task {task_name}'s "
                          f"program ({', '.join(predictors)}); it was saved from another program: pass a run of task "
                          f"{task_name}")
     clean, dropped = {}, []
@@ -41,7 +42,7 @@ def load_program_file(program: dspy.Module, path: str | Path, *, task_name: str,
             raise SmeltError(f"{where}: expected a JSON object (DSPy's saved state), got {type(entry).__name__}")
         unknown = [key for key in entry if key not in PREDICTOR_KEYS]
         if unknown:
-            raise SmeltError(f"{where}: unknown key {unknown[0]!r}; a program.json holds prompts and demos only "
+            raise SmeltError(f"{where}: unknown key {shown(unknown[0])}; a program.json holds prompts and demos only "
                              f"({', '.join(PREDICTOR_KEYS[:-1])}): remove it")
         _check_signature(entry.get("signature"), predictor.signature, where, task_name)
         for key in _LISTS:
@@ -49,17 +50,24 @@ def load_program_file(program: dspy.Module, path: str | Path, *, task_name: str,
                 raise SmeltError(f"{where}: {key} must be a list")
         if not all(isinstance(demo, dict) for demo in entry.get("demos", [])):
             raise SmeltError(f"{where}: every demo must be a JSON object of field values")
+        _check_output_settings(entry.get("fields"), predictor.signature, where, task_name)
         if entry.get("lm") is not None:
             dropped.append(name)
         clean[name] = {**{key: entry.get(key, []) for key in _LISTS}, "signature": entry["signature"],
                        **({"fields": entry["fields"]} if entry.get("fields") else {}), "lm": None}
+    for name, predictor in predictors.items():  # DSPy's own checks (output settings, signature rebuild), dry run
+        try:
+            predictor.deepcopy().load_state(clean[name])
+        except Exception as exc:
+            raise SmeltError(f"{path}: predictor {name!r}: not a predictor smelt can load "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if dropped:
         log(f"[smelt] {path}: ignored the saved model settings (lm) of predictor {', '.join(dropped)}; a program file "
             "never chooses the model")
     try:
         program.load_state(clean)
-    except Exception as exc:  # DSPy's own checks (fields state, signature rebuild)
-        raise SmeltError(f"{path}: not a program smelt can load ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # each predictor loaded above: only the program as a whole is left to fail
+        raise SmeltError(f"{path}: not a program smelt can load ({type(exc).__name__}: {str(exc)[:200]})") from None
     return program
 
 
@@ -71,6 +79,10 @@ def _read(path: Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SmeltError(f"{path}: not a DSPy JSON program ({exc}); programs are saved as JSON, never pickles") \
             from None
+    except RecursionError:
+        line = deepest_line(path.read_text(encoding="utf-8"))
+        raise SmeltError(f"{path}:{line}: nested too deeply; a program.json is DSPy's JSON save of a program's "
+                         "prompts and demos") from None
     if not isinstance(state, dict):
         raise SmeltError(f"{path}: not a DSPy JSON program (expected an object of predictors, got "
                          f"{type(state).__name__})")
@@ -86,9 +98,32 @@ def _check_signature(saved, signature, where: str, task_name: str) -> None:
                        and isinstance(f.get("description"), str) for f in fields):
         raise SmeltError(f"{where}: signature must hold instructions and one {{prefix, description}} per field")
     expected = [field.json_schema_extra["prefix"] for field in signature.fields.values()]
-    shown = [f["prefix"].rstrip(":") for f in fields]
     inputs = len(signature.input_fields)
     if len(fields) != len(expected) or [f["prefix"] for f in fields[:inputs]] != expected[:inputs]:
         ours = [prefix.rstrip(":") for prefix in expected]
-        raise SmeltError(f"{where}: saved from another task's program (its fields: {', '.join(shown)}; task "
-                         f"{task_name}'s: {', '.join(ours)}); pass a run of task {task_name}")
+        raise SmeltError(f"{where}: saved from another task's program (its fields: "
+                         f"{_names(f['prefix'].rstrip(':') for f in fields)}; task {task_name}'s: {', '.join(ours)}); "
+                         f"pass a run of task {task_name}")
+
+
+def _check_output_settings(settings, signature, where: str, task_name: str) -> None:
+    """A predictor's saved per-output settings (DSPy's ``fields``: thresholds, weights) name outputs of its
+    signature: settings saved for outputs the task no longer has would be refused by DSPy without naming the
+    predictor, or apply to the wrong answer."""
+    if not settings:
+        return
+    if not isinstance(settings, dict) or not all(isinstance(value, dict) for value in settings.values()):
+        raise SmeltError(f"{where}: fields must be a JSON object of output name -> settings")
+    outputs = list(signature.output_fields)
+    stray = [name for name in settings if name not in outputs]
+    if stray:
+        raise SmeltError(f"{where}: its saved fields ({_names(settings)}) no longer match the signature (task "
+                         f"{task_name}'s outputs: {', '.join(outputs)}); {shown(stray[0])} is not one of them: pass "
+                         f"a run of task {task_name} saved with this signature")
+
+
+def _names(names, most: int = 8) -> str:
+    """Names from the file for a message: the first ``most``, each cut to 40 characters, and how many in all."""
+    names = list(names)
+    listed = ", ".join(name if len(name) <= 40 else name[:37] + "..." for name in map(str, names[:most]))
+    return listed + (f", ... ({len(names)} in all)" if len(names) > most else "")

@@ -11,6 +11,8 @@ import unicodedata
 import dspy
 import pydantic
 
+from smelt.errors import shown
+
 ALLOWED_TYPES: dict[str, type] = {
     "str": str, "int": int, "float": float, "bool": bool,
     "list[str]": list[str], "list[int]": list[int], "list[float]": list[float], "list[bool]": list[bool],
@@ -32,13 +34,13 @@ class SignatureTextError(ValueError):
 def parse_signature(text: str, instructions: str | None = None) -> type[dspy.Signature]:
     """The signature "a, b: int -> c" declares: input and output fields in their order, types from the table."""
     if text.count("->") != 1:
-        raise SignatureTextError(f"{text!r} needs exactly one '->' between the inputs and the outputs")
+        raise SignatureTextError(f"{shown(text)} needs exactly one '->' between the inputs and the outputs")
     inputs_text, outputs_text = text.split("->")
     inputs = _fields(inputs_text, "inputs")
     outputs = _fields(outputs_text, "outputs")
     both = [name for name in outputs if name in inputs]
     if both:
-        raise SignatureTextError(f"field {both[0]!r} is both an input and an output; give the output another name")
+        raise SignatureTextError(f"field {shown(both[0])} is both an input and an output; give the output another name")
     fields = {name: (kind, dspy.InputField(IS_TYPE_UNDEFINED=untyped)) for name, (kind, untyped) in inputs.items()}
     fields |= {name: (kind, dspy.OutputField()) for name, (kind, _) in outputs.items()}
     return dspy.make_signature(fields, instructions)
@@ -54,10 +56,11 @@ def _fields(side: str, which: str) -> dict[str, tuple[type, bool]]:
             raise SignatureTextError(f"field {number} of the {which} has no name; write name or name: type")
         _check_name(name)
         if name in fields:
-            raise SignatureTextError(f"field {name!r} is given twice among the {which}; give each field once")
+            raise SignatureTextError(f"field {shown(name)} is given twice among the {which}; give each field once")
         if colon and "".join(type_text.split()) not in ALLOWED_TYPES:
             labels = f"; for a fixed set of answers give fields.{name}.labels = [...]" if which == "outputs" else ""
-            raise SignatureTextError(f"field {name!r}: type {type_text!r} is not allowed; {_TYPE_ADVICE}{labels}")
+            raise SignatureTextError(f"field {shown(name)}: type {shown(type_text)} is not allowed; "
+                                     f"{_TYPE_ADVICE}{labels}")
         fields[name] = (ALLOWED_TYPES["".join(type_text.split())] if colon else str, not colon)
     if not fields:
         raise SignatureTextError(f"no {which}; give at least one field on each side of '->'")
@@ -71,22 +74,22 @@ def _split_top_level(side: str, which: str) -> list[str]:
     for index, char in enumerate(side):
         depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
         if depth < 0:
-            raise SignatureTextError(f"{side.strip()!r} (the {which}) closes a bracket it never opened")
+            raise SignatureTextError(f"{shown(side.strip())} (the {which}) closes a bracket it never opened")
         if char == "," and depth == 0:
             items.append(side[start:index])
             start = index + 1
     if depth:
-        raise SignatureTextError(f"{side.strip()!r} (the {which}) leaves a bracket open")
+        raise SignatureTextError(f"{shown(side.strip())} (the {which}) leaves a bracket open")
     items.append(side[start:])
     return [] if len(items) == 1 and not items[0].strip() else items
 
 
 def _check_name(name: str) -> None:
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise SignatureTextError(f"field {name!r} is not a valid name; use letters, digits and _, not a Python "
+        raise SignatureTextError(f"field {shown(name)} is not a valid name; use letters, digits and _, not a Python "
                                  "keyword, e.g. customer_message")
     if name.startswith("_"):
-        raise SignatureTextError(f"field {name!r}: a name may not start with _; drop the leading _")
+        raise SignatureTextError(f"field {shown(name)}: a name may not start with _; drop the leading _")
     if name in RESERVED:
-        raise SignatureTextError(f"field {name!r}: the name is taken (by DSPy, pydantic or smelt's example id); "
+        raise SignatureTextError(f"field {shown(name)}: the name is taken (by DSPy, pydantic or smelt's example id); "
                                  f"choose another, e.g. {name}_text")

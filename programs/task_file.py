@@ -37,7 +37,7 @@ from typing import Any
 
 import dspy
 
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, shown
 from smelt.programs.answer_format import FORMAT_NAMES, AnswerFormat, pattern_format
 from smelt.programs.datasets import load_splits
 from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
@@ -52,6 +52,9 @@ TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predi
 COMPILE_KEYS = {"optimizer": str, "max_demos": int, "max_labeled_demos": int}
 FIELD_KEYS = ("desc", "prefix", "labels", "format", "pattern")
 DATA_KEYS = ("train", "dev", "test", "file")
+# Characters a label may not hold: nothing shows them (U+200B, U+FEFF, controls, line separators), so a label with
+# one looks like the label without it, yet an answer written as it looks never matches it.
+_HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
 def load_task_file(path_text: str) -> Task:
@@ -65,7 +68,7 @@ def load_task_file(path_text: str) -> Task:
 
     unknown = [key for key in spec if key not in TOP_KEYS]
     if unknown:
-        raise bad(unknown[0], f"unknown key; a task file takes {', '.join(TOP_KEYS)}")
+        raise bad(_clip(unknown[0]), f"unknown key; a task file takes {', '.join(TOP_KEYS)}")
     signature = _signature(spec, bad)
     signature, labels, formats = _apply_fields(spec.get("fields", {}), signature, bad)
     if labels:
@@ -74,15 +77,15 @@ def load_task_file(path_text: str) -> Task:
     name = _string(spec, "name", bad, path.stem)
     metric = spec.get("metric")
     if metric is not None and (not isinstance(metric, str) or split_grounded(metric)[0] not in METRIC_NAMES):
-        raise bad("metric", f"{metric!r} is not one of {', '.join(METRIC_NAMES)} (or NAME{GROUNDED})")
+        raise bad("metric", f"{shown(metric)} is not one of {', '.join(METRIC_NAMES)} (or NAME{GROUNDED})")
     if metric is not None and split_grounded(metric)[0] == "accuracy" and not labels:
         raise bad("metric", "accuracy needs the allowed answers: give fields.<first output>.labels")
     predictor = _string(spec, "predictor", bad, "predict")
     if predictor not in PREDICTORS:
-        raise bad("predictor", f"{predictor!r} is not one of {', '.join(PREDICTORS)}")
+        raise bad("predictor", f"{shown(predictor)} is not one of {', '.join(PREDICTORS)}")
     max_tokens = spec.get("max_tokens", 64)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise bad("max_tokens", f"{max_tokens!r} is not a positive integer")
+        raise bad("max_tokens", f"{shown(max_tokens)} is not a positive integer")
     options = options_with_defaults(name, predictor, max_tokens)
     return Task(
         name=name,
@@ -102,26 +105,51 @@ def load_task_file(path_text: str) -> Task:
 
 def _read(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8-sig")
+    kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
     try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SmeltError(f"{path}: not valid TOML ({exc})") from None
-    except Exception as exc:  # yaml's errors carry the line
-        raise SmeltError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = tomllib.loads(text) if kind == "TOML" else _load_yaml(text, path)
+    except SmeltError:
+        raise
+    except RecursionError:
+        raise SmeltError(f"{path}: nested too deeply; a task file is a table of keys, a few levels deep") from None
+    except Exception as exc:  # TOML's and YAML's errors carry the line; tomllib also raises ValueError (huge ints)
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise SmeltError(f"{path}: not valid {kind} ({lines[0][:200]})") from None
     if not isinstance(data, dict):
         raise SmeltError(f"{path}: a task file is a table of keys (name, signature, fields, data, ...)")
     return data
 
 
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` without anchors and aliases: a task file needs none, and nine nested aliases expand to
+    hundreds of millions of values (an "alias bomb")."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise SmeltError(f"{path}:{event.start_mark.line + 1}: a YAML alias (*{_clip(event.anchor, 40)}); a "
+                                 "task file takes no anchors or aliases: write the value out")
+            return super().compose_node(parent, index)
+
+    loader = NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _clip(key: Any, limit: int = 60) -> str:
+    """A key of the file as it names the place at fault, cut to ``limit`` characters."""
+    text = str(key)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _string(spec: dict, key: str, bad, default: str) -> str:
     value = spec.get(key, default)
     if not isinstance(value, str) or not value.strip():
-        raise bad(key, f"expected a non-empty string, got {value!r}")
+        raise bad(key, f"expected a non-empty string, got {shown(value)}")
     return value.strip()
 
 
@@ -130,7 +158,7 @@ def _signature(spec: dict, bad) -> type[dspy.Signature]:
         raise bad("signature", 'missing; give a DSPy string signature such as "document, question -> answer"')
     text = spec["signature"]
     if not isinstance(text, str) or "->" not in text:
-        raise bad("signature", f'{text!r} is not a DSPy string signature such as "document, question -> answer"')
+        raise bad("signature", f'{shown(text)} is not a DSPy string signature such as "document, question -> answer"')
     instructions = spec.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise bad("instructions", "expected a string")
@@ -148,15 +176,15 @@ def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], li
     names = [*signature.input_fields, *signature.output_fields]
     answer = next(iter(signature.output_fields))
     for name, entry in fields.items():
-        key = f"fields.{name}"
-        name = unicodedata.normalize("NFC", name)  # as the signature's names are
+        key = f"fields.{_clip(name)}"
+        name = unicodedata.normalize("NFC", name) if isinstance(name, str) else None  # as the signature's names are
         if name not in names:
             raise bad(key, f"not a field of the signature; its fields: {', '.join(names)}")
         if not isinstance(entry, dict):
             raise bad(key, "expected a table with desc (and labels for the answer)")
         unknown = [k for k in entry if k not in FIELD_KEYS]
         if unknown:
-            raise bad(f"{key}.{unknown[0]}", f"unknown key; a field takes {', '.join(FIELD_KEYS)}")
+            raise bad(f"{key}.{_clip(unknown[0])}", f"unknown key; a field takes {', '.join(FIELD_KEYS)}")
         for text_key in ("desc", "prefix"):
             if text_key in entry:
                 if not isinstance(entry[text_key], str):
@@ -169,12 +197,13 @@ def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], li
             if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and not is_blank(v)
                                                                          for v in value):
                 raise bad(f"{key}.labels", "expected a list of at least two non-empty strings")
+            _check_visible(value, f"{key}.labels", bad)
             keys = [label_key(v) for v in value]  # as the accuracy metric compares them
             for later, key_of_label in enumerate(keys):
                 if key_of_label in keys[:later]:
                     first = value[keys.index(key_of_label)]
-                    raise bad(f"{key}.labels", f"{value[later]!r} is listed twice (as {first!r}; case, width, "
-                                               "spaces, _ and - do not count)")
+                    raise bad(f"{key}.labels", f"{shown(value[later])} is listed twice (as {shown(first)}; case, "
+                                               "width, spaces, _ and - do not count)")
             if signature.output_fields[name].annotation is not str:
                 raise bad(f"{key}.labels", f"labels need a str answer; drop the type of {name} in the signature")
             labels = value
@@ -185,6 +214,15 @@ def _apply_fields(fields: Any, signature, bad) -> tuple[type[dspy.Signature], li
             raise bad(f"fields.{name}.format", f'"label" needs labels on the answer ({answer}): give '
                                                f"fields.{answer}.labels = [...]")
     return signature, labels, formats
+
+
+def _check_visible(labels: list[str], key: str, bad) -> None:
+    """No label holds a character nothing shows: 'billing\\u200b' would read as billing and never match it."""
+    for label in labels:
+        hidden = next((char for char in label if unicodedata.category(char) in _HIDDEN_CATEGORIES), None)
+        if hidden is not None:
+            raise bad(key, f"{shown(label)} holds the invisible character {shown(hidden)} "
+                           f"(U+{ord(hidden):04X}); remove it")
 
 
 def _field_format(entry: dict, key: str, is_output: bool, bad) -> AnswerFormat:
@@ -200,7 +238,7 @@ def _field_format(entry: dict, key: str, is_output: bool, bad) -> AnswerFormat:
         except ValueError as exc:
             raise bad(f"{key}.pattern", str(exc)) from None
     if entry["format"] not in FORMAT_NAMES:
-        raise bad(f"{key}.format", f"{entry['format']!r} is not one of {', '.join(FORMAT_NAMES)} (or give "
+        raise bad(f"{key}.format", f"{shown(entry['format'])} is not one of {', '.join(FORMAT_NAMES)} (or give "
                                    "pattern = \"REGEX\")")
     return AnswerFormat(entry["format"])
 
@@ -218,12 +256,19 @@ def _compile_defaults(table: Any, bad) -> dict:
         raise bad("compile", "expected a table with optimizer, max_demos, max_labeled_demos")
     for key, value in table.items():
         if key not in COMPILE_KEYS:
-            raise bad(f"compile.{key}", f"unknown key; compile takes {', '.join(COMPILE_KEYS)}")
+            raise bad(f"compile.{_clip(key)}", f"unknown key; compile takes {', '.join(COMPILE_KEYS)}")
         wrong_type = not isinstance(value, COMPILE_KEYS[key]) or isinstance(value, bool)
         if wrong_type or (isinstance(value, int) and value < 0):
             kind = "name" if key == "optimizer" else "count (0 or more)"
-            raise bad(f"compile.{key}", f"{value!r} is not a {kind}")
+            raise bad(f"compile.{key}", f"{shown(value)} is not a {kind}")
     return dict(table)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL character
+        return False
 
 
 def _data_loader(data: Any, path: Path, signature, labels: list[str] | None, bad):
@@ -233,10 +278,10 @@ def _data_loader(data: Any, path: Path, signature, labels: list[str] | None, bad
         raise bad("data", "expected a table with train, dev and test (or file)")
     unknown = [k for k in data if k not in DATA_KEYS]
     if unknown:
-        raise bad(f"data.{unknown[0]}", f"unknown key; data takes {', '.join(DATA_KEYS)}")
+        raise bad(f"data.{_clip(unknown[0])}", f"unknown key; data takes {', '.join(DATA_KEYS)}")
     for key, value in data.items():
-        if not isinstance(value, str) or not (path.parent / value).is_file():
-            raise bad(f"data.{key}", f"{value!r}: no such file (paths are relative to {path.parent})")
+        if not isinstance(value, str) or not _is_file(path.parent / value):
+            raise bad(f"data.{key}", f"{shown(value)}: no such file (paths are relative to {path.parent})")
     splits = [k for k in ("train", "dev", "test") if k in data]
     if "file" in data and splits:
         raise bad("data.file", "give either file (split 40/20/40) or train, dev and test")

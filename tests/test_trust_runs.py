@@ -145,6 +145,10 @@ PROGRAM_CASES = [
      ["program.json", "signature must hold instructions"]),
     ("extra-predictor", lambda s: s.update(helper=s["answer"]),
      ["program.json", "its predictors (answer, helper)", "task doc_qa", "pass a run of task doc_qa"]),
+    # Per-output settings (DSPy's `fields`) saved for an output the task's signature does not have.
+    ("saved-fields-of-another-signature", lambda s: s["answer"].update(fields={"department": {"threshold": 0.5}}),
+     ["program.json", "predictor 'answer'", "saved fields (department) no longer match the signature",
+      "outputs: answer"]),
 ]
 
 
@@ -170,6 +174,8 @@ def test_program_json_of_another_task_names_both(world, tmp_path):
 @pytest.mark.parametrize("content, fragments", [
     pytest.param(b"\x80\x04\x95pickle", ["program.json", "not a DSPy JSON program", "never pickles"], id="pickle"),
     pytest.param(b"[1, 2]", ["program.json", "not a DSPy JSON program", "list"], id="json-list"),
+    pytest.param(b'{"answer": {\n"demos": ' + b"[" * 100_000, ["program.json:2", "nested too deeply"],
+                 id="nested-too-deeply"),
 ])
 def test_program_json_that_is_not_a_program(world, tmp_path, content, fragments):
     run_dir = _run(world["runs"])
@@ -246,6 +252,13 @@ def test_a_manifest_that_is_not_an_object(world, tmp_path):
         run_mistake(world, tmp_path / "work", args, [f"{run_dir}/manifest.json", "not a smelt manifest", "list"])
 
 
+def test_a_manifest_nested_too_deeply(world, tmp_path):
+    run_dir = _run(world["runs"])
+    (run_dir / "manifest.json").write_text('{"command": "compile",\n"options": ' + "[" * 100_000, encoding="utf-8")
+    run_mistake(world, tmp_path / "work", ["eval", "--program", str(run_dir)],
+                [f"{run_dir}/manifest.json:2", "nested too deeply"])
+
+
 def test_adapter_outside_the_run_is_refused(world, tmp_path):
     run_dir = _run(world["runs"])
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -300,6 +313,30 @@ def test_report_of_a_run_that_answered_nothing(world, tmp_path):
     unfinished = _run(world["runs"], finished=False)
     run_mistake(world, tmp_path / "work", ["report", str(unfinished), "--out", str(tmp_path / "r.html")],
                 [str(unfinished), "has not finished", f"python cli.py compile --resume {unfinished}"])
+
+
+@pytest.mark.parametrize("broken", ['{"id": "t2", "score": 1.0, "predic', "[" * 100_000, '["t2", 1.0]'])
+def test_report_names_a_broken_record_line(world, tmp_path, broken):
+    """Issue: report skipped a broken line of eval/test.jsonl without a word, reporting fewer examples."""
+    run_dir = _run(world["runs"], records=[{"id": "t1", "score": 1.0, "prediction": {"answer": "9:00"}}])
+    with (run_dir / "eval" / "test.jsonl").open("a", encoding="utf-8") as records:
+        records.write(broken + "\n" + json.dumps({"id": "t3", "score": 0.0, "prediction": {"answer": "8"}}) + "\n")
+    run_mistake(world, tmp_path / "work", ["report", str(run_dir), "--out", str(tmp_path / "r.html")],
+                [f"{run_dir}/eval/test.jsonl:2", "not a record", "restore the line, or delete it"])
+
+
+def test_summary_never_holds_nan_or_infinity(tmp_path):
+    """Issue: a NaN in summary.json (Python's json writes one) made the server's /v1/program fail."""
+    from smelt.eval.reports.run_records import read_json
+    from smelt.files import write_json
+
+    write_json(tmp_path / "summary.json", {"test": {"score": float("nan"), "latency_s": [float("inf"), 1.5]},
+                                           "metric": "f1", "drift": -float("inf")})
+    text = (tmp_path / "summary.json").read_text(encoding="utf-8")
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"test": {"score": None, "latency_s": [None, 1.5]}, "metric": "f1", "drift": None}
+    (tmp_path / "old.json").write_text('{"test": {"score": NaN, "n": Infinity}, "metric": "f1"}', encoding="utf-8")
+    assert read_json(tmp_path / "old.json") == {"test": {"score": None, "n": None}, "metric": "f1"}
 
 
 # ---------------------------------------------------------------------------- the disk

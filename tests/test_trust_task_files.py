@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mistakes import ENV, ROOT, run_mistake
 
-from smelt.errors import SmeltError
+from smelt.errors import SmeltError, shown
 from smelt.programs.datasets import load_hub_records, load_splits
 from smelt.programs.registry import get_task
 from smelt.programs.signature_text import ALLOWED_TYPES, SignatureTextError, parse_signature
@@ -74,6 +74,16 @@ def trust(world, tmp_path_factory) -> dict:
     unnamed = folder / "unnamed_folder"
     _jsonl(unnamed / "part1.jsonl", qa)
     _jsonl(unnamed / "part2.jsonl", qa)
+    # Nine nested aliases: 9**9 (387 million) strings once expanded.
+    levels = ["&l0 [x, x, x, x, x, x, x, x, x]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (folder / "alias_bomb.yaml").write_text(f'signature: "inquiry -> department"\ndescription: [{", ".join(levels)}]\n',
+                                            encoding="utf-8")
+    task("deep", "inquiry -> department", "description = " + "[" * 100_000 + "\n")
+    task("huge_metric", "inquiry -> department", f"metric = {json.dumps('f' * 1_000_000)}\n")
+    task("invisible_label", "inquiry -> department", '[fields.department]\nlabels = ["billing\\u200b", "taxes"]\n')
+    (folder / "deep.jsonl").write_text(json.dumps(qa[0]) + "\n" + "[" * 100_000 + "\n", encoding="utf-8")
+    (folder / "semicolons.csv").write_text("document;question;answer\nThe pool opens at 9, on weekdays.;When?;9\n"
+                                           "Closed Mondays.;When is it closed?;Mondays\n", encoding="utf-8")
     return {"folder": folder, "marker": marker}
 
 
@@ -108,6 +118,15 @@ CASES = [
      ["broken_folder/validation.jsonl:3", "not valid JSON"]),
     ("data-folder-without-split-names", ["doc_qa", "--data", "{folder}/unnamed_folder"],
      ["unnamed_folder", "part1.jsonl, part2.jsonl", "train", "validation", "test"]),
+    # Refused at the first alias: expanded, the value would fill the memory before any message is made.
+    ("yaml-alias-bomb", ["{folder}/alias_bomb.yaml"],
+     ["alias_bomb.yaml:2", "YAML alias (*l0)", "no anchors or aliases"]),
+    ("task-file-nested-too-deeply", ["{folder}/deep.toml"], ["deep.toml", "nested too deeply"]),
+    ("label-with-invisible-character", ["{folder}/invisible_label.toml"],
+     ["invisible_label.toml: fields.department.labels", "'billing\\u200b'", "invisible character", "U+200B"]),
+    ("data-line-nested-too-deeply", ["doc_qa", "--data", "{folder}/deep.jsonl"], ["deep.jsonl:2", "nested too deeply"]),
+    ("csv-separated-by-semicolons", ["doc_qa", "--data", "{folder}/semicolons.csv"],
+     ["semicolons.csv:1", "'document;question;answer'", "semicolons (;)", "commas"]),
 ]
 
 
@@ -120,6 +139,22 @@ def test_a_task_file_or_data_mistake_is_one_line(world, trust, tmp_path, args, f
     assert ZEN not in result.stdout + result.stderr  # `this` was never imported
     assert not trust["marker"].exists()  # nor the module next to the task file
     print(f"{result.wall_s:.1f}s {result.stderr.strip()}")  # pytest -rP shows each message
+
+
+def test_a_huge_value_is_cut_in_the_error(world, trust, tmp_path):
+    result = run_mistake(world, tmp_path / "work", ["compile", f"{trust['folder']}/huge_metric.toml"],
+                         ["huge_metric.toml: metric:", "'fffff", "...", "is not one of"])
+    assert len(result.stderr) < 400
+
+
+def test_shown_never_builds_the_whole_repr():
+    nested: list = ["x"] * 9
+    for _ in range(8):  # an alias bomb's value: 9**9 strings, each list shared nine times
+        nested = [nested] * 9
+    for value in (nested, "y" * 10**7, {f"k{i}": i for i in range(10**5)}, int("9" * 4000) * 10**1000):
+        assert len(shown(value)) <= 80
+    assert shown("billing\u200b") == "'billing\\u200b'"
+    assert shown(1.5) == "1.5" and shown("it's") == '"it\'s"'
 
 
 # ---------------------------------------------------------------------------- the signature parser

@@ -3,7 +3,8 @@
 instructions and demos it prints (``program_file``, ``program_parts``). ``run_report`` puts these together as a
 ``Report``, which ``smelt.eval.reports.html`` renders.
 
-Files are read defensively: a missing file is nothing, a torn or foreign line is skipped.
+Files are read defensively: a missing file is nothing, a torn or foreign line is skipped (``report`` checks the
+records first, ``check_records``), a NaN or infinite number is no number.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from smelt.errors import SmeltError
 
 
 @dataclass
@@ -38,25 +41,53 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
+def _no_number(_constant: str) -> None:
+    """NaN, Infinity and -Infinity, which Python's json writes and reads but JSON has not: no number."""
+    return None
+
+
+def _record(line: str) -> tuple[dict | None, str]:
+    """One line of an eval/*.jsonl file as a record, or None and why it is not one."""
+    try:
+        record = json.loads(line, parse_constant=_no_number)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return None, "nested too deeply"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    return (record, "") if record.get("id") is not None else (None, "a JSON object without an id")
+
+
 def read_records(path: Path) -> list[dict]:
     """The records of an eval/*.jsonl file; a torn or foreign line is skipped, a missing file is no records."""
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("id") is not None:
-            records.append(record)
-    return records
+    return [record for line in path.read_text(encoding="utf-8").splitlines() if (record := _record(line)[0])]
+
+
+def check_records(path: Path) -> None:
+    """SmeltError naming ``path``:LINE at the first line of an eval/*.jsonl file that is not a record (which
+    ``read_records`` would skip)."""
+    if not path.is_file():
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SmeltError(f"{path}:{line}: not valid UTF-8 text; a run's records are the UTF-8 JSON lines smelt "
+                         "wrote: restore the file, or make a new run") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and _record(line)[0] is None:
+            raise SmeltError(f"{path}:{number}: not a record ({_record(line)[1]}); each line of a run's eval/*.jsonl "
+                             "is one example's record as smelt wrote it: restore the line, or delete it to report "
+                             "without that example")
 
 
 def read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_number)
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
         return {}
     return data if isinstance(data, dict) else {}
 
