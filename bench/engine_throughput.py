@@ -6,7 +6,7 @@ The same prompts go through:
   between prompts), stopping at the adapter's stop strings;
 - smelt: the program called from a pool of threads as dspy.Evaluate calls it, DSPy's response cache
   off, on the engine (continuous batching, prefix cache emptied first), twice: without, then with
-  prompt-lookup drafts (``lm/prompt_lookup.py``), each with its own count of decode steps.
+  prompt-lookup drafts (``lm/engine/prompt_lookup.py``), each with its own count of decode steps.
 
 Both decode greedily with the same max_new_tokens and stop strings, on the same loaded model, in the
 same process, after a warm-up; the anchor runs first. ``--transformers-batch`` also runs transformers' own

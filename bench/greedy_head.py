@@ -4,7 +4,7 @@ On the embedded model (Gemma 3 270M, a 262,144 x 640 head), for batches of 1 to 
 from doc_qa prompts, in one process: the anchor is ``head @ hidden.T`` and its argmax, as a step without
 the screen picks; against it, ``GreedyHead.argmax`` with each screening kernel the machine has: int8 x int8
 through ``torch._int_mm`` (the engine's choice where the CPU has int8 dot products, and fast only there),
-through fbgemm (``lm/fbgemm_linear.py``; the engine's choice on other x86 CPUs), and bf16 x int8
+through fbgemm (``lm/engine/fbgemm_linear.py``; the engine's choice on other x86 CPUs), and bf16 x int8
 (``torch._weight_int8pack_mm``). Every pick is checked against the anchor's; the ratio is anchor time over
 screen time (above 1: the screen is faster).
 
@@ -18,8 +18,8 @@ import torch
 from bench.machine import cpu_name
 from bench.timing import seconds_per_call
 from smelt.lm import lm_for_spec
-from smelt.lm.greedy_head import GreedyHead, available_kernels, cpu_has_int8_dot_products, default_kernel
-from smelt.lm.model_parts import decoder_of, plain_output_projection
+from smelt.lm.engine.greedy_head import GreedyHead, available_kernels, cpu_has_int8_dot_products, default_kernel
+from smelt.lm.engine.model_parts import decoder_of, plain_output_projection
 from smelt.programs.registry import get_task
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)

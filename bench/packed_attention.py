@@ -18,7 +18,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from bench.machine import cpu_name
 from bench.timing import seconds_per_call
-from smelt.lm.packed_attention import packed_sdpa_attention
+from smelt.lm.engine.packed_attention import packed_sdpa_attention
 
 HEADS, KV_HEADS, WIDTH = 4, 1, 256
 SCALE = WIDTH**-0.5

@@ -6,7 +6,7 @@ the demos, which the engine's prefix cache computes once. What each request's ow
 after it (its passages and question). Here the own parts of N prompts, each cut to the length of the shortest, run
 through the decoder after the shared prefix:
 
-- one at a time: N passes of one row (the engine's way: ``lm/row_prefill.py``);
+- one at a time: N passes of one row (the engine's way: ``lm/engine/row_prefill.py``);
 - together: one pass of N rows.
 
 Both compute the same tokens. Printed: tokens/s of each and the ratio (together ÷ one at a time), and, for scale,
@@ -29,7 +29,7 @@ import torch
 from bench.engine_throughput import doc_qa_workload
 from bench.machine import cpu_name
 from smelt.lm import lm_for_spec
-from smelt.lm.model_parts import decoder_of
+from smelt.lm.engine.model_parts import decoder_of
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.rendering import encode_prompt
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from smelt.lm.appending_cache import append_in_place, drop_last, join_rows, keep_rows
+from smelt.lm.engine.appending_cache import append_in_place, drop_last, join_rows, keep_rows
 
 
 def test_steps_of_one_or_more_columns_keep_every_column_across_buffer_remakes_row_changes_and_rollbacks():

@@ -179,9 +179,9 @@ def test_distill_qlora_on_a_cpu_is_one_error_line(tmp_path):
 
 
 def test_the_int8_greedy_screen_is_off_on_cuda_and_in_bf16(monkeypatch):
-    from smelt.lm import engine as engine_module
     from smelt.lm.engine import TransformersEngine
-    from smelt.lm.greedy_head import GreedyHead
+    from smelt.lm.engine import transformers_engine as engine_module
+    from smelt.lm.engine.greedy_head import GreedyHead
 
     assert GreedyHead.usable(torch.zeros(8, 4))
     assert not GreedyHead.usable(SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0)))

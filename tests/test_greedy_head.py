@@ -8,8 +8,8 @@ import platform
 import pytest
 import torch
 
-from smelt.lm import fbgemm_linear
-from smelt.lm.greedy_head import (
+from smelt.lm.engine import fbgemm_linear
+from smelt.lm.engine.greedy_head import (
     KERNELS,
     GreedyHead,
     available_kernels,
@@ -74,7 +74,7 @@ def test_only_fp32_cpu_weights_are_screened():
 
 
 def test_on_the_embedded_model_the_bound_holds_and_the_picks_match(embedded_lm):
-    from smelt.lm.model_parts import decoder_of, plain_output_projection
+    from smelt.lm.engine.model_parts import decoder_of, plain_output_projection
 
     engine = embedded_lm.engine
     assert engine._screened_head() is not None  # CPU, fp32, a plain tied head: the engine screens its greedy steps

@@ -8,7 +8,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from smelt.lm.packed_attention import packed_sdpa_attention, register_packed_attention
+from smelt.lm.engine.packed_attention import packed_sdpa_attention, register_packed_attention
 
 
 def _inputs(rows, heads, kv_heads, tokens, columns, seed=0):

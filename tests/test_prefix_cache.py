@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from smelt.errors import SmeltError
-from smelt.lm.prefix_cache import PrefixCache, prefix_cache_budget
+from smelt.lm.engine.prefix_cache import PrefixCache, prefix_cache_budget
 
 LAYERS = 2
 

@@ -1,6 +1,6 @@
 """Drafts come from the latest earlier occurrence of the longest matching run of the request's last tokens."""
 
-from smelt.lm.prompt_lookup import PromptLookup
+from smelt.lm.engine.prompt_lookup import PromptLookup
 
 
 def test_the_longest_matching_run_wins_over_a_later_shorter_one():

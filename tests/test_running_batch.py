@@ -12,9 +12,9 @@ import pytest
 import torch
 import transformers
 
-from smelt.lm.prefix_cache import PrefixCache
-from smelt.lm.row_prefill import prefill_row, supports_row_prefill
-from smelt.lm.running_batch import Row, RunningBatch
+from smelt.lm.engine.prefix_cache import PrefixCache
+from smelt.lm.engine.row_prefill import prefill_row, supports_row_prefill
+from smelt.lm.engine.running_batch import Row, RunningBatch
 
 PROMPTS = [
     [5, 6, 7, 8, 5, 6, 7, 8, 5, 6],

@@ -33,7 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from smelt.lm import fbgemm_linear
+from smelt.lm.engine import fbgemm_linear
 
 KERNELS = ("fbgemm", "int_mm", "int8pack")  # the screening kernels, as ``GreedyHead(kernel=...)`` names them
 # Beyond these many rows the screen is no faster than the fp32 matrix product (docs/benchmarks.md).

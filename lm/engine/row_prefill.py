@@ -10,8 +10,8 @@ The prompt's last token is left out: the decode loop (``running_batch``) feeds i
 come from the same step that produces every later token.
 """
 
-from smelt.lm.model_parts import cache_keyword, decoder_of
-from smelt.lm.prefix_cache import PrefixCache
+from smelt.lm.engine.model_parts import cache_keyword, decoder_of
+from smelt.lm.engine.prefix_cache import PrefixCache
 
 
 def supports_row_prefill(model) -> bool:

@@ -42,7 +42,14 @@ from dspy.lm15 import (
 )
 
 from smelt.lm.call_scope import CallCancelled, CallScope
-from smelt.lm.engine_job import EngineJob
+from smelt.lm.engine.greedy_head import GreedyHead
+from smelt.lm.engine.job import EngineJob
+from smelt.lm.engine.model_parts import plain_output_projection
+from smelt.lm.engine.packed_attention import register_packed_attention
+from smelt.lm.engine.padded_generation import generate_padded
+from smelt.lm.engine.prefix_cache import PrefixCache, prefix_cache_budget
+from smelt.lm.engine.row_prefill import prefill_row, supports_row_prefill
+from smelt.lm.engine.running_batch import Row, RunningBatch
 from smelt.lm.generation import (
     Generation,
     GenerationSettings,
@@ -50,14 +57,7 @@ from smelt.lm.generation import (
     finished_test,
     stream_pieces,
 )
-from smelt.lm.greedy_head import GreedyHead
-from smelt.lm.model_parts import plain_output_projection
-from smelt.lm.packed_attention import register_packed_attention
-from smelt.lm.padded_generation import generate_padded
-from smelt.lm.prefix_cache import PrefixCache, prefix_cache_budget
 from smelt.lm.rendering import encode_prompt, messages_from_request
-from smelt.lm.row_prefill import prefill_row, supports_row_prefill
-from smelt.lm.running_batch import Row, RunningBatch
 
 
 class PromptTooLong(ContextLengthError, ValueError):

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smelt.lm.appending_cache import append_in_place, drop_last, join_rows, keep_rows
-from smelt.lm.greedy_head import GreedyHead
-from smelt.lm.model_parts import cache_keyword, decoder_of, plain_output_projection
-from smelt.lm.prompt_lookup import PromptLookup
+from smelt.lm.engine.appending_cache import append_in_place, drop_last, join_rows, keep_rows
+from smelt.lm.engine.greedy_head import GreedyHead
+from smelt.lm.engine.model_parts import cache_keyword, decoder_of, plain_output_projection
+from smelt.lm.engine.prompt_lookup import PromptLookup
 
 DRAFT_TOKENS_MAX = 7  # drafted tokens a row feeds in one step, at most
 STEP_TOKENS_MAX = 16  # tokens a step feeds over all rows, drafts included: beyond it drafts cost more than they save
