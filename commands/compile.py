@@ -11,20 +11,16 @@ from pathlib import Path
 
 from smelt.commands.common import (
     RunOptions,
-    check_model_options,
     describe_judge,
-    load_judge,
-    load_task_data,
     save_program,
-    scoring_metric,
 )
 from smelt.commands.resume import resumed_options
+from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.reports.tables import failure_examples, markdown_table, text_table
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec
-from smelt.lm.dspy_settings import configure_dspy
 from smelt.optimizers.prompt import (
     COMPILE_DEFAULTS,
     CompileSettings,
@@ -56,11 +52,11 @@ def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | N
     if options.resume:
         options = resumed_options(options, "compile", given)
     check_runs_root(options.runs_root, options.resume)  # before any model loads
-    task, options, splits, program_options, settings = _checked(options)
+    bench, options, program_options, settings = _checked(options)
+    task, splits = bench.task, bench.splits
 
     lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
-    judge = load_judge(options)
-    metric = scoring_metric(options, task, judge)
+    judge, metric = bench.judge, bench.metric
     run = Run.open(task, "compile", resume=options.resume, runs_root=options.runs_root, threads=options.threads,
                    log=log, started=started, manifest=lambda: build_manifest(
                        command="compile", task=task, options=asdict(options), seed=options.seed,
@@ -95,21 +91,19 @@ def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | N
 
 def _checked(options: CompileOptions):
     """Everything a user can get wrong, checked before a model loads: the task, its options, the data, the
-    optimizer and its settings. Returns (task, options with the task's defaults, splits, program options,
-    optimizer settings)."""
+    optimizer and its settings. Returns (workbench, options with the task's defaults, program options, optimizer
+    settings)."""
     task = get_task(options.task)
     options = with_compile_defaults(options, task)
-    configure_dspy(options.threads)
     program_options = {**task.default_options(), **options.program_options}
     task.program(program_options)  # validates the options
-    check_model_options(options.lm, options.judge, options.metric, options.device, task)
-    splits = load_task_data(task, options.data, options.seed)
-    if not splits.dev and not splits.test:
+    bench = prepare(options, task, lm=options.lm)
+    if not bench.splits.dev and not bench.splits.test:
         raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
     settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos,
                                diverse_demos=options.diverse_demos)
-    check_train_size(options.optimizer, len(splits.train), max_train=options.data.max_train)
-    return task, options, splits, program_options, settings
+    check_train_size(options.optimizer, len(bench.splits.train), max_train=options.data.max_train)
+    return bench, options, program_options, settings
 
 
 def _score(run: Run, program, examples: list, split: str, label: str, metric, lm, latency_sample: int) -> dict:

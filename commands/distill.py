@@ -22,15 +22,12 @@ import dspy
 
 from smelt.commands.common import (
     RunOptions,
-    check_model_options,
     describe_judge,
-    load_judge,
-    load_task_data,
     save_program,
-    scoring_metric,
 )
 from smelt.commands.resume import resumed_options
 from smelt.commands.teacher import Teacher, build_sft_set, load_teacher, resolve_teacher, teacher_program_options
+from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import summarize
 from smelt.eval.jury import disagreement_lines
@@ -40,7 +37,6 @@ from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.devices import resolve_device
-from smelt.lm.dspy_settings import configure_dspy
 from smelt.lm.loading import check_weights_available, parameter_megabytes, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
@@ -194,16 +190,14 @@ def _setup(options: DistillOptions, log) -> _Setup:
     if config.qlora:  # refused in one line now, not after the teacher has answered the train set
 
         require_qlora(device)
-    check_model_options(None, options.judge, options.metric, options.device, task)
-    configure_dspy(options.threads)
-    splits = load_task_data(task, options.data, options.seed)
+    bench = prepare(options, task)
+    splits = bench.splits
     if not splits.train:
         raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
     if not splits.test:
         raise SmeltError("the test split is empty: distill compares teacher and student on test")
     teacher = load_teacher(options, task, log=log)
-    judge = load_judge(options)
-    metric = scoring_metric(options, task, judge)
+    judge, metric = bench.judge, bench.metric  # after the teacher: its mistakes are named first
     student_program = task.program(zero_shot_options(teacher.program_options))
     return _Setup(options, task, student_spec, device, config, splits, teacher, judge, metric, student_program)
 

@@ -8,16 +8,15 @@ from smelt.commands.common import (
     RunOptions,
     describe_judge,
     load_judge,
-    load_run,
-    load_task_data,
     recorded_judge,
-    scoring_metric,
 )
 from smelt.commands.resume import resumed_options
+from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.jury import disagreement_lines
 from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root
+from smelt.lifecycle.reloaded_run import load_run
 from smelt.lm.dspy_settings import configure_dspy
 from smelt.programs.metric_names import split_grounded
 
@@ -41,26 +40,30 @@ def run_eval(options: EvalOptions, log=print, *, given: dict[str, str] | None = 
         raise SmeltError("eval needs --program RUN_DIR: a compile, distill or sweep run directory")
     if options.split not in ("train", "dev", "test"):
         raise SmeltError(f"--split {options.split!r}: use train, dev or test")
-    configure_dspy(options.threads)
+    configure_dspy(options.threads)  # before the run's model loads (prepare says it again)
     loaded = load_run(options.program, task_name=options.task, lm_spec=options.lm, device=options.device,
                       api_base=options.api_base, cache=options.cache, command="eval", log=log)
 
     judge_spec = options.judge or (loaded.manifest.get("models", {}).get("judge") or {}).get("spec")
     metric_name = options.metric or loaded.manifest.get("metric")
     wants_judge = metric_name is None or split_grounded(metric_name)[0] == "judge"
-    judge = None
-    if judge_spec and wants_judge:  # --judge on --api-base; the run's judge on the API base it recorded
-        judge = load_judge(options) if options.judge else recorded_judge(options, loaded.manifest, loaded.run_dir,
-                                                                         log=log)
-    metric = scoring_metric(options, loaded.task, judge, metric_name)
+
+    def the_judge():  # --judge on --api-base; the run's judge where the user says (lifecycle.destinations)
+        if not (judge_spec and wants_judge):
+            return None
+        return load_judge(options) if options.judge else recorded_judge(options, loaded.manifest, loaded.run_dir,
+                                                                        log=log)
+
     data, split = options.data, options.split
     if data.data and not (data.train or data.dev or data.test):  # --data FILE alone: every line is evaluated
         data = DataOptions(**{**asdict(data), "test": data.data, "train": data.data, "dev": data.data, "data": None})
         split = "test"
-    splits = load_task_data(loaded.task, data, options.seed)
+    bench = prepare(options, loaded.task, metric=metric_name, judge=the_judge, data=data, check=False)
+    splits = bench.splits
     examples = getattr(splits, split)
     if not examples:
         raise SmeltError(f"the {split} split is empty; pick another --split or pass --data FILE")
+    judge, metric = bench.judge, bench.metric  # data mistakes are named before a judge loads
 
     run = Run.open(loaded.task, "eval", resume=options.resume, runs_root=options.runs_root, threads=options.threads,
                    log=log, started=started, manifest=lambda: build_manifest(

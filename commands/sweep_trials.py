@@ -13,17 +13,17 @@ from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 
-from smelt.commands.common import describe_judge, load_judge, load_task_data, save_program, scoring_metric
+from smelt.commands.common import describe_judge, save_program
 from smelt.commands.compile import compile_into
 from smelt.commands.distill import DistillOptions, student_record, zero_shot_options
 from smelt.commands.teacher import build_sft_set, load_teacher, resolve_teacher
+from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
 from smelt.files import write_json
 from smelt.lifecycle import Run, build_manifest, read_manifest
 from smelt.lm import lm_for_spec, parse_spec
 from smelt.lm.devices import resolve_device
-from smelt.lm.dspy_settings import configure_dspy
 from smelt.lm.loading import check_weights_available, unload_models
 from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
@@ -45,8 +45,8 @@ class CompileStage:
         self.options, self.log, self.cache = options, log, cache
         self.task = get_task(options.task)
         check_task_defaults(self.task)
-        configure_dspy(options.threads)
-        self.splits = load_task_data(self.task, options.data, options.seed)
+        self.bench = prepare(replace(options, cache=cache), self.task, check=False)  # checked by the sweep
+        self.splits = self.bench.splits
 
     # The models load on first use: a sweep's coordinating process needs none while its workers run.
     @cached_property
@@ -54,13 +54,13 @@ class CompileStage:
         o = self.options
         return lm_for_spec(o.lm, device=o.device, api_base=o.api_base, cache=self.cache)
 
-    @cached_property
+    @property
     def judge(self):
-        return load_judge(replace(self.options, cache=self.cache))
+        return self.bench.judge
 
-    @cached_property
+    @property
     def metric(self):
-        return scoring_metric(self.options, self.task, self.judge)
+        return self.bench.metric
 
     def warm_up(self) -> None:
         """Load the models now, so that a model that cannot load stops the worker with its own error."""
@@ -133,12 +133,11 @@ class DistillStage:
         ), log=log)
         self.task = get_task(self.distill.task)
         self.device = resolve_device(options.device)
-        configure_dspy(options.threads)
-        self.splits = load_task_data(self.task, options.data, options.seed)
+        bench = prepare(replace(options, cache=cache), self.task, check=False)  # checked by the sweep
+        self.splits = bench.splits
         if not self.splits.train:
             raise SmeltError("the train split is empty: the teacher needs train inputs to answer")
-        self.judge = load_judge(replace(options, cache=cache))
-        self.metric = scoring_metric(options, self.task, self.judge)
+        self.judge, self.metric = bench.judge, bench.metric
         self.teacher_source = self.distill.teacher
         self.rows: list[dict] | None = None
 

@@ -77,8 +77,8 @@ def measured_scores(run_dir: Path) -> dict:
     trial), its split (test if measured) and score. A score that is not a finite number is left out. Empty for a run
     that has not finished."""
     try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"), parse_constant=lambda _: None)
+    except (OSError, ValueError, RecursionError):  # NaN and Infinity read as absent; a deep nest as no scores
         return {}
     if not isinstance(summary, dict):
         return {}
