@@ -1,6 +1,6 @@
 """``compile``: score the baseline program, optimize its prompts, score the compiled program; keep it all.
 
-Steps (DESIGN.md "Data flow"): task -> model -> data -> baseline on dev/test -> optimizer on train ->
+Steps (docs/architecture.md, "Data flow"): task -> model -> data -> baseline on dev/test -> optimizer on train ->
 compiled on dev/test -> run directory. Every evaluation appends to its JSONL as it goes, so
 ``--resume RUN_DIR`` continues an interrupted run; a finished compile step is reloaded, not redone.
 """

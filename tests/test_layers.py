@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md hold: `lint-imports` checks the contracts in pyproject.toml (nothing imports a layer
+"""The layers of docs/architecture.md hold: `lint-imports` checks the contracts in pyproject.toml (nothing imports a layer
 above its own, no import cycles among a folder's modules)."""
 
 import shutil
