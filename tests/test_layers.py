@@ -1,5 +1,5 @@
-"""The layers of docs/architecture.md hold: `lint-imports` checks the contracts in pyproject.toml (nothing imports a layer
-above its own, no import cycles among a folder's modules)."""
+"""The layers of docs/architecture.md hold: `lint-imports` checks the contracts in pyproject.toml (nothing imports a
+layer above its own, no import cycles among a folder's modules)."""
 
 import shutil
 import subprocess
