@@ -1,12 +1,15 @@
 """Deterministic answer metrics: SQuAD-style F1 and exact match (characters for Japanese, as in JSQuAD), label
 accuracy, and `fact` (F1 when the answer holds every number, date, amount... of the reference, else 0; see
-`smelt.eval.facts`). Any metric name + "+grounded" scores 0 an answer stating a fact its source does not."""
+`smelt.eval.facts`). Any metric name + "+grounded" scores 0 an answer stating a fact its source does not. A task's
+own metric comes in through `register_metric` (public: `smelt.register_metric`)."""
 
+import re
 from collections import Counter
 from collections.abc import Callable
 
+from smelt.errors import SmeltError
 from smelt.eval.fact_matching import in_reference_notation, missing_facts
-from smelt.programs.metric_names import METRICS_DECLARED
+from smelt.programs.metric_names import METRICS_DECLARED, MetricInfo
 from smelt.programs.text import is_japanese, label_key, metric_tokens
 
 # A bootstrapped demo must reach this F1 to count as a success.
@@ -61,3 +64,31 @@ def fact(prediction: str, reference: str) -> float:
 
 
 METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy, "fact": fact}
+_BUILT_IN = frozenset(METRICS_DECLARED)  # f1, em, accuracy, fact, judge: never replaced
+_METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def register_metric(name: str, fn: Callable[[str, str], float], *, kind: str = "answer", pass_mark: float = 0.5,
+                    help: str | None = None) -> None:
+    """Make ``name`` a metric a task (``Task(metric=name)``) and ``name+grounded`` may name: ``fn(prediction,
+    reference)`` -> a score from 0 to 1, for the task's answer field. ``pass_mark``: the score a bootstrapped demo
+    must reach. The one way to add a metric from outside smelt: it fills both tables (``METRICS`` here, and the
+    names checked before anything loads, ``smelt.programs.metric_names``). Registering a name again replaces it;
+    a built-in metric is never replaced. ``--metric NAME`` on the command line is checked before a task file is
+    imported, so it knows the built-in names only; a task's ``metric=`` names a registered one."""
+    where = f"register_metric({name!r})"
+    if not isinstance(name, str) or not _METRIC_NAME.match(name):
+        raise SmeltError(f"{where}: a metric name is letters, digits, _, . or -, starting with a letter "
+                         "(NAME+grounded comes with it)")
+    if name in _BUILT_IN:
+        raise SmeltError(f"{where}: {name} is a built-in metric; give yours another name")
+    if not callable(fn):
+        raise SmeltError(f"{where}: fn must be a function (prediction, reference) -> score, not {fn!r}")
+    if kind != "answer":
+        raise SmeltError(f"{where}: kind {kind!r}: only \"answer\" metrics (the answer against its reference) can be "
+                         "registered; an LLM's rating is --metric judge with --judge MODEL")
+    if isinstance(pass_mark, bool) or not isinstance(pass_mark, int | float) or not 0 <= pass_mark <= 1:
+        raise SmeltError(f"{where}: pass_mark {pass_mark!r}: use a number from 0 to 1")
+    doc = (help or (fn.__doc__ or "").strip().split("\n")[0] or f"registered: {getattr(fn, '__qualname__', name)}")
+    METRICS[name] = fn
+    METRICS_DECLARED[name] = MetricInfo(kind, float(pass_mark), doc)

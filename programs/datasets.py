@@ -184,19 +184,20 @@ def _load_file(
 
 def load_splits(
     *,
-    data: str | None,
-    train: str | None,
-    dev: str | None,
-    test: str | None,
-    fields: dict[str, str],
+    data: str | None = None,
+    train: str | None = None,
+    dev: str | None = None,
+    test: str | None = None,
+    fields: dict[str, str] | None = None,
     input_keys: tuple[str, ...],
     required: tuple[str, ...],
-    seed: int,
+    seed: int = 0,
     labels: dict[str, tuple[str, ...]] | None = None,
 ) -> Splits:
     """Load train/dev/test from --train/--dev/--test files, else split --data (a file, a dataset folder or a hub
-    dataset id). `labels` maps a field (the answer) to its allowed values; see `to_rows`."""
-    kw = {"fields": fields, "input_keys": input_keys, "required": required, "labels": labels}
+    dataset id). `fields` maps a task field to its column (default: the field's own name); `labels` maps a field
+    (the answer) to its allowed values; see `to_rows`. Part of the public API (``smelt.load_splits``)."""
+    kw = {"fields": fields or {}, "input_keys": input_keys, "required": required, "labels": labels}
     explicit = {"train": train, "dev": dev, "test": test}
     if any(explicit.values()):
         missing = [f"--{name}" for name, path in explicit.items() if not path]

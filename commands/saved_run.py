@@ -1,0 +1,134 @@
+"""``smelt.load_run(path)``: a finished compile, distill or sweep run as a Python object that answers
+(``predict``) and knows its measured scores (``scores``, from summary.json). Built on the run reloading that
+``eval``, ``run`` and ``serve`` use, so it chooses a model and a server the same way: never by the run directory
+alone (README, "Trust and safety")."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from smelt.errors import SmeltError
+
+_SPLITS = ("train", "dev", "test")
+
+
+def _reload(path: str | Path, **kwargs):
+    """The internal reloaded run (task, program, model); imported here, lazily: it pulls DSPy and the engine."""
+    from smelt.lifecycle.reloaded_run import load_run as reload
+
+    return reload(path, **kwargs)
+
+
+class SavedRun:
+    """A run reloaded to answer: ``predict(**inputs)`` -> {output field: value}; ``scores`` -> {column: {split:
+    score}}; ``task`` (a ``smelt.Task``) and ``path``."""
+
+    def __init__(self, loaded, path: Path):
+        self._loaded = loaded
+        self.path = path
+        self.task = loaded.task
+
+    def __repr__(self) -> str:
+        return f"<smelt run {self.path} of task {self.task.name} on {self.model}>"
+
+    @property
+    def model(self) -> str:
+        """The spec of the model the program answers with (e.g. gemma-3-270m)."""
+        spec = getattr(self._loaded.lm, "spec", None)
+        return getattr(spec, "raw", None) or str(spec)
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """The run's measured scores, {column: {split: score}}: a compile run's ``baseline`` and ``compiled``, a
+        distill run's ``teacher``, ``student (no adapter)`` and ``distilled student``, a sweep's trials. Read
+        from summary.json each time ({} while the run has none)."""
+        return scores_of(_read_summary(self.path))
+
+    def predict(self, **inputs: Any) -> dict[str, Any]:
+        """The program on ``inputs`` (every input field of the task, by name): {output field: value}."""
+        from dspy.utils.exceptions import AdapterParseError
+
+        task = self.task
+        unknown = [name for name in inputs if name not in task.input_fields]
+        missing = [name for name in task.input_fields if inputs.get(name) is None or not str(inputs[name]).strip()]
+        if unknown or missing:
+            what = f"{unknown[0]!r} is not an input" if unknown else f"{missing[0]!r} is missing or empty"
+            raise SmeltError(f"predict(): {what}; task {task.name} takes "
+                             + ", ".join(f"{name}=..." for name in task.input_fields))
+        try:
+            with self._loaded.lm.context():
+                prediction = self._loaded.program(**inputs)
+        except AdapterParseError as exc:
+            raise SmeltError(f"the model's output could not be read: {str(exc.lm_response)[:200]!r}") from None
+        except (SmeltError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, as `run` says it
+            from smelt.lm.call_failure import model_call_failed
+
+            raise SmeltError(model_call_failed(self.model, exc)) from None
+        values = {name: prediction.get(name) for name in task.output_fields}
+        return {name: value.strip() if isinstance(value, str) else value for name, value in values.items()}
+
+
+def load_run(path: str | Path, *, task: str | None = None, lm: str | None = None, api_base: str | None = None,
+             device: str = "auto", cache: bool = True) -> SavedRun:
+    """Reload a finished run to answer with. ``task``: TASK as on the command line (``my_task.py:task``), needed
+    for a run of a Python task (a run directory never imports code by itself). ``lm``: another model than the
+    run's. ``api_base``: where a server model is called (``"recorded"``: the run's own server); a run directory
+    never chooses it. A sweep answers with its best trial."""
+    path = Path(path)
+    if task is None:
+        _check_task_is_data(path)
+    loaded = _reload(path, task_name=task, lm_spec=lm, api_base=api_base, device=device, cache=cache,
+                     option="smelt.load_run", command="run")
+    return SavedRun(loaded, path)
+
+
+def _check_task_is_data(path: Path) -> None:
+    """A run of a Python task is refused without ``task=``, saying so in Python's terms (the CLI's message names
+    a command line)."""
+    from smelt.lifecycle.manifest import read_manifest
+    from smelt.lifecycle.recorded_task import is_python_task
+
+    manifest = read_manifest(path, "smelt.load_run")
+    if manifest.get("command") == "sweep" and (path / "best" / "manifest.json").is_file():
+        manifest = read_manifest(path / "best")
+    source = manifest.get("task_source") or manifest.get("task")
+    if isinstance(source, str) and is_python_task(source):
+        raise SmeltError(f"smelt.load_run({str(path)!r}): its task is Python code ({source}), which a run directory "
+                         f"never runs by itself; name it: smelt.load_run({str(path)!r}, task={source!r})")
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SmeltError(f"{path / 'summary.json'}: not readable JSON ({exc})") from None
+    return summary if isinstance(summary, dict) else {}
+
+
+def _score(column: Any) -> float | None:
+    value = column.get("score") if isinstance(column, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def scores_of(summary: dict) -> dict[str, dict[str, float]]:
+    """{column: {split: score}} from a summary.json: ``{"compiled": {"test": {...}}}`` (compile) and ``{"test":
+    {"distilled student": {...}}}`` (distill, sweep) alike; a split's own column (eval) is ``summary["command"]``."""
+    scores: dict[str, dict[str, float]] = {}
+    for key, value in summary.items():
+        if not isinstance(value, dict):
+            continue
+        if key in _SPLITS:
+            own = _score(value)
+            columns = {str(summary.get("command") or "program"): value} if own is not None else value
+            for label, column in columns.items():
+                if (score := _score(column)) is not None:
+                    scores.setdefault(label, {})[key] = score
+        else:
+            for split, column in value.items():
+                if split in _SPLITS and (score := _score(column)) is not None:
+                    scores.setdefault(key, {})[split] = score
+    return scores
