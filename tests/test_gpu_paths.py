@@ -179,8 +179,7 @@ def test_distill_qlora_on_a_cpu_is_one_error_line(tmp_path):
 
 
 def test_the_int8_greedy_screen_is_off_on_cuda_and_in_bf16(monkeypatch):
-    from smelt.lm.engine import TransformersEngine
-    from smelt.lm.engine import transformers_engine as engine_module
+    from smelt.lm.engine import TransformersEngine, model_runner
     from smelt.lm.engine.greedy_head import GreedyHead
 
     assert GreedyHead.usable(torch.zeros(8, 4))
@@ -188,11 +187,11 @@ def test_the_int8_greedy_screen_is_off_on_cuda_and_in_bf16(monkeypatch):
     assert not GreedyHead.usable(torch.zeros(8, 4, dtype=torch.bfloat16))
 
     model = tiny_llama()
-    assert isinstance(TransformersEngine(model, TOKENIZER, name="cpu-fp32")._screened_head(), GreedyHead)
-    assert TransformersEngine(tiny_llama(torch.bfloat16), TOKENIZER, name="cpu-bf16")._screened_head() is None
+    assert isinstance(TransformersEngine(model, TOKENIZER, name="cpu-fp32").runner.screened_head(), GreedyHead)
+    assert TransformersEngine(tiny_llama(torch.bfloat16), TOKENIZER, name="cpu-bf16").runner.screened_head() is None
     on_gpu = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0))  # the head as it lies on a GPU
-    monkeypatch.setattr(engine_module, "plain_output_projection", lambda m: on_gpu)
-    assert TransformersEngine(model, TOKENIZER, name="cuda-fp32")._screened_head() is None
+    monkeypatch.setattr(model_runner, "plain_output_projection", lambda m: on_gpu)
+    assert TransformersEngine(model, TOKENIZER, name="cuda-fp32").runner.screened_head() is None
 
 
 # ---------------------------------------------------------------------------- sweep: one worker per GPU

@@ -77,7 +77,7 @@ def test_on_the_embedded_model_the_bound_holds_and_the_picks_match(embedded_lm):
     from smelt.lm.engine.model_parts import decoder_of, plain_output_projection
 
     engine = embedded_lm.engine
-    assert engine._screened_head() is not None  # CPU, fp32, a plain tied head: the engine screens its greedy steps
+    assert engine.runner.screened_head() is not None  # CPU, fp32, a plain tied head: greedy steps are screened
     weight = plain_output_projection(engine.model)
     texts = ["The city library is open from 9:00 to 19:00 on weekdays. When does it close? Answer:",
              "市立図書館の開館時間は平日が午前9時から午後7時まで。閉館時間は？ 答え：",

@@ -15,6 +15,10 @@ Models whose cache is not made of plain full or sliding-window layers run instea
 requests with equal settings, through one left-padded ``generate`` call per batch (``padded_generation``).
 Either way an answer ends as ``generation`` says (end token, stop string, ``max_tokens``).
 
+The worker's loop (``_serve``) has two parts: the ``scheduler`` decides which queued requests run at the next step
+(admission, continuous or padded batching, the waits for callers to arrive), and the ``model_runner`` runs them on
+the weights (prompt passes, decode steps, ``generate`` calls). This module is the DSPy API and the worker thread.
+
 ``stream`` hands out an answer's text as the steps settle it (serve's streamed chat completions).
 
 A request whose prompt and ``max_tokens`` do not fit the model's context is refused on its own
@@ -41,22 +45,11 @@ from dspy.lm15 import (
     Usage,
 )
 
-from smelt.lm.call_scope import CallCancelled, CallScope
-from smelt.lm.engine.greedy_head import GreedyHead
 from smelt.lm.engine.job import EngineJob
-from smelt.lm.engine.model_parts import plain_output_projection
-from smelt.lm.engine.packed_attention import register_packed_attention
-from smelt.lm.engine.padded_generation import generate_padded
-from smelt.lm.engine.prefix_cache import PrefixCache, prefix_cache_budget
-from smelt.lm.engine.row_prefill import prefill_row, supports_row_prefill
-from smelt.lm.engine.running_batch import Row, RunningBatch
-from smelt.lm.generation import (
-    Generation,
-    GenerationSettings,
-    decode_generation,
-    finished_test,
-    stream_pieces,
-)
+from smelt.lm.engine.model_runner import ModelRunner
+from smelt.lm.engine.row_prefill import supports_row_prefill
+from smelt.lm.engine.scheduler import Scheduler
+from smelt.lm.generation import Generation, GenerationSettings, decode_generation, stream_pieces
 from smelt.lm.rendering import encode_prompt, messages_from_request
 
 
@@ -69,6 +62,12 @@ class PromptTooLong(ContextLengthError, ValueError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _kept_by(part: str, name: str) -> property:
+    """An attribute of the engine that one of its parts keeps (``engine.steps`` is ``engine.runner.steps``)."""
+    return property(lambda self: getattr(getattr(self, part), name),
+                    lambda self, value: setattr(getattr(self, part), name, value))
 
 
 class TransformersEngine:
@@ -90,32 +89,27 @@ class TransformersEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
-        self.max_batch_size = max_batch_size
-        self.gather_seconds = gather_seconds
         # Continuous batching and the prefix cache need a cache of plain full or sliding-window layers.
-        self.continuous = supports_row_prefill(model) if continuous is None else continuous
-        # Greedy steps pick their token through an int8 copy of the output projection (greedy_head; CPU, fp32).
-        self.int8_screen = int8_screen
-        # Greedy rows feed drafts of their next tokens, found in their own prompt and answer (prompt_lookup).
-        self.prompt_lookup = prompt_lookup
-        self._greedy_head: GreedyHead | None = None
-        register_packed_attention()  # a decode step with drafts reads each key/value head once (packed_attention)
-        self.prefix_cache = PrefixCache(prefix_cache_budget() if prefix_cache_bytes is None else prefix_cache_bytes)
+        self.scheduler = Scheduler(max_batch_size=max_batch_size, gather_seconds=gather_seconds,
+                                   continuous=supports_row_prefill(model) if continuous is None else continuous)
+        self.runner = ModelRunner(model, tokenizer, prefix_cache_bytes=prefix_cache_bytes, int8_screen=int8_screen,
+                                  prompt_lookup=prompt_lookup)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
-        # Requests taken from the queue at once (one entry per admission, or per generate call when not
-        # continuous) since the last close(), for benchmarks and tests.
-        self.batch_sizes: list[int] = []
-        self.peak_rows = 0  # the most requests decoding together since the last close()
-        self.steps = 0  # decode steps run (each feeds every running request its next token, and any draft)
-        # Where the worker's time went, for the benchmarks: prompt passes run one request at a time, decode steps
-        # serve the whole batch; the first bounds what concurrency can gain (docs/benchmarks.md, serve).
-        self.prompt_pass_seconds = 0.0
-        self.decode_step_seconds = 0.0
-        self._pending: list[EngineJob] = []
-        self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._closed = False
-        self._callers_return = True  # whether answered callers are sending new requests (_await_returning_callers)
+
+    # Settings and records, kept by the part that uses them: the scheduler decides which requests run together, the
+    # model runner runs them (docs/engine.md).
+    max_batch_size = _kept_by("scheduler", "max_batch_size")
+    gather_seconds = _kept_by("scheduler", "gather_seconds")
+    continuous = _kept_by("scheduler", "continuous")
+    batch_sizes = _kept_by("scheduler", "batch_sizes")
+    int8_screen = _kept_by("runner", "int8_screen")
+    prompt_lookup = _kept_by("runner", "prompt_lookup")
+    prefix_cache = _kept_by("runner", "prefix_cache")
+    peak_rows = _kept_by("runner", "peak_rows")
+    steps = _kept_by("runner", "steps")
+    prompt_pass_seconds = _kept_by("runner", "prompt_pass_seconds")
+    decode_step_seconds = _kept_by("runner", "decode_step_seconds")
 
     # --- the DSPy engine API -------------------------------------------------------------
     def complete(self, request) -> Response:
@@ -168,28 +162,32 @@ class TransformersEngine:
 
         The engine stays usable: it is shared by every ``lm_for_spec`` on its model, and the next request
         starts a new worker, so one user closing it does not break another."""
-        with self._wakeup:
-            self._closed = True
-            self.batch_sizes = []
-            self.peak_rows = 0
-            self._wakeup.notify_all()
+        self.runner.peak_rows = 0
+        self.scheduler.close()
 
-    # --- batching ----------------------------------------------------------------------
+    def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
+        """Generate for several prompts queued together, as DSPy's threads would send them; blocks until done."""
+        jobs = [EngineJob(list(ids), settings) for ids in prompts]
+        self._submit(*jobs)
+        return [self._wait(job) for job in jobs]
+
+    # --- the worker ----------------------------------------------------------------------
     def _submit(self, *jobs: EngineJob) -> None:
         """Queue jobs, all at once: jobs sent together join the batch at the same step."""
-        with self._wakeup:
-            self._pending.extend(jobs)
-            self._callers_return = True
-            self._start_worker()
-            self._wakeup.notify()
+        self.scheduler.submit(jobs, self._start_worker)
 
-    def _start_worker(self) -> None:
-        """Start the worker if none runs (called holding ``_wakeup``). The worker clears ``_worker`` under that
-        lock when it stops, so a job is never left to one that is stopping."""
-        if self._worker is None:
-            self._closed = False
-            self._worker = threading.Thread(target=self._serve, name=f"smelt-engine-{self.name}", daemon=True)
-            self._worker.start()
+    def _start_worker(self) -> bool:
+        """Start the worker if none runs; whether one was started. Called holding the scheduler's lock, under which
+        the worker clears ``_worker`` when it stops (``_worker_stops``), so a job is never left to one that is
+        stopping."""
+        if self._worker is not None:
+            return False
+        self._worker = threading.Thread(target=self._serve, name=f"smelt-engine-{self.name}", daemon=True)
+        self._worker.start()
+        return True
+
+    def _worker_stops(self) -> None:
+        self._worker = None
 
     @staticmethod
     def _wait(job: EngineJob) -> Generation:
@@ -200,174 +198,19 @@ class TransformersEngine:
         return job.result
 
     def _serve(self) -> None:
-        running = RunningBatch(self.model, self._screened_head() if self.continuous else None)
-        while True:
-            with self._wakeup:
-                while not self._pending and not running.rows and not self._closed:
-                    self._wakeup.wait()
-                if self._closed and not self._pending and not running.rows:
-                    self._worker = None
-                    return
-            if not running.rows:
-                time.sleep(self.gather_seconds)  # give threads that are about to submit a moment to arrive together
-            if self.continuous:
-                self._admit(running)
+        """The worker's loop: the scheduler picks the jobs of the next step, the model runner runs them."""
+        scheduler, runner = self.scheduler, self.runner
+        running = runner.running_batch(scheduler.continuous)
+        while scheduler.wait_for_work(len(running.rows), self._worker_stops):
+            if scheduler.continuous:
+                runner.prefill(scheduler.admit(len(running.rows)), running)
                 started = time.perf_counter()
-                finished = self._step(running)
-                if finished and running.rows:
-                    self._await_returning_callers(min(finished, self.max_batch_size - len(running.rows)),
-                                                  time.perf_counter() - started)
+                finished = runner.step(running)
+                scheduler.after_step(finished, len(running.rows), time.perf_counter() - started)
             else:
-                self._run_padded_batch()
-
-    def _await_returning_callers(self, count: int, step_seconds: float) -> None:
-        """After a step that answered ``count`` requests: wait for that many jobs to be queued before the next
-        step, up to ``gather_seconds`` and a quarter of that step. A caller that sends its next request as soon as
-        its answer comes (DSPy's threads, an HTTP client's loop) takes a few milliseconds to do so; without the
-        wait its request misses the step that starts at once and joins a whole step later. The wait is skipped
-        once a wait has gone by with no job arriving, until a job arrives again (the end of a workload, or callers
-        that do not return), and a quarter step bounds what it costs the rows decoding meanwhile (a GPU's short
-        steps)."""
-        if not self._callers_return:
-            return
-        deadline = time.monotonic() + min(self.gather_seconds, step_seconds / 4)
-        with self._wakeup:
-            queued = len(self._pending)
-            if queued >= count:
-                return
-            while len(self._pending) < count and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._wakeup.wait(left)
-            self._callers_return = len(self._pending) > queued
-
-    def _screened_head(self) -> GreedyHead | None:
-        """The int8-screened output projection, built on first use (a second or two) and kept; None where it
-        does not apply (a GPU, bf16, a head that is not a plain matrix)."""
-        if self._greedy_head is None and self.int8_screen:
-            weight = plain_output_projection(self.model)
-            if GreedyHead.usable(weight):
-                self._greedy_head = GreedyHead(weight)
-        return self._greedy_head if self.int8_screen else None
-
-    def _take(self, limit: int, settings: GenerationSettings | None = None) -> list[EngineJob]:
-        """Up to ``limit`` queued jobs, oldest first (only those with these settings, if given)."""
-        with self._wakeup:
-            jobs = [job for job in self._pending if settings is None or job.settings == settings][:limit]
-            for job in jobs:
-                self._pending.remove(job)
-        if jobs:
-            self.batch_sizes.append(len(jobs))
-        return jobs
-
-    def _admit(self, running: RunningBatch) -> None:
-        """Run the prompt pass of the jobs waiting (as many as the batch has room for) and add them to it."""
-        import torch
-
-        running.drafts = self.prompt_lookup  # for the rows admitted from now on
-        for job in self._take(self.max_batch_size - len(running.rows)):
-            if job.cancelled:
-                job.fail(CallCancelled("cancelled before its prompt pass"))
-                continue
-            try:
-                if len(job.prompt_ids) < 2:  # nothing to prefill: a one-token prompt goes through generate
-                    [result] = self._generate([job.prompt_ids], job.settings)
-                    job.succeed(result)
-                    continue
-                started = time.perf_counter()
-                with torch.inference_mode():
-                    cache = prefill_row(self.model, job.prompt_ids, self.prefix_cache)
-                    running.admit(self._row(job), cache, job.prompt_ids)
-                self.prompt_pass_seconds += time.perf_counter() - started
-            except BaseException as exc:  # this request fails alone
-                job.fail(exc)
-        self.prefix_cache.evict()
-        self.peak_rows = max(self.peak_rows, len(running.rows))
-
-    def _step(self, running: RunningBatch) -> int:
-        """One token for every running job; finished jobs get their answer. How many did."""
-        import torch
-
-        started = time.perf_counter()
-        try:
-            with torch.inference_mode():  # the batch's cache holds inference tensors: changed only in this mode
-                cancelled = [row for row in running.rows if row.owner.cancelled]
-                if cancelled:
-                    running.drop(cancelled)
-                    for row in cancelled:
-                        row.owner.fail(CallCancelled(f"cancelled after {len(row.generated)} tokens"))
-                if not running.rows:
-                    return 0
-                finished = running.step()
-            self.steps += 1
-            self.decode_step_seconds += time.perf_counter() - started
-        except BaseException as exc:  # hand the failure to every running job
-            for row in running.rows:
-                row.owner.fail(exc)
-            running.clear()
-            return 0
-        for row in finished:
-            job = row.owner
-            job.succeed(decode_generation(self.model, self.tokenizer, row.generated, len(job.prompt_ids),
-                                          job.settings))
-        for row in running.rows:
-            row.owner.report(row.generated)
-        return len(finished)
-
-    def _row(self, job: EngineJob) -> Row:
-        import torch
-
-        settings = job.settings
-        generator = None
-        if settings.temperature > 0 and settings.seed is not None:
-            generator = torch.Generator(device=self.model.device).manual_seed(settings.seed)
-        return Row(job, settings.max_new_tokens, finished_test(self.model, self.tokenizer, settings),
-                   settings.temperature, settings.top_p, generator)
-
-    def _run_padded_batch(self) -> None:
-        """Without continuous batching: the oldest job and those queued with the same settings, as one batch."""
-        with self._wakeup:
-            if not self._pending:
-                return
-            settings = self._pending[0].settings
-        batch = []
-        for job in self._take(self.max_batch_size, settings):
-            if job.cancelled:
-                job.fail(CallCancelled("cancelled before its generate call"))
-            else:
-                batch.append(job)
-        if not batch:
-            return
-        try:
-            results = self._generate([job.prompt_ids for job in batch], settings, [job.scope for job in batch])
-        except BaseException as exc:  # hand the failure to every waiting caller
-            for job in batch:
-                job.fail(exc)
-            return
-        for job, result in zip(batch, results, strict=True):
-            if job.cancelled:
-                job.fail(CallCancelled(f"cancelled after {result.completion_tokens} tokens"))
-            else:
-                job.succeed(result)
-
-    # --- generation --------------------------------------------------------------------
-    def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
-        """Generate for several prompts queued together, as DSPy's threads would send them; blocks until done."""
-        jobs = [EngineJob(list(ids), settings) for ids in prompts]
-        self._submit(*jobs)
-        return [self._wait(job) for job in jobs]
-
-    def _generate(self, prompts: list[list[int]], settings: GenerationSettings,
-                  scopes: list[CallScope | None] | None = None) -> list[Generation]:
-        """One left-padded ``generate`` call for prompts with the same settings (a row whose scope is cancelled
-        stops early)."""
-        import torch
-
-        with torch.inference_mode():
-            generated = generate_padded(self.model, self.tokenizer, prompts, settings, scopes)
-        return [decode_generation(self.model, self.tokenizer, tokens, len(ids), settings)
-                for tokens, ids in zip(generated, prompts, strict=True)]
+                batch = scheduler.next_batch()
+                if batch is not None:
+                    runner.generate_padded(*batch)
 
 
 def _usage(result: Generation) -> Usage:
