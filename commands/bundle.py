@@ -30,6 +30,7 @@ from smelt.commands.bundle_files import install_script, readme
 from smelt.commands.bundle_models import copy_model, find_models
 from smelt.errors import SmeltError
 from smelt.files import write_json, write_text
+from smelt.lifecycle import enclosing_run
 
 SOURCE = Path(__file__).resolve().parents[1]  # the checkout smelt runs from (the repository root is the package)
 
@@ -104,6 +105,10 @@ def _check_out_dir(out: Path, force: bool) -> Path:
     """OUT_DIR may be new or empty; an existing non-empty one only with --force, and never a folder that holds the
     current directory, the home folder or smelt's checkout."""
     out = out.resolve()
+    run = enclosing_run(out)
+    if run is not None:
+        raise SmeltError(f"{out} is inside run {run}, and a bundle never writes into a run directory; give a folder "
+                         "outside the runs (e.g. smelt-bundle)")
     if out.exists() and not out.is_dir():
         raise SmeltError(f"{out} is a file; give a folder for the bundle")
     if out.is_dir() and any(out.iterdir()):

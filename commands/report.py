@@ -24,7 +24,7 @@ from smelt.eval.reports.run_records import (
     run_sources,
 )
 from smelt.files import write_text
-from smelt.lifecycle import resume_command
+from smelt.lifecycle import enclosing_run, resume_command
 
 SPLITS = ("test", "dev")
 
@@ -154,7 +154,7 @@ def _check_out(path: Path, out, force: bool) -> None:
     """Where a report may go: never over a file of a run, never over another file unless it is a smelt page or
     ``force`` says so."""
     target = path.resolve()  # a link into a run is the run's file
-    run = next((folder for folder in target.parents if (folder / "manifest.json").is_file()), None)
+    run = enclosing_run(target.parent)
     if run is not None and (target.exists() or target.is_symlink()):
         raise SmeltError(f"--out {out}: {target} is a file of run {run}, and a report never replaces a run's files; "
                          "write the page elsewhere (e.g. --out compare.html)")

@@ -6,6 +6,7 @@ from smelt.lifecycle.directory import (
     RUNS_ROOT,
     check_runs_root,
     drop_resume_hint,
+    enclosing_run,
     latest_run,
     lock_run_dir,
     new_run_dir,
@@ -19,6 +20,6 @@ from smelt.lifecycle.run import Run, RunOutcome, peak_memory_mb
 
 __all__ = [
     "RUNS_ROOT", "Run", "RunOutcome", "build_manifest", "check_runs_root", "data_fingerprints",
-    "drop_resume_hint", "latest_run", "lock_run_dir", "new_run_dir", "open_run_dir", "peak_memory_mb",
+    "drop_resume_hint", "enclosing_run", "latest_run", "lock_run_dir", "new_run_dir", "open_run_dir", "peak_memory_mb",
     "read_manifest", "resume_command", "resume_hint", "runs_root",
 ]

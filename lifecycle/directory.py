@@ -53,6 +53,14 @@ def latest_run(command: str, *, task: str | None = None, root: str | Path | None
     return max(found, key=lambda run: run.name, default=None)
 
 
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run directory ``path`` is, or lies in (a folder at or above it holds a manifest.json), after links are
+    followed; None when it is in no run. Output options (``report --out``, ``serve --log``, ``bundle OUT_DIR``) ask
+    it, because nothing but a run's own command writes into a run."""
+    target = Path(path).expanduser().resolve()
+    return next((folder for folder in (target, *target.parents) if (folder / "manifest.json").is_file()), None)
+
+
 def check_runs_root(root: str | Path | None = None, resume: str | Path | None = None) -> None:
     """Fail in a moment, before any model loads, where the run could not be written: the runs root (or the run
     being resumed) is a file, or its nearest existing folder is read-only or not writable for this user."""

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from smelt.errors import SmeltError
+from smelt.lifecycle import enclosing_run
 from smelt.redaction import redact_strings
 
 
@@ -56,7 +57,7 @@ def _refuse_run_files(path: Path, run_dir: Path, given) -> None:
     """A log inside a run directory (a folder above it holds a manifest.json), or inside the run served, is
     refused: serve never writes into a run."""
     target = path.resolve()  # a link into a run is the run's file
-    run = next((folder for folder in target.parents if (folder / "manifest.json").is_file()), None)
+    run = enclosing_run(target.parent)
     if run is None and target.is_relative_to(run_dir.resolve()):
         run = run_dir
     if run is not None:

@@ -107,6 +107,19 @@ def test_mistakes_are_one_line(tmp_path):
     assert (taken / "notes.txt").read_text() == "mine" and not (tmp_path / "b").exists()
 
 
+def test_a_run_directory_is_never_a_bundle_folder(tmp_path):
+    """Not a run (its files would be replaced with --force), nor a folder inside one."""
+    run = tmp_path / "runs" / "doc_qa" / "20260101-000000-compile"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text('{"command": "compile"}')
+    for out in (run, run / "bundle"):
+        result = bundle(str(out), "--force", timeout=120)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"inside run {run}" in errors[0] and "never writes into a run directory" in errors[0], errors[0]
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json"]
+
+
 def test_torch_and_what_only_torch_needs_are_left_out():
     """The dependency walk, on a small graph: torch's own requirements go with it, shared ones stay."""
     resolved = [
