@@ -3,13 +3,11 @@
 ``eval``, ``run`` and ``serve`` use, so it chooses a model and a server the same way: never by the run directory
 alone (README, "Trust and safety")."""
 
-import json
 from pathlib import Path
 from typing import Any
 
 from smelt.errors import SmeltError
-
-_SPLITS = ("train", "dev", "test")
+from smelt.lifecycle.run_scores import read_summary, scores_of
 
 
 def _reload(path: str | Path, **kwargs):
@@ -42,7 +40,7 @@ class SavedRun:
         """The run's measured scores, {column: {split: score}}: a compile run's ``baseline`` and ``compiled``, a
         distill run's ``teacher``, ``student (no adapter)`` and ``distilled student``, a sweep's trials. Read
         from summary.json each time ({} while the run has none)."""
-        return scores_of(_read_summary(self.path))
+        return scores_of(read_summary(self.path, strict=True))
 
     def predict(self, **inputs: Any) -> dict[str, Any]:
         """The program on ``inputs`` (every input field of the task, by name): {output field: value}."""
@@ -97,38 +95,3 @@ def _check_task_is_data(path: Path) -> None:
     if isinstance(source, str) and is_python_task(source):
         raise SmeltError(f"smelt.load_run({str(path)!r}): its task is Python code ({source}), which a run directory "
                          f"never runs by itself; name it: smelt.load_run({str(path)!r}, task={source!r})")
-
-
-def _read_summary(path: Path) -> dict:
-    try:
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise SmeltError(f"{path / 'summary.json'}: not readable JSON ({exc})") from None
-    return summary if isinstance(summary, dict) else {}
-
-
-def _score(column: Any) -> float | None:
-    value = column.get("score") if isinstance(column, dict) else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def scores_of(summary: dict) -> dict[str, dict[str, float]]:
-    """{column: {split: score}} from a summary.json: ``{"compiled": {"test": {...}}}`` (compile) and ``{"test":
-    {"distilled student": {...}}}`` (distill, sweep) alike; a split's own column (eval) is ``summary["command"]``."""
-    scores: dict[str, dict[str, float]] = {}
-    for key, value in summary.items():
-        if not isinstance(value, dict):
-            continue
-        if key in _SPLITS:
-            own = _score(value)
-            columns = {str(summary.get("command") or "program"): value} if own is not None else value
-            for label, column in columns.items():
-                if (score := _score(column)) is not None:
-                    scores.setdefault(label, {})[key] = score
-        else:
-            for split, column in value.items():
-                if split in _SPLITS and (score := _score(column)) is not None:
-                    scores.setdefault(key, {})[split] = score
-    return scores

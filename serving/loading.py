@@ -2,14 +2,13 @@
 sweep is its best trial, the server is the one the user names, program.json chooses no model), and what
 ``GET /v1/program`` says of it: the task, the program, the model, and the scores the run measured."""
 
-import json
-import math
 from pathlib import Path
 
 from smelt.errors import SmeltError
 from smelt.lifecycle import read_manifest
 from smelt.lifecycle.recorded_task import is_python_task
 from smelt.lifecycle.reloaded_run import LoadedRun, load_run
+from smelt.lifecycle.run_scores import SPLITS, read_summary, scores_of, served_column
 from smelt.lm.build import REQUEST_TIMEOUT_S
 
 OPTION = "serve"  # how a run directory is named in load_run's messages: "serve runs/x: an eval run, ..."
@@ -67,63 +66,20 @@ def model_id(loaded: LoadedRun) -> str:
     return loaded.lm.lm.model.removeprefix("smelt/")
 
 
-SPLITS = ("test", "dev", "train")
-
-
 def measured_scores(run_dir: Path) -> dict:
     """The scores the run measured (summary.json): the metric, {column: {split: score}} for each column the command
     wrote (baseline and compiled; teacher, student (no adapter) and distilled student; a sweep's best and default
     trials), and ``served``: the column of the program served (compiled, distilled student, the sweep's best
     trial), its split (test if measured) and score. A score that is not a finite number is left out. Empty for a run
     that has not finished."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"), parse_constant=lambda _: None)
-    except (OSError, ValueError, RecursionError):  # NaN and Infinity read as absent; a deep nest as no scores
-        return {}
-    if not isinstance(summary, dict):
-        return {}
-    columns: dict[str, dict[str, float]] = {}
-    for label, value in summary.items():
-        if not isinstance(value, dict):
-            continue
-        if label in SPLITS:  # distill, sweep: {"test": {column: {"score": ...}}}
-            for column, values in value.items():
-                if (score := _score(values)) is not None:
-                    columns.setdefault(column, {})[label] = score
-        else:  # compile: {column: {"dev": {"score": ...}, "test": {...}}}
-            scores = {split: score for split in SPLITS if (score := _score(value.get(split))) is not None}
-            if scores:
-                columns.setdefault(label, {}).update(scores)
+    summary = read_summary(run_dir)
+    columns = scores_of(summary)
     if not columns:
         return {}
     metric = summary.get("metric")
     measured = {"metric": metric if isinstance(metric, str) else None, "scores": columns}
-    served = _served_column(summary, columns)
+    served = served_column(summary, columns)
     if served is not None:
         split = next(split for split in SPLITS if split in columns[served])
         measured["served"] = {"column": served, "split": split, "score": columns[served][split]}
     return measured
-
-
-def _score(values) -> float | None:
-    score = values.get("score") if isinstance(values, dict) else None
-    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-        return None
-    return score
-
-
-def _served_column(summary: dict, columns: dict) -> str | None:
-    """Which column scored the program served: a compile's compiled program, a distill's distilled student, a
-    sweep's best trial (the first of its best, kept as best/)."""
-    command = summary.get("command")
-    if command == "compile":
-        column = "compiled"
-    elif command == "distill":
-        column = "distilled student"
-    elif command == "sweep":
-        best = summary.get("best")
-        number = best[0].get("number") if isinstance(best, list) and best and isinstance(best[0], dict) else None
-        column = next((c for c in columns if c.startswith(f"trial {number} (best")), None)
-    else:
-        column = None
-    return column if column in columns else None

@@ -7,7 +7,6 @@ installing 113 wheels."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -181,29 +180,6 @@ def test_a_checkout_without_git_is_built_as_it_is_and_says_so(tmp_path):
     assert lines == [f"[smelt] {tmp_path} is not a git checkout: smelt's wheel is built from the files in it as they "
                      "are, every one pyproject.toml packages"]
     assert not (tmp_path / "copy").exists()
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-    """``mount_tmpfs(name, size_kb, read_only=False)``: a tmpfs of its own, unmounted afterwards (as in
-    tests/test_trust_runs.py: root ignores a folder's permissions, not a read-only or full file system)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI runs as root and must test full and read-only disks with tmpfs mounts")
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = []
-
-    def mount(name: str, size_kb: int, read_only: bool = False) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k" + (",ro" if read_only else ""), "tmpfs",
-                        str(point)], check=True)
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def test_a_read_only_or_full_disk_advises_another_out_dir(mount_tmpfs):

@@ -146,7 +146,7 @@ def test_register_metric_fills_both_tables_and_refuses_a_built_in():
 
 
 def test_scores_of_reads_every_summary_shape():
-    from smelt.commands.saved_run import scores_of
+    from smelt.lifecycle.run_scores import scores_of
 
     compile_summary = {"command": "compile", "baseline": {"dev": {"score": 0.25}, "test": {"score": 0.5}},
                        "compiled": {"test": {"score": 0.75, "examples": 4}}, "lm": "gemma-3-270m"}

@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from chat_stub import ChatStub
 from mistakes import ENV, snapshot
 
 from tests.real_server import SmeltServe, free_port
@@ -31,37 +31,11 @@ QUESTION = {"document": "The pool opens at 9:00.", "question": "When does the po
 SLOW = {"document": "The pool opens at 9:00.", "question": "When does the slow pool open?"}  # 3 s to answer
 
 
-class _Model(BaseHTTPRequestHandler):
-    """A chat model that always answers 9:00; a prompt holding "slow pool" takes 3 s."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if b"slow pool" in body:
-            time.sleep(3)
-        data = json.dumps({
-            "id": "chatcmpl-local", "object": "chat.completion", "created": 0, "model": "local-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45},
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # quiet
-        pass
-
-
 @pytest.fixture(scope="module")
 def model_base():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Model)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
+    """A chat model that always answers 9:00; a prompt holding "slow pool" takes 3 s."""
+    with ChatStub(ANSWER, delay=lambda body: 3 if b"slow pool" in body else 0) as stub:
+        yield stub.url
 
 
 def _run(runs: Path, command: str, summary: dict) -> Path:

@@ -12,61 +12,22 @@ import json
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub, chat_reply
 from mistakes import CLI, ENV, run_mistake
 
-ANSWER = "[[ ## answer ## ]]\n9:00\n\n[[ ## completed ## ]]"
+ANSWER = chat_reply({"answer": "9:00"})
 KEY = "sk-never-leaves-1234"
 OPT_IN = ["never chooses where your data and keys go", "--api-base recorded", "--api-base URL"]
 
 
-class _Spy(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that keeps every request it gets (path, Authorization, body)."""
-
-    def _keep(self, body):
-        with self.server.lock:
-            self.server.seen.append({"path": self.path, "authorization": self.headers.get("Authorization"),
-                                     "body": body})
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self._keep(None)
-        self.send_response(404)
-        self.end_headers()
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        self._keep(body)
-        data = json.dumps({
-            "id": "chatcmpl-spy", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "local"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45},
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def spy():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Spy)
-    server.lock, server.seen = threading.Lock(), []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.url = f"http://127.0.0.1:{server.server_port}/v1"
-    yield server
-    server.shutdown()
-    server.server_close()
+    with ChatStub(ANSWER) as stub:
+        yield stub
 
 
 def _env(tmp_path: Path) -> dict:

@@ -12,15 +12,14 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from chat_stub import ChatStub, chat_reply
 from mistakes import CLI, ENV
 
 from tests.real_server import SmeltServe
@@ -30,33 +29,10 @@ PATTERN = "(a|aa)+$"  # exponential for re and for regex alike; (a+)+$ regex hap
 MODEL_ENV = {**ENV, "OPENAI_API_KEY": "sk-local-test"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        content = f"[[ ## code ## ]]\n{EVIL}\n\n[[ ## completed ## ]]"
-        data = json.dumps({
-            "id": "chatcmpl-local", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "local"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # quiet
-        pass
-
-
 @pytest.fixture(scope="module")
 def api_base():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
+    with ChatStub(chat_reply({"code": EVIL})) as stub:
+        yield stub.url
 
 
 @pytest.fixture(scope="module")

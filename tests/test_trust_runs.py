@@ -11,13 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub
 from mistakes import CLI, ENV, run_mistake
 
 ANSWER = "[[ ## answer ## ]]\n9:00\n\n[[ ## completed ## ]]"
@@ -26,35 +24,10 @@ ANSWER = "[[ ## answer ## ]]\n9:00\n\n[[ ## completed ## ]]"
 # ---------------------------------------------------------------------------- a model server that keeps what it saw
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        with self.server.lock:
-            self.server.models.append(body.get("model"))
-        data = json.dumps({
-            "id": "chatcmpl-local", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "local"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45},
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # quiet
-        pass
-
-
 @pytest.fixture
 def model_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.lock, server.models = threading.Lock(), []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with ChatStub(ANSWER) as stub:
+        yield stub
 
 
 # ---------------------------------------------------------------------------- runs to hand in
@@ -107,7 +80,7 @@ def test_saved_lm_in_program_json_is_dropped_and_the_runs_model_is_called(tmp_pa
     question = f"When does pool {uuid.uuid4().hex[:8]} open?"  # never in DSPy's response cache
     result = subprocess.run(
         [sys.executable, str(CLI), "run", "--program", str(run_dir), "-i", "document=The pool opens at 9:00.",
-         "-i", f"question={question}", "--api-base", f"http://127.0.0.1:{model_server.server_port}/v1"],
+         "-i", f"question={question}", "--api-base", model_server.url],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "9:00"
@@ -342,32 +315,6 @@ def test_summary_never_holds_nan_or_infinity(tmp_path):
 # ---------------------------------------------------------------------------- the disk
 
 
-def _can_mount() -> bool:
-    return os.geteuid() == 0 and shutil.which("mount") is not None
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-    """``mount_tmpfs(name, size_kb, read_only=False)``: a tmpfs of its own (unmounted afterwards)."""
-    if not _can_mount():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI runs as root and must test full and read-only disks with tmpfs mounts")
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = []
-
-    def mount(name: str, size_kb: int, read_only: bool = False) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        options = f"size={size_kb}k" + (",ro" if read_only else "")
-        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], check=True)
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", "-l", str(point)], check=False)
-
-
 def _fill(folder: Path, leave_kb: int) -> None:
     """Fill the file system of ``folder`` up to ``leave_kb`` KiB of free space."""
     stats = os.statvfs(folder)
@@ -421,7 +368,7 @@ def test_full_disk_mid_eval_keeps_every_whole_line(world, tmp_path, mount_tmpfs,
     result = run_mistake(
         world, tmp_path / "work",
         ["compile", "doc_qa", "--runs-root", str(disk / "runs"), "--lm", "openai/local-model", "--api-base",
-         f"http://127.0.0.1:{model_server.server_port}/v1", "--optimizer", "none", "--latency-sample", "0",
+         model_server.url, "--optimizer", "none", "--latency-sample", "0",
          "--threads", "2", "--no-cache"],
         ["No space left on device", "ENOSPC", "free some space", "what the run wrote is kept", "--resume"],
         allow_new_run=True, env=env)
