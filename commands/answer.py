@@ -69,8 +69,8 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
            device: str = "auto", api_base: str | None = None, log=None) -> dict[str, str]:
     """The run's program on ``inputs`` (checked against its task's input fields): {output field: value}.
 
-    A server model is called on --api-base, else on the API base the run recorded (``log`` hears which). A model
-    call that fails (the server down, no API key) is one SmeltError naming it, as ``compile`` and ``eval`` say it.
+    A server model is called only where the user says (--api-base; ``log`` hears where). A model call that fails
+    (the server down, no API key) is one SmeltError naming it, as ``compile`` and ``eval`` say it.
     """
     configure_dspy(threads=1)
     recorded = _recorded_task(program_run, task)
@@ -79,19 +79,25 @@ def answer(program_run: str, inputs: dict[str, str], *, task: str | None = None,
     loaded = load_run(program_run, task_name=task, lm_spec=lm, device=device, api_base=api_base, command="run",
                       log=log)
     check_inputs(loaded.task, inputs)
+    prediction = call_program(loaded, inputs)
+    malformed = loaded.task.malformed(prediction)
+    if malformed and log is not None:
+        log(f"[smelt] warning: {describe_malformed(loaded.task, malformed)}, as task {loaded.task.name} declares; "
+            "`eval` would score this answer 0")
+    return {name: str(prediction.get(name, "")).strip() for name in loaded.task.output_fields}
+
+
+def call_program(loaded, inputs: dict):
+    """The reloaded run's program on ``inputs`` (checked): its ``dspy.Prediction``. An answer that cannot be read,
+    or a model call that fails, is one SmeltError (``run`` and ``smelt.load_run(...).predict`` alike)."""
     from dspy.utils.exceptions import AdapterParseError
 
     try:
         with loaded.lm.context():
-            prediction = loaded.program(**inputs)
+            return loaded.program(**inputs)
     except AdapterParseError as exc:
         raise SmeltError(f"the model's output could not be read: {str(exc.lm_response)[:200]!r}") from None
     except (SmeltError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, never a traceback
         raise SmeltError(model_call_failed(loaded.lm.spec.raw, exc)) from None
-    malformed = loaded.task.malformed(prediction)
-    if malformed and log is not None:
-        log(f"[smelt] warning: {describe_malformed(loaded.task, malformed)}, as task {loaded.task.name} declares; "
-            "`eval` would score this answer 0")
-    return {name: str(prediction.get(name, "")).strip() for name in loaded.task.output_fields}

@@ -44,8 +44,6 @@ class SavedRun:
 
     def predict(self, **inputs: Any) -> dict[str, Any]:
         """The program on ``inputs`` (every input field of the task, by name): {output field: value}."""
-        from dspy.utils.exceptions import AdapterParseError
-
         task = self.task
         unknown = [name for name in inputs if name not in task.input_fields]
         missing = [name for name in task.input_fields if inputs.get(name) is None or not str(inputs[name]).strip()]
@@ -53,17 +51,9 @@ class SavedRun:
             what = f"{unknown[0]!r} is not an input" if unknown else f"{missing[0]!r} is missing or empty"
             raise SmeltError(f"predict(): {what}; task {task.name} takes "
                              + ", ".join(f"{name}=..." for name in task.input_fields))
-        try:
-            with self._loaded.lm.context():
-                prediction = self._loaded.program(**inputs)
-        except AdapterParseError as exc:
-            raise SmeltError(f"the model's output could not be read: {str(exc.lm_response)[:200]!r}") from None
-        except (SmeltError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a model call that failed: one line, as `run` says it
-            from smelt.lm.call_failure import model_call_failed
+        from smelt.commands.answer import call_program  # lazily: it pulls DSPy
 
-            raise SmeltError(model_call_failed(self.model, exc)) from None
+        prediction = call_program(self._loaded, inputs)
         values = {name: prediction.get(name) for name in task.output_fields}
         return {name: value.strip() if isinstance(value, str) else value for name, value in values.items()}
 
