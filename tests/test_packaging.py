@@ -64,9 +64,9 @@ def test_installed_wheel_runs_from_any_directory(wheel, tmp_path):
     assert data.stdout.split() == ["48", "36"]
 
 
-def test_readme_layout_matches_the_root():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Layout", 1)[1].split("```", 2)[1]
+def test_architecture_layout_matches_the_root():
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = architecture.split("## Layout", 1)[1].split("```", 2)[1]
     listed = {line.split()[0].rstrip("/") for line in section.splitlines() if line.strip()}
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     top = {name.split("/")[0] for name in tracked if not name.startswith(".")}
