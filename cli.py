@@ -346,7 +346,7 @@ def tasks():
         click.echo(f"    {', '.join(task.input_fields)} -> {', '.join(task.output_fields)}; "
                    f"metric {task.default_metric}; -o {describe_options(task.options)}")
     click.echo("\nYour own: TASK as path/to/my_task.py:task, package.module:task, or a task file (.toml, .yaml); "
-               "see the README, \"Your own task\".")
+               "see docs/tasks.md (README, \"Tasks\").")
 
 
 @cli.command()
