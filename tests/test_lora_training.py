@@ -286,3 +286,84 @@ def test_merged_model_matches_the_adapter(student, examples, trained, tmp_path):
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-3)
     with pytest.raises(SmeltError, match="already exists"):
         merge_adapter(model, trained.adapter_dir, merged_dir, tokenizer=tokenizer)
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    return LlamaForCausalLM(config).eval()
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
+
+
+@pytest.mark.parametrize("variant", [
+    {},
+    {"use_dora": True},
+    {"use_rslora": True, "rank_pattern": {"q_proj": 2}, "alpha_pattern": {"v_proj": 3.0}},
+    {"target_modules": "all-linear"},
+], ids=["lora", "dora", "rslora-patterns", "all-linear"])
+def test_merge_gives_the_adapters_logits_on_a_tiny_model(variant, tmp_path):
+    """peft merges: the merged folder answers as base + adapter does, and the base model is left as it was."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from smelt.lm.loading import peft_quietly
+
+    base, tokenizer = _tiny_llama(), _tiny_tokenizer()
+    settings = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": False} | variant
+    with peft_quietly():
+        get_peft_model(copy.deepcopy(base), LoraConfig(**settings)).save_pretrained(tmp_path / "adapter")
+    weights = {key: tensor.clone() for key, tensor in base.state_dict().items()}
+    ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
+
+    merged_dir = merge_adapter(base, tmp_path / "adapter", tmp_path / "merged", tokenizer=tokenizer)
+    assert _same(base.state_dict(), weights)
+    peft_model = attach_adapter(base, tmp_path / "adapter", base_source="tiny")
+    try:
+        with torch.no_grad():
+            expected = peft_model(input_ids=ids).logits
+        # distill --merge passes the served model's base model, which has this adapter's layers in it.
+        again = merge_adapter(peft_model.get_base_model(), tmp_path / "adapter", tmp_path / "again",
+                              tokenizer=tokenizer)
+        with torch.no_grad():
+            assert torch.equal(peft_model(input_ids=ids).logits, expected)
+    finally:
+        peft_model.unload()
+    assert _same(load_file(str(again / "model.safetensors")), load_file(str(merged_dir / "model.safetensors")))
+    merged = LlamaForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    with torch.no_grad():
+        assert (merged(input_ids=ids).logits - expected).abs().max() <= 1e-5
+
+
+def test_merge_refusals(tmp_path):
+    import copy
+
+    from peft import IA3Config, LoraConfig, get_peft_model
+
+    from smelt.lm.loading import peft_quietly
+
+    base, tokenizer = _tiny_llama(), _tiny_tokenizer()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SmeltError, match="no adapter_config.json there"):
+        merge_adapter(base, tmp_path / "empty", tmp_path / "merged", tokenizer=tokenizer)
+    with peft_quietly():
+        ia3 = IA3Config(target_modules=["v_proj"], feedforward_modules=[])
+        get_peft_model(copy.deepcopy(base), ia3).save_pretrained(tmp_path / "ia3")
+        lora = LoraConfig(r=2, target_modules=["q_proj"])
+        get_peft_model(copy.deepcopy(base), lora).save_pretrained(tmp_path / "lora")
+    with pytest.raises(SmeltError, match="only LoRA adapters can be merged"):
+        merge_adapter(base, tmp_path / "ia3", tmp_path / "merged", tokenizer=tokenizer)
+    base.is_loaded_in_4bit = True
+    with pytest.raises(SmeltError, match="needs the full-precision student"):
+        merge_adapter(base, tmp_path / "lora", tmp_path / "merged", tokenizer=tokenizer)
+    assert not (tmp_path / "merged").exists()

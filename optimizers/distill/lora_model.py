@@ -9,7 +9,7 @@ from typing import Any
 from smelt.errors import SmeltError
 from smelt.lm import loading
 from smelt.lm.devices import cuda_bf16_native, resolve_device
-from smelt.lm.loading import LoadedModel, load_model
+from smelt.lm.loading import LoadedModel, adapter_folder, attach_adapter, load_model, peft_quietly
 from smelt.lm.specs import ModelSpec
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig
 
@@ -139,54 +139,31 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
     return LoadedModel(model, tokenizer, spec, device, source, dtype="nf4")
 
 
-# Long on purpose: the merge is one pass over the adapted layers, then the folder written whole.
 def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, tokenizer=None) -> Path:
     """Write base + adapter as one full model folder (safetensors weights, config, tokenizer) for serving.
 
-    Each adapted weight becomes W + (alpha / r) * B @ A, computed beside the model: ``base_model`` is
-    not changed, and may be the bare student or the student with this adapter attached (a PeftModel).
-    The tokenizer defaults to the one saved with the base model.
+    peft merges (``merge_and_unload``, so DoRA, rsLoRA and per-layer ranks too) into a copy of the model that
+    shares every weight the adapter leaves alone: ``base_model`` is not changed, and only the adapted layers take
+    new memory (bench/merge_memory.py). ``base_model`` may be the bare student or the student with this adapter
+    attached (a PeftModel, or its base model). The tokenizer defaults to the one saved with the base model.
     """
-    import json
-    import math
+    from peft import LoraModel, PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from peft import PeftModel
-    from safetensors.torch import load_file
-
-    folder, out_dir = Path(adapter_dir), Path(out_dir)
-    if not (folder / "adapter_config.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
-        raise SmeltError(f"{folder}: no adapter_config.json + adapter_model.safetensors there; pass a LoRA adapter")
+    folder, out_dir = adapter_folder(adapter_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SmeltError(f"{out_dir} already exists and is not empty; choose a new folder for the merged model")
-    settings = json.loads((folder / "adapter_config.json").read_text())
-    if (
-        settings.get("peft_type", "LORA") != "LORA"
-        or settings.get("use_dora")
-        or settings.get("rank_pattern")
-        or settings.get("alpha_pattern")
-    ):
-        raise SmeltError(f"{folder}: only plain LoRA adapters (no DoRA, no per-layer ranks) can be merged")
-    scaling = settings["lora_alpha"] / (math.sqrt(settings["r"]) if settings.get("use_rslora") else settings["r"])
-
     model = base_model.get_base_model() if isinstance(base_model, PeftModel) else base_model
     if is_quantized(model):
         raise SmeltError("merging needs the full-precision student: load it without --qlora, then merge")
-    # The model's own weights; with an adapter attached, peft keeps them under "<layer>.base_layer".
-    state = {key.replace(".base_layer.", "."): t for key, t in model.state_dict().items() if ".lora_" not in key}
-    adapter = load_file(str(folder / "adapter_model.safetensors"))
-    for key, a in adapter.items():
-        if ".lora_A." not in key:
-            continue
-        layer = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-        weight = state.get(f"{layer}.weight")
-        delta = adapter[key.replace(".lora_A.", ".lora_B.")].float() @ a.float() * scaling
-        if settings.get("fan_in_fan_out"):
-            delta = delta.T
-        if weight is None or weight.shape != delta.shape:
-            raise SmeltError(
-                f"{folder}: its layer {layer} does not fit this model; merge into the student it was trained on"
-            )
-        state[f"{layer}.weight"] = (weight.float() + delta.to(weight.device)).to(weight.dtype)
+    with peft_quietly():
+        adapted = attach_adapter(_bare_copy(model), folder, base_source=model.name_or_path)
+        if not isinstance(adapted.base_model, LoraModel):
+            raise SmeltError(f"{folder}: only LoRA adapters can be merged")
+        for layer in adapted.modules():
+            if isinstance(layer, BaseTunerLayer):  # the merge writes into these weights: give the copy its own
+                _own(layer.get_base_layer(), "weight", "bias")
+        merged = adapted.merge_and_unload()
     if tokenizer is None:
         from transformers import AutoTokenizer
 
@@ -194,7 +171,7 @@ def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, toke
     partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        model.save_pretrained(partial, state_dict=state)
+        merged.save_pretrained(partial)  # safetensors: the only format transformers 5 writes
         tokenizer.save_pretrained(partial)
         if out_dir.exists():
             out_dir.rmdir()
@@ -202,3 +179,33 @@ def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, toke
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return out_dir
+
+
+def _bare_copy(model):
+    """A copy of ``model`` without any adapter layers whose parameters share ``model``'s storage (new Parameter
+    objects, so rebinding one in the copy leaves ``model`` alone)."""
+    import copy
+
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    memo: dict[int, Any] = {id(b): b for b in model.buffers()}
+    memo |= {id(p): torch.nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
+    bare = copy.deepcopy(model, memo)
+    for name, module in list(bare.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent, _, child = name.rpartition(".")
+            setattr(bare.get_submodule(parent), child, module.get_base_layer())
+    if hasattr(bare, "peft_config"):
+        del bare.peft_config
+    return bare
+
+
+def _own(module, *names: str) -> None:
+    """Give ``module`` its own copy of each named parameter it has."""
+    import torch
+
+    for name in names:
+        tensor = getattr(module, name, None)
+        if isinstance(tensor, torch.nn.Parameter):
+            setattr(module, name, torch.nn.Parameter(tensor.detach().clone(), requires_grad=False))

@@ -49,7 +49,6 @@ from smelt.optimizers.distill.lora_config import LoraTrainingConfig
 from smelt.optimizers.distill.lora_model import (
     is_quantized,
     lora_targets,
-    merge_adapter,
     peft_lora_config,
     require_qlora,
 )
@@ -61,7 +60,6 @@ __all__ = [
     "TrainingResult",
     "check_fits",
     "estimate_resources",
-    "merge_adapter",
     "train_lora",
 ]
 
