@@ -63,6 +63,8 @@ def fact(prediction: str, reference: str) -> float:
     return f1(in_reference_notation(prediction, reference), reference)
 
 
+# What each answer metric declared in programs/metric_names.py computes: that table is where a metric is
+# declared (name, kind, pass mark, help), this one only names its function (tests/test_metrics.py: the same keys).
 METRICS: dict[str, Callable[..., float]] = {"f1": f1, "em": exact_match, "accuracy": accuracy, "fact": fact}
 _BUILT_IN = frozenset(METRICS_DECLARED)  # f1, em, accuracy, fact, judge: never replaced
 _METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")

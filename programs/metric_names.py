@@ -1,6 +1,7 @@
-"""The metrics a task, a task file or --metric may name: one table of name, kind, pass mark and help, checked
-before anything loads. What each computes lives in smelt.eval (metrics.py: the answer metrics; judge.py: the
-judge), which reads its pass mark from here; the CLI's --metric help is made from it."""
+"""The metrics a task, a task file or --metric may name: the one table where a metric is declared (name, kind,
+pass mark, help), checked before anything loads. What each computes lives in smelt.eval, which programs/ may not
+import (metrics.py maps each answer metric to its function, same keys; judge.py: the judge) and which reads its pass
+mark from here; the CLI's --metric help is made from it. ``smelt.register_metric`` adds one to both."""
 
 from dataclasses import dataclass
 

@@ -110,5 +110,11 @@ def test_accuracy_metric_reads_labels_from_a_literal_answer_field():
     assert metric(example, dspy.Prediction(department="roads and parks"), trace=[]) is False
 
 
-def test_registry():
-    assert set(METRICS) == {"f1", "em", "accuracy", "fact"}
+def test_every_declared_answer_metric_has_its_function():
+    """One declaration a metric (programs/metric_names.py); eval/metrics.py maps each answer metric to its function,
+    and the judge is eval/judge.py's."""
+    from smelt.programs.metric_names import METRICS_DECLARED
+
+    answers = {name for name, info in METRICS_DECLARED.items() if info.kind == "answer"}
+    assert set(METRICS) == answers == {"f1", "em", "accuracy", "fact"}
+    assert {name for name, info in METRICS_DECLARED.items() if info.kind != "answer"} == {"judge"}
