@@ -36,10 +36,6 @@ def shipped_tasks() -> dict[str, Task]:
     return dict(sorted(found.items()))
 
 
-def task_names() -> list[str]:
-    return list(shipped_tasks())
-
-
 def get_task(spec: str) -> Task:
     """The task TASK names, in any of the three forms; an unknown one is a one-line error listing the forms."""
     spec = str(spec).strip()

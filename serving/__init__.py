@@ -3,5 +3,3 @@ request and reply schemas made from the task's fields (``schema``), one answer (
 OpenAI's chat API (``chat``), the worker pool that lets the engine batch concurrent requests (``service``), the
 Host, token and size checks (``guards``), the request log (``request_log``), the routes (``app``, with
 ``page.html``) and the server's start and graceful stop (``server``)."""
-
-__all__ = ["app", "chat", "guards", "loading", "options", "prediction", "request_log", "schema", "server", "service"]

@@ -1,3 +1,1 @@
 """Optuna sweeps: the search space, the study's storage and its queue of trials."""
-
-__all__ = ["queue", "space", "storage"]
