@@ -75,13 +75,9 @@ def load_run(path: str | Path, *, task: str | None = None, lm: str | None = None
 def _check_task_is_data(path: Path) -> None:
     """A run of a Python task is refused without ``task=``, saying so in Python's terms (the CLI's message names
     a command line)."""
-    from smelt.lifecycle.manifest import read_manifest
-    from smelt.lifecycle.recorded_task import is_python_task
+    from smelt.lifecycle.recorded_task import python_task_source
 
-    manifest = read_manifest(path, "smelt.load_run")
-    if manifest.get("command") == "sweep" and (path / "best" / "manifest.json").is_file():
-        manifest = read_manifest(path / "best")
-    source = manifest.get("task_source") or manifest.get("task")
-    if isinstance(source, str) and is_python_task(source):
+    source = python_task_source(path, "smelt.load_run")
+    if source is not None:
         raise SmeltError(f"smelt.load_run({str(path)!r}): its task is Python code ({source}), which a run directory "
                          f"never runs by itself; name it: smelt.load_run({str(path)!r}, task={source!r})")

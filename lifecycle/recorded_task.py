@@ -9,6 +9,7 @@ one the run was made with: the manifest records its sha256.
 from pathlib import Path
 
 from smelt.errors import SmeltError
+from smelt.lifecycle.manifest import read_manifest
 from smelt.programs.data_files import sha256_of_file
 from smelt.programs.registry import TASK_FILE_SUFFIXES, Task, get_task, shipped_tasks
 
@@ -16,6 +17,16 @@ from smelt.programs.registry import TASK_FILE_SUFFIXES, Task, get_task, shipped_
 def is_python_task(source: str) -> bool:
     """``path.py:attr`` or ``module:attr``: a task defined by code, not by smelt or a task file."""
     return source not in shipped_tasks() and not source.lower().endswith(TASK_FILE_SUFFIXES) and ":" in source
+
+
+def python_task_source(run_dir: str | Path, option: str) -> str | None:
+    """The TASK of a run (a sweep's best trial for a sweep) when that task is Python code, which a run directory
+    never imports by itself: the caller then asks the user to name it. None for a shipped task or a task file."""
+    path, manifest = Path(run_dir), read_manifest(run_dir, option)
+    if manifest.get("command") == "sweep" and (path / "best" / "manifest.json").is_file():
+        manifest = read_manifest(path / "best")
+    source = manifest.get("task_source") or manifest.get("task")
+    return source if isinstance(source, str) and is_python_task(source) else None
 
 
 def recorded_task_spec(manifest: dict, run_dir: str | Path, *, command: str, option: str) -> str:

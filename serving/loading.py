@@ -5,8 +5,7 @@ sweep is its best trial, the server is the one the user names, program.json choo
 from pathlib import Path
 
 from smelt.errors import SmeltError
-from smelt.lifecycle import read_manifest
-from smelt.lifecycle.recorded_task import is_python_task
+from smelt.lifecycle.recorded_task import python_task_source
 from smelt.lifecycle.reloaded_run import LoadedRun, load_run
 from smelt.lifecycle.run_scores import SPLITS, read_summary, scores_of, served_column
 from smelt.lm.build import REQUEST_TIMEOUT_S
@@ -36,11 +35,8 @@ def _check_task_is_data(run_dir: str, task: str | None) -> None:
     said here with the ``serve`` command line that works."""
     if task is not None:
         return
-    path, manifest = Path(run_dir), read_manifest(run_dir, OPTION)
-    if manifest.get("command") == "sweep" and (path / "best" / "manifest.json").is_file():
-        manifest = read_manifest(path / "best")
-    source = manifest.get("task_source") or manifest.get("task")
-    if isinstance(source, str) and is_python_task(source):
+    source = python_task_source(run_dir, OPTION)
+    if source is not None:
         raise SmeltError(f"{run_dir}: its task is Python code ({source}), which a run directory never runs by "
                          f"itself; name it to serve it: python cli.py serve {run_dir} --task {source}")
 
