@@ -176,7 +176,7 @@ def _run_of_python_task(runs: Path, tmp_path: Path, marker: Path) -> tuple[Path,
     return run_dir, task_file
 
 
-@pytest.mark.parametrize("command", ["eval", "run", "distill", "resume"])
+@pytest.mark.parametrize("command", ["eval", "run", "distill", "resume", "serve"])
 def test_a_runs_python_task_is_not_imported_unless_named(world, tmp_path, command):
     marker = tmp_path / "imported.txt"
     run_dir, task_file = _run_of_python_task(world["runs"], tmp_path, marker)
@@ -186,13 +186,15 @@ def test_a_runs_python_task_is_not_imported_unless_named(world, tmp_path, comman
         "distill": (["distill", "--student", "gemma-3-270m", "--teacher", str(run_dir)],
                     "--student gemma-3-270m --teacher"),
         "resume": (["compile", "--resume", str(run_dir)], "--resume"),
+        "serve": (["serve", str(run_dir), "--port", "0"], None),
     }[command]
     if command == "resume":
         (run_dir / "summary.json").unlink()  # an unfinished run
     shown = "compile" if command == "resume" else command
+    how = (f"python cli.py serve {run_dir} --task {task_file}:task" if command == "serve"
+           else f"python cli.py {shown} {task_file}:task {option} {run_dir}")
     run_mistake(world, tmp_path / "work", args,
-                ["its task is Python code", f"{task_file}:task", "never runs by itself",
-                 f"python cli.py {shown} {task_file}:task {option} {run_dir}"])
+                ["its task is Python code", f"{task_file}:task", "never runs by itself", how])
     assert not marker.exists(), "the run's Python task was imported"
 
 
