@@ -36,20 +36,40 @@ def shipped_tasks() -> dict[str, Task]:
     return dict(sorted(found.items()))
 
 
+# Tasks already resolved in this process: a command's layers (the CLI's option check, the resume check, the
+# recipe) all ask for TASK, and it is read and checked once. A task file is read again once its bytes change.
+_resolved: dict[tuple, Task] = {}
+
+
 def get_task(spec: str) -> Task:
     """The task TASK names, in any of the three forms; an unknown one is a one-line error listing the forms."""
     spec = str(spec).strip()
     if spec.lower().endswith(TASK_FILE_SUFFIXES):
-        return _checked(load_task_file(spec), spec)
+        return _once(("file", spec, _stat(spec)), lambda: _checked(load_task_file(spec), spec))
     if ":" in spec and not Path(spec).exists():
         target, _, attribute = spec.rpartition(":")
-        return _checked(_from_python(target, attribute, spec), spec)
+        return _once(("python", spec), lambda: _checked(_from_python(target, attribute, spec), spec))
     tasks = shipped_tasks()
     if spec in tasks:
         return tasks[spec]
     if spec.endswith(".py"):
         raise SmeltError(f"TASK {spec}: name the task object too, e.g. {spec}:task")
     raise SmeltError(f"unknown task {spec!r}; shipped tasks: {', '.join(tasks)}. TASK is {_FORMS}")
+
+
+def _once(key: tuple, resolve) -> Task:
+    if key not in _resolved:
+        _resolved[key] = resolve()
+    return _resolved[key]
+
+
+def _stat(path: str) -> tuple | None:
+    """What tells an edited task file from the one read before (None: not there; load_task_file names that)."""
+    try:
+        found = Path(path).expanduser().resolve().stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
 
 
 def _from_python(target: str, attribute: str, spec: str) -> Task:
