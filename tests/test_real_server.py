@@ -179,7 +179,7 @@ def test_a_cancelled_call_closes_its_stream_and_the_server_stops_generating(serv
 
 def test_serve_streams_a_chat_from_the_server_as_its_tokens_come(server, server_compile):
     run, _ = server_compile
-    served = SmeltServe(str(run), "--threads", "2")
+    served = SmeltServe(str(run), "--threads", "2", "--api-base", "recorded")
     try:
         chat = {"messages": [{"role": "user", "content": "1, 2, 3, 4, 5, 6,"}], "max_tokens": 12}
         with served.client() as client:
