@@ -145,3 +145,13 @@ class SmeltServe:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=120)
+
+
+def serve_error_line(*args: str, env: dict) -> str:
+    """``cli.py serve ARGS`` refused as a user's mistake: exit 2, no traceback, and the one ``error:`` line."""
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "serve", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.real_server import SmeltServe
+from tests.real_server import SmeltServe, serve_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "serve-test-" + secrets.token_urlsafe(16)
@@ -348,12 +348,7 @@ def test_the_model_is_warmed_up_before_the_server_says_it_is_ready(run_dir):
 
 
 def one_line_error(*args: str, env: dict | None = None) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "serve", *args], cwd=ROOT, env=env or ENV,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
+    return serve_error_line(*args, env=env or ENV)
 
 
 def test_another_interface_needs_a_token(run_dir):

@@ -22,7 +22,7 @@ import pytest
 from chat_stub import ChatStub
 from mistakes import ENV, snapshot
 
-from tests.real_server import SmeltServe, free_port
+from tests.real_server import SmeltServe, free_port, serve_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "guards-test-" + secrets.token_urlsafe(16)
@@ -81,12 +81,7 @@ def open_server(runs, model_base):
 
 
 def one_line_error(*args: str) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "serve", *args], cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=180)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
+    return serve_error_line(*args, env=_env())
 
 
 def test_without_a_token_only_a_host_naming_this_server_is_answered(open_server):
