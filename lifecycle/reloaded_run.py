@@ -13,6 +13,7 @@ from smelt.lifecycle.manifest import read_manifest
 from smelt.lifecycle.recorded_task import task_of_run
 from smelt.lm import lm_for_spec
 from smelt.log import to_stderr
+from smelt.programs.decoding_options import RECORDED_BEFORE_DECODING_OPTIONS
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import Task
 
@@ -26,6 +27,13 @@ class LoadedRun:
     task: Task
     program: dspy.Module
     lm: object  # smelt.lm.build.ResolvedLM
+
+
+def recorded_program_options(manifest: dict) -> dict:
+    """The program options a run recorded; one recorded before the decoding options existed decodes as it was made
+    (no constraint, labels generated)."""
+    recorded = manifest.get("program_options")
+    return {**RECORDED_BEFORE_DECODING_OPTIONS, **(recorded if isinstance(recorded, dict) else {})}
 
 
 def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str = "--program",
@@ -56,7 +64,7 @@ def load_run(run_dir: str | Path, *, task_name: str | None = None, option: str =
     if not program_file.is_file():
         raise SmeltError(f"{run_dir}: has no program.json (the run did not finish compiling); "
                          f"rerun it with --resume {run_dir}")
-    program = task.program(manifest.get("program_options"))
+    program = task.program(recorded_program_options(manifest))
     load_program_file(program, program_file, task_name=task.name, log=log)
     recorded = (manifest.get("models") or {}).get("program")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("spec"), str):

@@ -23,6 +23,7 @@ import dspy
 
 from smelt.errors import SmeltError
 from smelt.programs.answer_format import AnswerFormat, answer_format, malformed_fields
+from smelt.programs.decoding_options import DECODING_OPTION_NAMES, DecodingOptions, split_decoding_options
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Task:
     def __post_init__(self):
         if not dataclasses.is_dataclass(self.options):
             raise SmeltError(f"task {self.name}: options must be a dataclass, not {self.options!r}")
+        taken = sorted({f.name for f in dataclasses.fields(self.options)} & set(DECODING_OPTION_NAMES))
+        if taken:
+            raise SmeltError(f"task {self.name}: option(s) {', '.join(taken)} of {self.options.__name__} are program "
+                             "options every task takes (smelt.programs.decoding_options); rename them")
         if not self.signature.output_fields:
             raise SmeltError(f"task {self.name}: its signature has no output field")
         object.__setattr__(self, "formats", self._checked_formats())  # frozen: set once, as AnswerFormats
@@ -116,16 +121,21 @@ class Task:
         return malformed_fields(self, prediction)
 
     def default_options(self) -> dict:
-        return dataclasses.asdict(self.options())
+        """Every program option with its default: the task's own, then the decoding ones (``constrain``, ``choice``)."""
+        return {**dataclasses.asdict(self.options()), **dataclasses.asdict(DecodingOptions())}
 
     def program(self, options: dict | None = None) -> dspy.Module:
-        """A fresh program built with these options (missing ones take their defaults)."""
+        """A fresh program built with these options (missing ones take their defaults), decoding as its decoding
+        options say (``smelt.programs.decoding``)."""
+        from smelt.programs.decoding import apply_decoding_options
+
+        own, decoding = split_decoding_options(options)
         known = {f.name for f in dataclasses.fields(self.options)}
-        unknown = set(options or {}) - known
+        unknown = set(own) - known
         if unknown:
             raise SmeltError(f"task {self.name}: unknown program option(s) {', '.join(sorted(unknown))}; "
                              f"valid: {describe_options(self.options)}")
-        return self.make_program(self.options(**(options or {})))
+        return apply_decoding_options(self.make_program(self.options(**own)), self, decoding)
 
     def as_demo(self, program: dspy.Module, example: dspy.Example) -> dspy.Example:
         return self.prepare_demo(program, example) if self.prepare_demo else example
@@ -137,16 +147,18 @@ class Task:
 
 
 def describe_options(options: type) -> str:
-    """'predictor (str), top_k (int)' — the valid -o keys and their types."""
-    fields = dataclasses.fields(options)
-    if not fields:
-        return "none (this task's program takes no options)"
-    return ", ".join(f"{f.name} ({_type_name(f.type)})" for f in fields)
+    """'predictor (str), top_k (int), constrain (bool), choice (generate | likelihood)' — the valid -o keys and their
+    types: the task's own, then the decoding options every task takes."""
+    hints = {**typing.get_type_hints(DecodingOptions), **typing.get_type_hints(options)}
+    fields = [*dataclasses.fields(options), *dataclasses.fields(DecodingOptions)]
+    return ", ".join(f"{f.name} ({_type_name(hints.get(f.name, f.type))})" for f in fields)
 
 
 def parse_option_pairs(task: Task, pairs: tuple[str, ...] | list[str]) -> dict:
-    """``-o key=value`` pairs into typed program options, checked against the task's options dataclass."""
-    fields = {f.name: f for f in dataclasses.fields(task.options)}
+    """``-o key=value`` pairs into typed program options, checked against the task's options dataclass and the
+    decoding options every task takes."""
+    fields = {f.name: (f, DecodingOptions) for f in dataclasses.fields(DecodingOptions)}
+    fields.update({f.name: (f, task.options) for f in dataclasses.fields(task.options)})
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -156,7 +168,8 @@ def parse_option_pairs(task: Task, pairs: tuple[str, ...] | list[str]) -> dict:
                              f"valid keys for {task.name}: {describe_options(task.options)}")
         if key not in fields:
             raise SmeltError(f"-o {key}: not an option of task {task.name}; valid: {describe_options(task.options)}")
-        options[key] = _convert(key, text.strip(), fields[key].type, task.options)
+        found, owner = fields[key]
+        options[key] = _convert(key, text.strip(), found.type, owner, task.options)
     return options
 
 
@@ -166,8 +179,9 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _convert(key: str, text: str, annotation, options: type):
-    annotation = typing.get_type_hints(options).get(key, annotation)
+def _convert(key: str, text: str, annotation, owner: type, options: type):
+    """``text`` as the type ``owner`` (the task's options, or DecodingOptions) gives ``key``."""
+    annotation = typing.get_type_hints(owner).get(key, annotation)
 
     def bad() -> SmeltError:
         return SmeltError(f"-o {key}={text}: expected {_type_name(annotation)}; "
