@@ -17,7 +17,16 @@ import sys
 import click
 
 from smelt.cli_deploy import bundle_command, serve_command
-from smelt.cli_options import LM_HELP, echo, given_options, log, lora_default, run_fields, run_options
+from smelt.cli_options import (
+    LM_HELP,
+    echo,
+    given_options,
+    log,
+    lora_default,
+    run_fields,
+    run_options,
+    teacher_attempt_options,
+)
 from smelt.optimizers.prompt import OPTIMIZERS, optimizers_help  # a table: no DSPy until an optimizer runs
 
 
@@ -167,6 +176,7 @@ def compile(task, **kwargs):
 @click.option("--synthetic", default=0, show_default=True,
               help="N extra questions written by the teacher over the train documents, kept when the judge rates "
                    "them 7/10 or more (the teacher judges when --judge is not given)")
+@teacher_attempt_options()
 @click.option("--lora-r", type=int, help=f"LoRA rank ({lora_default('r')})")
 @click.option("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
 @click.option("--lora-dropout", type=float, help=f"LoRA dropout ({lora_default('dropout')})")
@@ -247,6 +257,7 @@ def distill(task, **kwargs):
 @click.option("--use-labels/--no-use-labels", default=True, show_default=True,
               help="stage distill: where the teacher missed, train on the gold answer")
 @click.option("--synthetic", default=0, show_default=True, help="stage distill: N extra teacher-written questions")
+@teacher_attempt_options("stage distill: ")
 @click.option("--student-instructions", is_flag=True, help="stage distill: keep DSPy's system message in the "
                                                             "student's prompt")
 @click.option("--resume", type=click.Path(), help="continue an interrupted sweep (its recorded options, up to "

@@ -6,6 +6,7 @@ import click
 
 from smelt.lm.backends import lm_help
 from smelt.optimizers.distill.lora_config import CUDA_DEFAULTS, LoraTrainingConfig
+from smelt.optimizers.distill.teacher_attempts import DEFAULT_TEACHER_ATTEMPTS, DEFAULT_TEACHER_TEMPERATURE
 from smelt.programs.metric_names import metrics_help  # a table of names and help: no model, no DSPy
 from smelt.redaction import redact_text
 
@@ -75,6 +76,27 @@ def run_options(metric_help: str = METRIC_HELP):
         click.option("--max-train", type=int, help="use only the first N train examples"),
         click.option("--max-dev", type=int, help="use only the first N dev examples"),
         click.option("--max-test", type=int, help="use only the first N test examples"),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def teacher_attempt_options(stage: str = ""):
+    """--teacher-attempts and --teacher-temperature, for distill and (``stage`` "stage distill: ") sweep."""
+    options = [
+        click.option("--teacher-attempts", type=int, default=DEFAULT_TEACHER_ATTEMPTS, show_default=True,
+                     help=f"{stage}answer each train input up to N times until the teacher's answer reaches "
+                          "--min-score: attempt 1 greedy, later ones sampled at --teacher-temperature and only for "
+                          "the inputs still below it. A passing trace teaches every step of a multi-step program, "
+                          "where gold answers teach only the last; 1: answer each input once"),
+        click.option("--teacher-temperature", type=float, default=DEFAULT_TEACHER_TEMPERATURE, show_default=True,
+                     help=f"{stage}the sampling temperature of the teacher's attempts after the first "
+                          "(--teacher-attempts), above 0 and at most 2"),
     ]
 
     def decorate(command):

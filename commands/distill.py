@@ -26,7 +26,16 @@ from smelt.commands.common import (
     save_program,
 )
 from smelt.commands.resume import resumed_options
-from smelt.commands.teacher import Teacher, build_sft_set, load_teacher, resolve_teacher, teacher_program_options
+from smelt.commands.teacher import (
+    Teacher,
+    build_sft_set,
+    check_attempt_options,
+    load_teacher,
+    resolve_teacher,
+    sft_set_account,
+    sft_set_lines,
+    teacher_program_options,
+)
 from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import summarize
@@ -42,6 +51,7 @@ from smelt.optimizers.distill.adapter import train_adapter
 from smelt.optimizers.distill.lora_config import LoraTrainingConfig, default_config
 from smelt.optimizers.distill.lora_model import merge_adapter, require_qlora
 from smelt.optimizers.distill.sft_examples import sft_counts_by_predictor
+from smelt.optimizers.distill.teacher_attempts import DEFAULT_TEACHER_ATTEMPTS, DEFAULT_TEACHER_TEMPERATURE
 from smelt.programs.registry import get_task
 
 SFT_FILE = "sft.jsonl"
@@ -57,6 +67,8 @@ class DistillOptions(RunOptions):
     min_score: float = 0.5
     use_labels: bool = True
     synthetic: int = 0
+    teacher_attempts: int = DEFAULT_TEACHER_ATTEMPTS  # tries per train input until one reaches min_score
+    teacher_temperature: float = DEFAULT_TEACHER_TEMPERATURE  # attempts 2.. sample at this temperature
     lora: dict = field(default_factory=dict)  # LoraTrainingConfig overrides, e.g. {"r": 16, "epochs": 2}
     merge: bool = False
     student_instructions: bool = False  # keep DSPy's system message (field list, instructions) in the student prompt
@@ -95,13 +107,15 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
     # 1-3. Teacher traces -> SFT set.
     teacher = setup.teacher
     rows = build_sft_set(run.dir / SFT_FILE, task, teacher, setup.student_program, setup.splits.train, setup.judge,
-                         options, score=lambda program, lm, examples: score(program, lm, examples, "teacher.train",
-                                                                            "teacher train"), log=log)
-    counts = {source: sum(r.get("source") == source for r in rows) for source in ("teacher", "label", "synthetic")}
+                         options, score=lambda program, lm, examples, name: score(
+                             program, lm, examples, name, name.replace(".", " ")), log=log)
+    account = sft_set_account(rows, len(setup.splits.train), setup.student_program, options)
+    counts, per_predictor = account["sft_sources"], account["sft_predictors"]
     log(f"[smelt] SFT set: {len(rows)} examples {counts} -> {run.dir / SFT_FILE}")
-    per_predictor = sft_counts_by_predictor(setup.student_program, rows)
     if len(per_predictor) > 1:  # one adapter learns every step of the program
         log("[smelt] SFT examples per predictor: " + ", ".join(f"{name} {n}" for name, n in per_predictor.items()))
+    sft_lines = sft_set_lines(account)
+    log(f"[smelt] {sft_lines[-1]}")
 
     # 4. Reference points on test, before the student is changed by training.
     columns, results = {}, {}
@@ -140,13 +154,14 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
     summary = {
         "task": task.name, "command": "distill", "student": options.student, "teacher": teacher_source,
         "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "sft_predictors": per_predictor,
-        "training": training,
+        "teacher_attempts": account["teacher_attempts"], "training": training,
         "test": columns,
     }
     disagreeing = [line for label, result in results.items()
                    for line in disagreement_lines(result.records, f"{label} test")]
     return run.finish(summary, report=lambda done: _report(done, columns) + "".join(f"{x}\n" for x in disagreeing),
-                      table=text_table(columns))
+                      table=text_table(columns)
+                      + "\n\n" + "\n".join(sft_lines))
 
 
 @dataclass
@@ -180,6 +195,7 @@ def _setup(options: DistillOptions, log) -> _Setup:
     _check_predictors(options, task)
     if not 0 <= options.min_score <= 1:
         raise SmeltError(f"--min-score {options.min_score}: use a score between 0 and 1")
+    check_attempt_options(options)
     if options.synthetic < 0:
         raise SmeltError("--synthetic must be 0 or more")
     device = resolve_device(options.device)
@@ -270,8 +286,7 @@ def _report(summary: dict, columns: dict) -> str:
     return "\n".join([
         f"# distill {summary['task']}: {summary['teacher']} -> {summary['student']} (LoRA)",
         "",
-        f"Metric: **{summary['metric']}** on test. SFT set: {summary['sft_examples']} examples "
-        f"{summary['sft_sources']}{_per_predictor(summary)}. "
+        f"Metric: **{summary['metric']}** on test. " + "".join(f"{line}. " for line in sft_set_lines(summary)) +
         f"Training: {t['steps']} steps, loss {t['first_loss']} -> {t['final_loss']}, "
         f"{t['tokens_per_second']} tokens/s, {t['trainable_parameters']:,} trainable of "
         f"{t['total_parameters']:,} parameters.",
@@ -281,8 +296,3 @@ def _report(summary: dict, columns: dict) -> str:
         "Files: `adapter/` (safetensors), `program.json` (the zero-shot student program), `sft.jsonl`, "
         "`train_log.jsonl`, `eval/*.jsonl`.",
     ]) + "\n"
-
-
-def _per_predictor(summary: dict) -> str:
-    counts = summary.get("sft_predictors") or {}
-    return f", per predictor {counts}" if len(counts) > 1 else ""

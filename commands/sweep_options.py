@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smelt.commands.common import RunOptions
+from smelt.commands.teacher import check_attempt_options
 from smelt.errors import SmeltError
 from smelt.lm.specs import parse_spec
+from smelt.optimizers.distill.teacher_attempts import DEFAULT_TEACHER_ATTEMPTS, DEFAULT_TEACHER_TEMPERATURE
 from smelt.optimizers.sweep.space import allowed_names, check_values, default_space, load_space, value_check
 from smelt.programs.registry import get_task
 
@@ -39,6 +41,8 @@ class SweepOptions(RunOptions):
     min_score: float = 0.5
     use_labels: bool = True
     synthetic: int = 0
+    teacher_attempts: int = DEFAULT_TEACHER_ATTEMPTS
+    teacher_temperature: float = DEFAULT_TEACHER_TEMPERATURE
     student_instructions: bool = False
 
     def objectives(self) -> tuple[str, ...]:
@@ -68,6 +72,8 @@ class SweepOptions(RunOptions):
             raise SmeltError("--heartbeat must be at least 1 second")
         if self.stage == "compile" and self.task is None:
             raise SmeltError("sweep --stage compile needs a TASK (see `cli.py tasks`)")
+        if self.stage == "distill":
+            check_attempt_options(self)
         self.objectives()
 
 

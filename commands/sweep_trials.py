@@ -16,7 +16,7 @@ from pathlib import Path
 from smelt.commands.common import describe_judge, save_program
 from smelt.commands.compile import compile_into
 from smelt.commands.distill import DistillOptions, student_record, zero_shot_options
-from smelt.commands.teacher import build_sft_set, load_teacher, resolve_teacher
+from smelt.commands.teacher import build_sft_set, load_teacher, resolve_teacher, sft_set_account, sft_set_lines
 from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
@@ -127,7 +127,8 @@ class DistillStage:
         check_weights_available(self.student_spec, "--student")  # before the teacher answers all of train
         self.distill = resolve_teacher(DistillOptions(
             student=options.student, teacher=options.teacher, task=options.task, min_score=options.min_score,
-            use_labels=options.use_labels, synthetic=options.synthetic, seed=options.seed, threads=options.threads,
+            use_labels=options.use_labels, synthetic=options.synthetic, teacher_attempts=options.teacher_attempts,
+            teacher_temperature=options.teacher_temperature, seed=options.seed, threads=options.threads,
             device=options.device, api_base=options.api_base, data=options.data, runs_root=options.runs_root,
             cache=cache, judge=options.judge, metric=options.metric, student_instructions=options.student_instructions,
         ), log=log)
@@ -157,14 +158,18 @@ class DistillStage:
         self.teacher_program_options = teacher.program_options
         student_program = self.task.program(self.student_options())
 
-        def score(program, lm, examples):
+        def score(program, lm, examples, name):
             return evaluate(program, examples, metric=self.metric, lm=lm, threads=self.options.threads,
-                            out_path=sweep_dir / "eval" / "teacher.train.jsonl", desc="teacher train")
+                            out_path=sweep_dir / "eval" / f"{name}.jsonl", desc=name.replace(".", " "))
 
         (sweep_dir / "eval").mkdir(exist_ok=True)
         self.rows = build_sft_set(sweep_dir / "sft.jsonl", self.task, teacher, student_program, self.splits.train,
                                   self.judge, self.distill, score=score, log=self.log)
-        write_json(sweep_dir / "teacher.json", {"source": teacher.source, "program_options": teacher.program_options})
+        account = sft_set_account(self.rows, len(self.splits.train), student_program, self.distill)
+        for line in sft_set_lines(account):
+            self.log(f"[smelt] {line}")
+        write_json(sweep_dir / "teacher.json", {"source": teacher.source, "program_options": teacher.program_options,
+                                                "sft_set": account})
         unload_models()  # the teacher's weights are not needed again
         return self.rows
 

@@ -13,8 +13,9 @@ from smelt.lifecycle.reloaded_run import load_run
 from smelt.lm import lm_for_spec
 from smelt.lm.specs import parse_spec
 from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
-from smelt.optimizers.distill.sft_examples import example_rows, sft_rows
+from smelt.optimizers.distill.sft_examples import example_rows, sft_counts_by_predictor, sft_rows
 from smelt.optimizers.distill.synthetic_examples import write_synthetic_examples
+from smelt.optimizers.distill.teacher_attempts import attempt_lm, attempt_name, attempted_records, attempts_account
 from smelt.programs.registry import get_task
 
 
@@ -87,11 +88,19 @@ def load_teacher(options, task, log=print) -> Teacher:
 def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train, judge, options,
                   *, score, log=print) -> list[dict]:
     """The SFT rows at ``sft_path``, built there first if missing: the teacher's answers on ``train`` that reach
-    --min-score (gold answers standing in with --use-labels), plus --synthetic ones. ``score(program, lm,
-    examples)`` runs the teacher and returns its EvalResult."""
+    --min-score, each input tried up to --teacher-attempts times (``optimizers.distill.teacher_attempts``; gold
+    answers standing in with --use-labels), plus --synthetic ones. ``score(program, lm, examples, name)`` runs the
+    teacher into ``eval/<name>.jsonl`` and returns its EvalResult."""
     if not sft_path.exists():
-        traces = score(teacher.program, teacher.lm, train)  # every call failing stops it (ModelCallsFailed)
-        rows = sft_rows(task, student_program, train, traces.records, min_score=options.min_score,
+        def run_attempt(attempt: int, examples: list) -> list[dict]:
+            if attempt > 1:
+                log(f"[smelt] teacher attempt {attempt} of {options.teacher_attempts}: {len(examples)} train inputs "
+                    f"below --min-score {options.min_score}, sampled at temperature {options.teacher_temperature}")
+            lm = attempt_lm(teacher.lm, attempt, options.teacher_temperature, options.seed)
+            return score(teacher.program, lm, examples, attempt_name(attempt)).records  # all calls failing: stops
+
+        records = attempted_records(train, run_attempt, attempts=options.teacher_attempts, min_score=options.min_score)
+        rows = sft_rows(task, student_program, train, records, min_score=options.min_score,
                         use_labels=options.use_labels, instructions=options.student_instructions)
         if options.synthetic:
             first_judge = judge[0] if isinstance(judge, list) else judge  # a jury's first model writes the ratings
@@ -102,6 +111,43 @@ def build_sft_set(sft_path: Path, task, teacher: Teacher, student_program, train
                                              options.student_instructions)]
         if not rows:
             raise SmeltError(f"no training example: the teacher reached --min-score {options.min_score} on none of "
-                             "the train inputs; lower --min-score or keep --use-labels")
+                             f"the train inputs in {options.teacher_attempts} attempt(s) each; raise "
+                             "--teacher-attempts, lower --min-score or keep --use-labels")
         write_sft_jsonl(sft_path, rows)
     return read_sft_jsonl(sft_path)
+
+
+def check_attempt_options(options) -> None:
+    """--teacher-attempts and --teacher-temperature, refused in one line before any model loads."""
+    if options.teacher_attempts < 1:
+        raise SmeltError(f"--teacher-attempts {options.teacher_attempts}: use 1 or more (1: the teacher answers each "
+                         "train input once, greedily)")
+    if not 0 < options.teacher_temperature <= 2:
+        raise SmeltError(f"--teacher-temperature {options.teacher_temperature}: use a temperature above 0 and at "
+                         "most 2 (the later attempts sample; 0.7 by default)")
+
+
+def sft_set_account(rows: list[dict], train_size: int, student_program, options) -> dict:
+    """What summary.json records of an SFT set: its rows per source and per predictor, and what the teacher's
+    attempts kept (``attempts_account``)."""
+    return {"sft_examples": len(rows),
+            "sft_sources": {source: sum(r.get("source") == source for r in rows)
+                            for source in ("teacher", "label", "synthetic")},
+            "sft_predictors": sft_counts_by_predictor(student_program, rows),
+            "teacher_attempts": attempts_account(rows, train_size, attempts=options.teacher_attempts,
+                                                 temperature=options.teacher_temperature)}
+
+
+def sft_set_lines(account: dict) -> list[str]:
+    """The SFT set in two lines, for the printed table, report.md and the log: its rows per predictor and source,
+    and the train inputs the teacher's attempts kept (at which attempt, in how many runs)."""
+    per_predictor = ", ".join(f"{name} {n}" for name, n in account["sft_predictors"].items())
+    sources = ", ".join(f"{source} {n}" for source, n in account["sft_sources"].items() if n)
+    attempts = account.get("teacher_attempts")
+    lines = [f"SFT rows: {per_predictor} ({account['sft_examples']} in all: {sources or 'none'})"]
+    if attempts:
+        at = ", ".join(f"{k}: {n}" for k, n in attempts["kept_by_attempt"].items())
+        sampled = f"; later attempts sampled at temperature {attempts['temperature']}" if attempts["max"] > 1 else ""
+        lines.append(f"teacher: kept {attempts['kept']} of {attempts['inputs']} train inputs in {attempts['runs']} "
+                     f"runs (kept at attempt {at}{sampled})")
+    return lines

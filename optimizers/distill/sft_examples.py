@@ -10,6 +10,7 @@ import dspy
 from smelt.errors import SmeltError
 from smelt.eval.program_trace import predictor_name
 from smelt.lm.prefill_adapter import PrefillChatAdapter, field_marker
+from smelt.optimizers.distill.teacher_attempts import reached
 
 
 def only_predictor(program: dspy.Module):
@@ -37,19 +38,20 @@ def sft_completion(signature, outputs: dict) -> str:
 def sft_rows(task, student_program, train, records: list[dict], *, min_score: float, use_labels: bool,
              instructions: bool) -> list[dict]:
     """SFT rows from the teacher's scored records on ``train``: its answers reaching ``min_score`` (every step of
-    its trace, for a program with several predictors), else (with ``use_labels``) the gold answer; an example with
-    neither is left out."""
+    its trace, for a program with several predictors; each row names the record's ``attempt``, 1 when it has none),
+    else (with ``use_labels``) the gold answer; an example with neither is left out."""
     by_id = {str(r["id"]): r for r in records}
     rows = []
     for example in train:
         record = by_id.get(str(example.get("id")))
         gold = {name: example.get(name) for name in task.output_fields}
-        passed = bool(record and record.get("prediction") and record["score"] >= min_score)
-        if passed and record.get("trace"):
-            rows += trace_rows(student_program, example, record["trace"], instructions)
-        elif passed:
-            outputs = {task.answer_field: record["prediction"], **(record.get("outputs") or {})}
-            rows += example_rows(task, student_program, example, outputs, "teacher", instructions)
+        if reached(record, min_score):
+            if record.get("trace"):
+                taught = trace_rows(student_program, example, record["trace"], instructions)
+            else:
+                outputs = {task.answer_field: record["prediction"], **(record.get("outputs") or {})}
+                taught = example_rows(task, student_program, example, outputs, "teacher", instructions)
+            rows += [{**row, "attempt": record.get("attempt", 1)} for row in taught]
         elif use_labels and all(value not in (None, "") for value in gold.values()):
             rows += example_rows(task, student_program, example, gold, "label", instructions)
     return rows
