@@ -94,6 +94,7 @@ def _long_answer_task() -> Task:
 
 @pytest.mark.parametrize("task, expected", [
     (load_task_file(str(ROOT / "examples" / "inquiry_routing.toml")), True),  # labels
+    (load_task_file(str(ROOT / "examples" / "due_dates.toml")), True),  # an answer format, shipped
     (DUE_DATES, True),  # an answer format
     (get_task("doc_qa"), True),  # short answers: a median of a dozen characters
     (_long_answer_task(), False),

@@ -2,6 +2,7 @@
 the tables' "score, Japanese" / "score, English" rows."""
 
 import contextlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import dspy
@@ -14,6 +15,7 @@ from smelt.eval.reports.tables import markdown_table, text_table
 from smelt.programs.registry import get_task
 
 LM = SimpleNamespace(context=contextlib.nullcontext)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize(("text", "language"), [
@@ -32,7 +34,7 @@ def test_detect_language(text, language):
 
 
 def test_detection_agrees_with_every_shipped_example():
-    for name in ("doc_qa", "rag_qa"):
+    for name in ("doc_qa", "rag_qa", str(EXAMPLES / "inquiry_routing.toml"), str(EXAMPLES / "due_dates.toml")):
         task = get_task(name)
         splits = task.shipped_data()
         for example in splits.train + splits.dev + splits.test:
