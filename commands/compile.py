@@ -24,11 +24,15 @@ from smelt.lm import lm_for_spec
 from smelt.optimizers.prompt import (
     COMPILE_DEFAULTS,
     CompileSettings,
+    check_prompt_lm_use,
+    check_proposer,
     check_task_defaults,
     check_train_size,
     compile_program,
     interleave_labels,
+    writes_instructions,
 )
+from smelt.optimizers.proposal_failures import ProposalTally
 from smelt.programs.program_file import load_program_file
 from smelt.programs.registry import get_task
 
@@ -38,6 +42,7 @@ class CompileOptions(RunOptions):
     task: str = "doc_qa"
     optimizer: str | None = None  # None: the task's compile default, else bootstrap
     lm: str = "gemma-3-270m"
+    prompt_lm: str | None = None  # the model that writes mipro/copro/simba/gepa's instructions; None: --lm
     max_demos: int | None = None  # None: the task's, else 2
     max_labeled_demos: int | None = None  # None: the task's, else 2
     diverse_demos: bool | None = None  # no two demos with the same answer; None: by task (optimizers.demo_diversity)
@@ -56,11 +61,13 @@ def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | N
     task, splits = bench.task, bench.splits
 
     lm = lm_for_spec(options.lm, device=options.device, api_base=options.api_base, cache=options.cache)
-    judge, metric = bench.judge, bench.metric
+    judge, metric, prompt_lm = bench.judge, bench.metric, bench.prompt_model
+    checked = _check_proposer(options, task, program_options, splits.train, lm, prompt_lm, log)
     run = Run.open(task, "compile", resume=options.resume, runs_root=options.runs_root, threads=options.threads,
                    log=log, started=started, manifest=lambda: build_manifest(
                        command="compile", task=task, options=asdict(options), seed=options.seed,
-                       models={"program": lm.describe(), **({"judge": describe_judge(judge)} if judge else {})},
+                       models={"program": lm.describe(), **({"judge": describe_judge(judge)} if judge else {}),
+                               **({"prompt": prompt_lm.describe()} if prompt_lm else {})},
                        data_sources=splits.sources, program_options=program_options,
                        extra={"metric": metric.name, "optimizer": options.optimizer,
                               "sizes": {s: len(getattr(splits, s)) for s in ("train", "dev", "test")}}))
@@ -71,8 +78,9 @@ def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | N
 
     summaries = {"baseline": score(task.program(program_options), "baseline")}
     compile_started = time.perf_counter()
+    proposals = ProposalTally()
     compiled = compile_into(run.dir, task, program_options, options.optimizer, settings, splits.train,
-                            metric=metric, lm=lm, log=log)
+                            metric=metric, lm=lm, log=log, prompt_lm=prompt_lm, tally=proposals, checked=checked)
     compile_wall = time.perf_counter() - compile_started
     summaries["compiled"] = score(compiled, "compiled")
 
@@ -85,6 +93,8 @@ def run_compile(options: CompileOptions, log=print, *, given: dict[str, str] | N
         "lm": options.lm, "judge": options.judge, "baseline": _strip_failures(summaries["baseline"]),
         "compiled": _strip_failures(summaries["compiled"]), "demos": sum(len(p.demos) for p in compiled.predictors()),
         "compile_wall_s": round(compile_wall, 1),
+        **({"prompt_lm": options.prompt_lm or options.lm, "proposals": proposals.as_dict()}
+           if writes_instructions(options.optimizer) else {}),
     }
     return run.finish(summary, report=lambda done: _report(done, columns, summaries), table=text_table(columns))
 
@@ -97,13 +107,26 @@ def _checked(options: CompileOptions):
     options = with_compile_defaults(options, task)
     program_options = {**task.default_options(), **options.program_options}
     task.program(program_options)  # validates the options
-    bench = prepare(options, task, lm=options.lm)
+    bench = prepare(options, task, lm=options.lm, prompt_lm=options.prompt_lm)
     if not bench.splits.dev and not bench.splits.test:
         raise SmeltError("dev and test are both empty: there is nothing to score; give dev or test data")
     settings = CompileSettings(options.seed, options.threads, options.max_demos, options.max_labeled_demos,
                                diverse_demos=options.diverse_demos)
     check_train_size(options.optimizer, len(bench.splits.train), max_train=options.data.max_train)
+    check_prompt_lm_use(options.optimizer, options.prompt_lm)
     return bench, options, program_options, settings
+
+
+def _check_proposer(options: CompileOptions, task, program_options: dict, train: list, lm, prompt_lm, log) -> bool:
+    """The prompt model's one-call check, before the baseline is scored and the run directory is made: a model
+    that cannot write the optimizer's instructions is named in seconds. Not needed where a resumed run already
+    holds its compiled program. Returns whether it ran."""
+    if options.resume and (Path(options.resume) / "program.json").exists():
+        return False
+    program = task.program(program_options)
+    check_proposer(options.optimizer, program, [task.as_demo(program, ex) for ex in train[:1]], lm=lm,
+                   prompt_lm=prompt_lm, log=log)
+    return True
 
 
 def _score(run: Run, program, examples: list, split: str, label: str, metric, lm, latency_sample: int) -> dict:
@@ -126,9 +149,11 @@ def with_compile_defaults(options: CompileOptions, task) -> CompileOptions:
 
 
 def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, settings: CompileSettings, train,
-                 *, metric, lm, log=print):
+                 *, metric, lm, log=print, prompt_lm=None, tally: ProposalTally | None = None, checked: bool = False):
     """Compile the task's program on ``train`` and save it as ``run_dir/program.json`` (DSPy JSON, written
-    atomically); a program already saved there (an interrupted run resumed) is reloaded instead."""
+    atomically); a program already saved there (an interrupted run resumed) is reloaded instead. ``prompt_lm``
+    writes the optimizer's instructions (None: ``lm``), ``checked`` already (``check_proposer``) or now; ``tally``
+    gets its failed proposals."""
     program_file = run_dir / "program.json"
     program = task.program(program_options)
     if program_file.exists():
@@ -142,7 +167,7 @@ def compile_into(run_dir: Path, task, program_options: dict, optimizer: str, set
         settings = replace(settings, labeled_in_order=True)
     trainset = [task.as_demo(program, ex) for ex in train]
     compiled = compile_program(program, optimizer, trainset=trainset, metric=metric, lm=lm, settings=settings,
-                               log=log)
+                               log=log, prompt_lm=prompt_lm, tally=tally, checked=checked)
     save_program(compiled, run_dir)
     return compiled
 
@@ -158,7 +183,10 @@ def _report(summary: dict, columns: dict, summaries: dict) -> str:
         "",
         f"Metric: **{summary['metric']}**"
         + (f" (judge: {summary['judge']})" if summary.get("judge") else "")
-        + f". Compiled program: {summary['demos']} demos. Compile time {summary['compile_wall_s']} s, "
+        + f". Compiled program: {summary['demos']} demos."
+        + (f" Prompt model {summary['prompt_lm']}: {summary['proposals']['failed']} of "
+           f"{summary['proposals']['asked']} proposals failed." if summary.get("proposals") else "")
+        + f" Compile time {summary['compile_wall_s']} s, "
         f"total {summary['wall_s']} s, peak memory {summary['peak_memory_mb']:.0f} MB.",
         "",
         markdown_table(columns),

@@ -97,17 +97,17 @@ def _server_models(recorded) -> dict[str, str | None]:
     --teacher that is a run directory is that run's business: ``load_run`` asks for its destination)."""
     base = getattr(recorded, "api_base", None)
     found = {}
-    for option in ("lm", "teacher", "judge"):
-        value = getattr(recorded, option, None)
+    for option in ("lm", "teacher", "judge", "prompt_lm"):
+        value, flag = getattr(recorded, option, None), "--" + option.replace("_", "-")
         if not isinstance(value, str) or (option == "teacher" and Path(value, "manifest.json").is_file()):
             continue
         for spec in value.split(",") if option == "judge" else [value]:
             try:
-                server = is_server_model(spec.strip(), f"the run's --{option}")
+                server = is_server_model(spec.strip(), f"the run's {flag}")
             except SmeltError:  # not a model spec (a teacher run that is gone): the command names it when it loads
                 continue
             if server:
-                found[f"--{option} {spec.strip()}"] = base
+                found[f"{flag} {spec.strip()}"] = base
     return found
 
 

@@ -28,7 +28,7 @@ from smelt.eval.reports.sweep import pruning_savings, sweep_report, write_plots,
 from smelt.eval.reports.tables import text_table
 from smelt.files import write_json
 from smelt.lifecycle import Run, RunOutcome, build_manifest, check_runs_root, drop_resume_hint, read_manifest
-from smelt.optimizers.prompt import check_train_size, optimizers_for
+from smelt.optimizers.prompt import check_train_size, optimizers_for, writes_instructions
 from smelt.optimizers.sweep.queue import DEFAULT, ERROR, StudyIdentity, open_study, slots_used, top_up
 from smelt.optimizers.sweep.storage import open_storage, quiet_optuna
 from smelt.programs.registry import get_task
@@ -57,6 +57,8 @@ def run_sweep(options: SweepOptions, log=print, *, given: dict[str, str] | None 
     stage = make_stage(options, cache=options.uses_cache(), log=log)
     if options.stage == "compile":
         _check_optimizers_fit(space, len(stage.splits.train), options.data.max_train)
+        if options.prompt_lm:
+            _check_prompt_lm_use(space, stage, options.prompt_lm)
     options = replace(options, task=stage.task.source)  # what a worker process resolves the task from
     study_name = options.study or f"{stage.task.name}-{options.stage}"
     recorded = {**asdict(options), "storage": redact(options.storage) if options.storage else None}
@@ -121,6 +123,8 @@ def _models(options: SweepOptions) -> dict:
     server = {"api_base": redact(options.api_base)} if options.api_base else {}
     if options.stage == "compile":
         models = {"program": {"spec": options.lm, **server}}
+        if options.prompt_lm:
+            models["prompt"] = {"spec": options.prompt_lm, **server}
     else:
         models = {"program": {"spec": options.student}, "teacher": {"source": options.teacher}}
     return models | ({"judge": {"spec": options.judge, **server}} if options.judge else {})
@@ -133,6 +137,16 @@ def _check_optimizers_fit(space, train_size: int, max_train: int | None) -> None
     instead = f"sweep only the optimizers that fit (a --space file with optimizer: [{fits}])"
     for name in optimizer.checked_values() if optimizer else ():
         check_train_size(name, train_size, max_train=max_train, instead=instead)
+
+
+def _check_prompt_lm_use(space, stage, prompt_lm: str) -> None:
+    """--prompt-lm has an optimizer to write instructions for among those the space draws."""
+    optimizer = space.params.get("optimizer")
+    names = optimizer.checked_values() if optimizer else [stage.knob_defaults["optimizer"]]
+    if not any(writes_instructions(name) for name in names):
+        raise SmeltError(f"--prompt-lm {prompt_lm}: the space draws no optimizer that writes instructions "
+                         f"({', '.join(names)}); add mipro, copro, simba or gepa to its optimizer entry (--space "
+                         "FILE), or drop --prompt-lm")
 
 
 def _check_workers_fit(options: SweepOptions) -> None:

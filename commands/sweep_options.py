@@ -35,6 +35,7 @@ class SweepOptions(RunOptions):
     resume: str | None = None
     # compile stage
     lm: str = "gemma-3-270m"
+    prompt_lm: str | None = None  # the model that writes mipro/copro/simba/gepa's instructions; None: --lm
     # distill stage
     student: str | None = None
     teacher: str | None = None
@@ -72,6 +73,11 @@ class SweepOptions(RunOptions):
             raise SmeltError("--heartbeat must be at least 1 second")
         if self.stage == "compile" and self.task is None:
             raise SmeltError("sweep --stage compile needs a TASK (see `cli.py tasks`)")
+        if self.prompt_lm:
+            if self.stage != "compile":
+                raise SmeltError(f"--prompt-lm {self.prompt_lm}: the prompt model writes a compile stage's "
+                                 "instructions; drop it with --stage distill")
+            parse_spec(self.prompt_lm, "--prompt-lm")
         if self.stage == "distill":
             check_attempt_options(self)
         self.objectives()

@@ -45,7 +45,8 @@ class CompileStage:
         self.options, self.log, self.cache = options, log, cache
         self.task = get_task(options.task)
         check_task_defaults(self.task)
-        self.bench = prepare(replace(options, cache=cache), self.task, check=False)  # checked by the sweep
+        self.bench = prepare(replace(options, cache=cache), self.task, check=False,  # checked by the sweep
+                             prompt_lm=options.prompt_lm)
         self.splits = self.bench.splits
 
     # The models load on first use: a sweep's coordinating process needs none while its workers run.
@@ -64,7 +65,7 @@ class CompileStage:
 
     def warm_up(self) -> None:
         """Load the models now, so that a model that cannot load stops the worker with its own error."""
-        _ = self.lm, self.metric
+        _ = self.lm, self.metric, self.bench.prompt_model
 
     @cached_property
     def knob_defaults(self) -> dict:
@@ -81,7 +82,9 @@ class CompileStage:
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
         knobs, program_options = self._split_params(params)
-        models = {"program": self.lm.describe(), **({"judge": describe_judge(self.judge)} if self.judge else {})}
+        prompt_lm = self.bench.prompt_model
+        models = {"program": self.lm.describe(), **({"judge": describe_judge(self.judge)} if self.judge else {}),
+                  **({"prompt": prompt_lm.describe()} if prompt_lm else {})}
         run = Run.in_folder(run_dir, "compile", self.task, threads=self.options.threads, log=self.log,
                             manifest=lambda: build_manifest(
                                 command="compile", task=self.task, options={"sweep_params": params},
@@ -93,7 +96,7 @@ class CompileStage:
         settings = CompileSettings(self.options.seed, self.options.threads, knobs["max_demos"],
                                    knobs["max_labeled_demos"], knobs["num_candidates"], candidate_eval_size=16)
         program = compile_into(run_dir, self.task, program_options, knobs["optimizer"], settings, self.splits.train,
-                               metric=self.metric, lm=self.lm, log=self.log)
+                               metric=self.metric, lm=self.lm, log=self.log, prompt_lm=prompt_lm)
         dev = run.score(program, self.splits.dev, name="dev", metric=self.metric, lm=self.lm,
                         desc=f"trial {trial_number} dev", progress=progress)
         run.finish({"task": self.task.name, "command": "compile", "optimizer": knobs["optimizer"],

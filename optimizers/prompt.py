@@ -15,7 +15,20 @@ if TYPE_CHECKING:
     import dspy
 
 from smelt.errors import SmeltError
+from smelt.log import to_stderr
 from smelt.optimizers.demo_diversity import diversify_demos, rule_applies
+from smelt.optimizers.prompt_model import proposing_context
+from smelt.optimizers.proposal_check import (
+    Proposer,
+    check_prompt_model,
+    probe_copro,
+    probe_gepa,
+    probe_mipro,
+    probe_simba,
+    prompt_model_named,
+    unreadable,
+)
+from smelt.optimizers.proposal_failures import ProposalTally, counting_failed_proposals
 
 # The counts of CompileSettings and the option that sets each (a sweep's space sets num_candidates).
 _COUNT_OPTIONS = {"max_demos": "--max-demos", "max_labeled_demos": "--max-labeled-demos",
@@ -47,18 +60,18 @@ COMPILE_DEFAULTS = {"optimizer": "bootstrap", "max_demos": CompileSettings.max_d
                     "max_labeled_demos": CompileSettings.max_labeled_demos}
 
 
-def _none(program, trainset, metric, lm, s: CompileSettings):
+def _none(program, trainset, metric, lm, s: CompileSettings, prompt_lm):
     return program
 
 
-def _labeled(program, trainset, metric, lm, s):
+def _labeled(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
     labeled = dspy.LabeledFewShot(k=s.max_labeled_demos)
     return labeled.compile(program, trainset=trainset, sample=not s.labeled_in_order)
 
 
-def _bootstrap(program, trainset, metric, lm, s):
+def _bootstrap(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
     optimizer = dspy.BootstrapFewShot(
@@ -68,7 +81,7 @@ def _bootstrap(program, trainset, metric, lm, s):
     return optimizer.compile(program, trainset=trainset)
 
 
-def _random_search(program, trainset, metric, lm, s):
+def _random_search(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
     optimizer = dspy.BootstrapFewShotWithRandomSearch(
@@ -79,36 +92,36 @@ def _random_search(program, trainset, metric, lm, s):
     return optimizer.compile(program, trainset=trainset, valset=valset)
 
 
-def _mipro(program, trainset, metric, lm, s):
+def _mipro(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
     optimizer = dspy.MIPROv2(
-        metric=metric, prompt_model=lm.lm, task_model=lm.lm, auto="light", num_threads=s.threads, seed=s.seed,
+        metric=metric, prompt_model=prompt_lm.lm, task_model=lm.lm, auto="light", num_threads=s.threads, seed=s.seed,
         max_bootstrapped_demos=s.max_demos, max_labeled_demos=s.max_labeled_demos, max_errors=len(trainset) + 1,
         verbose=False,
     )
     return optimizer.compile(program, trainset=trainset, seed=s.seed)
 
 
-def _copro(program, trainset, metric, lm, s):
+def _copro(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
-    optimizer = dspy.COPRO(prompt_model=lm.lm, metric=metric, breadth=3, depth=1)
+    optimizer = dspy.COPRO(prompt_model=prompt_lm.lm, metric=metric, breadth=3, depth=1)
     eval_kwargs = {"num_threads": s.threads, "display_progress": True}
     return optimizer.compile(program, trainset=trainset, eval_kwargs=eval_kwargs)
 
 
-def _simba(program, trainset, metric, lm, s):
+def _simba(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
     optimizer = dspy.SIMBA(
         metric=metric, bsize=min(8, len(trainset)), num_candidates=3, max_steps=2, max_demos=s.max_demos,
-        num_threads=s.threads,
+        prompt_model=prompt_lm.lm, num_threads=s.threads,
     )
     return optimizer.compile(program, trainset=trainset, seed=s.seed)
 
 
-def _gepa(program, trainset, metric, lm, s):
+def _gepa(program, trainset, metric, lm, s, prompt_lm):
     import dspy
 
     def metric_with_feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
@@ -123,7 +136,7 @@ def _gepa(program, trainset, metric, lm, s):
         return dspy.Prediction(score=value, feedback=feedback)
 
     optimizer = dspy.GEPA(
-        metric=metric_with_feedback, auto="light", reflection_lm=lm.lm, num_threads=s.threads, seed=s.seed,
+        metric=metric_with_feedback, auto="light", reflection_lm=prompt_lm.lm, num_threads=s.threads, seed=s.seed,
         reflection_minibatch_size=3,
     )
     return optimizer.compile(program, trainset=trainset)
@@ -148,24 +161,31 @@ def interleave_labels(examples: list, field: str, *, seed: int = 0) -> list:
 
 @dataclass(frozen=True)
 class Optimizer:
-    compile: Callable[..., Any]  # (program, trainset, metric, lm, settings) -> the compiled program
+    compile: Callable[..., Any]  # (program, trainset, metric, lm, settings, prompt_lm) -> the compiled program
     min_train: int  # train examples it cannot run without (DSPy 3.4.1; see OPTIMIZERS)
     help: str  # what it does, for --optimizer's help
+    proposer: Proposer | None = None  # how it asks its prompt model for instructions (None: it writes none)
 
 
 # The optimizers, and the fewest train examples each runs on, as DSPy 3.4.1 has it: BootstrapFewShot loops over
 # train (an empty one fails), random_search bootstraps too, COPRO and SIMBA score on train, GEPA asserts a
 # non-empty train, MIPROv2 splits train into its own train and validation sets (2 at least); labeled would
 # only return the program unchanged.
+# Those that write instructions check their prompt model first (smelt.optimizers.proposal_check). A model that
+# cannot write one stops gepa and copro, which do nothing else (GEPA would end where it started; COPRO stops at
+# its first unreadable proposal); mipro and simba are warned and go on with the demos they also search.
 OPTIMIZERS: dict[str, Optimizer] = {
     "none": Optimizer(_none, 0, "the program as written"),
     "labeled": Optimizer(_labeled, 1, "LabeledFewShot: train examples as demos"),
     "bootstrap": Optimizer(_bootstrap, 1, "BootstrapFewShot: the model's own passing answers as demos"),
     "random_search": Optimizer(_random_search, 1, "BootstrapFewShotWithRandomSearch: the best of several demo sets"),
-    "mipro": Optimizer(_mipro, 2, "MIPROv2 (light): instructions and demos proposed and searched"),
-    "copro": Optimizer(_copro, 1, "COPRO: instructions proposed and refined"),
-    "simba": Optimizer(_simba, 1, "SIMBA: rules and demos from the hardest examples"),
-    "gepa": Optimizer(_gepa, 1, "GEPA: the model reflects on its failures to rewrite instructions"),
+    "mipro": Optimizer(_mipro, 2, "MIPROv2 (light): instructions and demos proposed and searched",
+                       Proposer(probe_mipro, refuses=False, without="its demo sets and the program's own instruction")),
+    "copro": Optimizer(_copro, 1, "COPRO: instructions proposed and refined", Proposer(probe_copro, refuses=True)),
+    "simba": Optimizer(_simba, 1, "SIMBA: rules and demos from the hardest examples",
+                       Proposer(probe_simba, refuses=False, without="demos", failures="rules")),
+    "gepa": Optimizer(_gepa, 1, "GEPA: the model reflects on its failures to rewrite instructions",
+                      Proposer(probe_gepa, refuses=True, failures="reflection")),
 }
 
 
@@ -205,20 +225,75 @@ def check_train_size(optimizer: str, train_size: int, *, max_train: int | None =
     raise SmeltError(f"{split}: {needs}; give more train data (--data FILE, or --train FILE) or {instead}")
 
 
+def writes_instructions(optimizer: str) -> bool:
+    """Whether ``optimizer`` asks a prompt model for instructions (so --prompt-lm applies to it)."""
+    return OPTIMIZERS[optimizer].proposer is not None
+
+
+def check_prompt_lm_use(optimizer: str, prompt_lm: str | None) -> None:
+    """--prompt-lm only with an optimizer that writes instructions: elsewhere it would change nothing."""
+    if prompt_lm and not writes_instructions(optimizer):
+        users = ", ".join(name for name in OPTIMIZERS if writes_instructions(name))
+        raise SmeltError(f"--prompt-lm {prompt_lm}: --optimizer {optimizer} writes no instructions, so it has no "
+                         f"prompt model; drop --prompt-lm, or use an optimizer that writes them ({users})")
+
+
+def check_proposer(optimizer: str, program, trainset: list, *, lm, prompt_lm=None,
+                   log: Callable[[str], None] | None = None) -> None:
+    """Before an optimizer that writes instructions runs: one call asking its prompt model (``prompt_lm``, default
+    ``lm``) for a proposal as the optimizer would (``smelt.optimizers.proposal_check``). One that cannot write it
+    stops gepa and copro (SmeltError) and is warned about with mipro and simba."""
+    proposer = OPTIMIZERS[optimizer].proposer
+    if proposer is None or not trainset:
+        return
+    with proposing_context(lm, prompt_lm):
+        check_prompt_model(optimizer, proposer, program, trainset, prompt_lm or lm, given=prompt_lm is not None,
+                           log=log or to_stderr)
+
+
 def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, lm, settings: CompileSettings,
-                    log: Callable[[str], None] | None = None):
+                    log: Callable[[str], None] | None = None, prompt_lm=None, tally: ProposalTally | None = None,
+                    checked: bool = False):
     """Run ``optimizer`` on ``program`` over ``trainset`` with ``lm`` (a ResolvedLM); returns the compiled copy, its
-    demos with distinct answers where ``settings.diverse_demos`` (or the task's default) asks for it."""
+    demos with distinct answers where ``settings.diverse_demos`` (or the task's default) asks for it.
+
+    An optimizer that writes instructions asks ``prompt_lm`` for them (default: ``lm``), after ``check_proposer``
+    (unless the caller ``checked`` already); its failed proposals are counted into ``tally`` and said in one line
+    at the end, instead of a traceback each."""
     check_train_size(optimizer, len(trainset))
     task = getattr(metric, "task", None)
     diverse = settings.diverse_demos
     if diverse is None:
         diverse = task is not None and rule_applies(task, trainset)
-    with lm.context():
-        compiled = OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings)
+    if not checked:
+        check_proposer(optimizer, program, trainset, lm=lm, prompt_lm=prompt_lm, log=log)
+    given = prompt_lm is not None
+    prompt_lm = prompt_lm if given else lm
+    with proposing_context(lm, prompt_lm if given else None):
+        with counting_failed_proposals(optimizer) as counted:
+            compiled = _compiled(optimizer, program, trainset, metric, lm, settings, prompt_lm, given)
         if diverse:
             diversify_demos(compiled, trainset, metric, log=log)
+    proposer = OPTIMIZERS[optimizer].proposer
+    if proposer is not None and counted.failed:
+        (log or to_stderr)(f"[smelt] {optimizer}: {proposer.failures} failed {counted.failed} of {counted.asked} "
+                           f"on the prompt model {prompt_model_named(prompt_lm, given)}; pass --prompt-lm SPEC "
+                           "with a stronger model")
+    if tally is not None:
+        tally.asked, tally.failed, tally.counted = counted.asked, counted.failed, counted.counted
     return compiled
+
+
+def _compiled(optimizer: str, program, trainset, metric, lm, settings: CompileSettings, prompt_lm, given: bool):
+    """The optimizer's run; a proposal it could not read and does not survive (mipro, copro) as one line."""
+    from dspy.utils.exceptions import AdapterParseError
+
+    try:
+        return OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings, prompt_lm)
+    except AdapterParseError as exc:
+        raise SmeltError(f"--optimizer {optimizer}: the prompt model {prompt_model_named(prompt_lm, given)} wrote a "
+                         f"proposal DSPy could not read ({unreadable(exc)}); pass --prompt-lm SPEC "
+                         "with a stronger model") from None
 
 
 def check_task_defaults(task) -> None:

@@ -1,5 +1,7 @@
 """Plumbing of every optimizer behind compile_program, with DSPy's DummyLM as the model (no quality claims)."""
 
+from types import SimpleNamespace
+
 import dspy
 import pytest
 from dspy.utils.dummies import DummyLM
@@ -13,13 +15,16 @@ from smelt.programs.registry import get_task
 ANSWER = {
     "answer": "Monday and Thursday", "reasoning": "r", "proposed_instruction": "Answer briefly.",
     "proposed_prefix_for_output_field": "Answer:", "observations": "o", "summary": "s", "program_description": "p",
-    "module_description": "m", "new_instruction": "Answer briefly.", "discussion": "d", "module_advice": "{}",
+    "module_description": "m", "new_instruction": "Answer briefly.", "discussion": "d",
+    "module_advice": '{"answer": "Quote the document."}',
 }
 
 
 class DummyResolvedLM:
+    spec = SimpleNamespace(raw="dummy")
+
     def __init__(self):
-        self.lm = DummyLM({"": ANSWER})
+        self.lm = DummyLM({"": ANSWER}, adapter=dspy.JSONAdapter())  # JSON: what GEPA's proposer reads
 
     def context(self):
         return dspy.context(lm=self.lm, adapter=dspy.ChatAdapter())
