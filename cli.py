@@ -121,11 +121,11 @@ def cli():
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)),
               help=f"DSPy optimizer (default: the task's, else bootstrap). {optimizers_help()}")
 @click.option("--lm", default="gemma-3-270m", show_default=True, help=LM_HELP)
-@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
 @click.option("--prompt-lm", metavar="SPEC",
               help="the model that writes instructions for mipro, copro, simba and gepa (their prompt or reflection "
                    "model; default: --lm). One call checks it first: one that cannot write them stops gepa and copro "
                    "and is warned about with mipro and simba. A model spec as for --lm, on --api-base")
+@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
               help="a program option of the task, e.g. -o predictor=cot -o top_k=3 (repeatable; a wrong key or type "
                    "lists the valid ones)")
 @click.option("--predictor", type=click.Choice(["predict", "cot"]), help="same as -o predictor=...")
@@ -253,15 +253,15 @@ def distill(task, **kwargs):
 @click.option("--heartbeat", "heartbeat_s", default=60, show_default=True,
               help="PostgreSQL: seconds between a worker's heartbeats; a trial silent for two is failed and retried")
 @click.option("--lm", default="gemma-3-270m", show_default=True, help="stage compile: the program's model. " + LM_HELP)
+@click.option("--prompt-lm", metavar="SPEC",
+              help="stage compile: the model that writes instructions for the trials' mipro, copro, simba and gepa "
+                   "(default: --lm; see `compile --help`)")
 @click.option("--student", help="stage distill: the model to train adapters on. " + LM_HELP)
 @click.option("--teacher", help="stage distill: a compile or sweep run directory, or a model spec "
                                "(default: the most recent compile run)")
 @click.option("--min-score", default=0.5, show_default=True, help="stage distill: keep teacher answers scoring at "
                                                                    "least this (0-1)")
 @click.option("--use-labels/--no-use-labels", default=True, show_default=True,
-@click.option("--prompt-lm", metavar="SPEC",
-              help="stage compile: the model that writes instructions for the trials' mipro, copro, simba and gepa "
-                   "(default: --lm; see `compile --help`)")
               help="stage distill: where the teacher missed, train on the gold answer")
 @click.option("--synthetic", default=0, show_default=True, help="stage distill: N extra teacher-written questions")
 @teacher_attempt_options("stage distill: ")
