@@ -6,6 +6,7 @@ import dspy
 
 from smelt.errors import SmeltError
 from smelt.programs.decoding_options import DecodingOptions
+from smelt.programs.label_choice import choose_labels_by_likelihood
 
 
 def apply_decoding_options(program: dspy.Module, task, decoding: DecodingOptions) -> dspy.Module:
@@ -13,4 +14,6 @@ def apply_decoding_options(program: dspy.Module, task, decoding: DecodingOptions
     if decoding.choice == "likelihood" and not task.answer_labels:
         raise SmeltError(f"-o choice=likelihood: task {task.name} declares no labels for its answer "
                          f"({task.answer_field}); it needs labels=... (a task file's `labels`) to choose among")
+    if decoding.choice == "likelihood":
+        program = choose_labels_by_likelihood(program, task)
     return program

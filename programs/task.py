@@ -57,6 +57,8 @@ class Task:
     # The format an output field's answer must have (smelt.programs.answer_format): "date" (YYYY-MM-DD), "number",
     # "label" or re.compile(PATTERN), e.g. {"due_date": "date"}. An answer without it scores 0 and counts as malformed.
     formats: dict[str, Any] = field(default_factory=dict)
+    # The decoding options' defaults for this task (a task file's predictor = "likelihood": choice=likelihood).
+    decoding: DecodingOptions = DecodingOptions()
 
     def __post_init__(self):
         if not dataclasses.is_dataclass(self.options):
@@ -122,14 +124,14 @@ class Task:
 
     def default_options(self) -> dict:
         """Every program option with its default: the task's own, then the decoding ones (``constrain``, ``choice``)."""
-        return {**dataclasses.asdict(self.options()), **dataclasses.asdict(DecodingOptions())}
+        return {**dataclasses.asdict(self.options()), **dataclasses.asdict(self.decoding)}
 
     def program(self, options: dict | None = None) -> dspy.Module:
         """A fresh program built with these options (missing ones take their defaults), decoding as its decoding
         options say (``smelt.programs.decoding``)."""
         from smelt.programs.decoding import apply_decoding_options
 
-        own, decoding = split_decoding_options(options)
+        own, decoding = split_decoding_options({**dataclasses.asdict(self.decoding), **(options or {})})
         known = {f.name for f in dataclasses.fields(self.options)}
         unknown = set(own) - known
         if unknown:

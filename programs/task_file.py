@@ -7,7 +7,8 @@
     instructions = "Pick the one department ..."
     metric = "accuracy"                           # f1, em, accuracy, fact or judge, each also NAME+grounded
                                                   # (default: accuracy with labels, else f1)
-    predictor = "predict"                         # or "cot"
+    predictor = "predict"                         # or "cot", or "likelihood" (a labeled answer: the label the
+                                                  # model finds most likely, calibrated: -o choice=likelihood)
     max_tokens = 16
 
     [fields.inquiry]
@@ -40,6 +41,7 @@ import dspy
 from smelt.errors import SmeltError, shown
 from smelt.programs.answer_format import FORMAT_NAMES, AnswerFormat, pattern_format
 from smelt.programs.datasets import load_splits
+from smelt.programs.decoding_options import DecodingOptions
 from smelt.programs.metric_names import GROUNDED, METRIC_NAMES, split_grounded
 from smelt.programs.predictors import PREDICTORS
 from smelt.programs.signature_program import SignatureProgram, options_with_defaults
@@ -52,6 +54,8 @@ TOP_KEYS = ("name", "description", "signature", "instructions", "metric", "predi
 COMPILE_KEYS = {"optimizer": str, "max_demos": int, "max_labeled_demos": int}
 FIELD_KEYS = ("desc", "prefix", "labels", "format", "pattern")
 DATA_KEYS = ("train", "dev", "test", "file")
+LIKELIHOOD = "likelihood"  # predictor = "likelihood": a plain predictor with -o choice=likelihood by default
+TASK_FILE_PREDICTORS = (*PREDICTORS, LIKELIHOOD)
 # Characters a label may not hold: nothing shows them (U+200B, U+FEFF, controls, line separators), so a label with
 # one looks like the label without it, yet an answer written as it looks never matches it.
 _HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
@@ -81,12 +85,16 @@ def load_task_file(path_text: str) -> Task:
     if metric is not None and split_grounded(metric)[0] == "accuracy" and not labels:
         raise bad("metric", "accuracy needs the allowed answers: give fields.<first output>.labels")
     predictor = _string(spec, "predictor", bad, "predict")
-    if predictor not in PREDICTORS:
-        raise bad("predictor", f"{shown(predictor)} is not one of {', '.join(PREDICTORS)}")
+    if predictor not in TASK_FILE_PREDICTORS:
+        raise bad("predictor", f"{shown(predictor)} is not one of {', '.join(TASK_FILE_PREDICTORS)}")
+    likelihood = predictor == LIKELIHOOD
+    if likelihood and not labels:
+        raise bad("predictor", f'"{LIKELIHOOD}" chooses among the answer\'s labels: give '
+                               f"fields.{next(iter(signature.output_fields))}.labels = [...]")
     max_tokens = spec.get("max_tokens", 64)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise bad("max_tokens", f"{shown(max_tokens)} is not a positive integer")
-    options = options_with_defaults(name, predictor, max_tokens)
+    options = options_with_defaults(name, "predict" if likelihood else predictor, max_tokens)
     return Task(
         name=name,
         description=_string(spec, "description", bad, f"the task in {path.name}"),
@@ -96,10 +104,12 @@ def load_task_file(path_text: str) -> Task:
         load_data=_data_loader(spec.get("data"), path, signature, labels, bad),
         metric=metric,
         labels=tuple(labels) if labels else None,
-        sweep_space={"predictor": ["predict", "cot"]},
+        # A label chosen by likelihood follows no reasoning: such a task sweeps how it decodes, not its predictor.
+        sweep_space={"choice": ["likelihood", "generate"]} if likelihood else {"predictor": ["predict", "cot"]},
         compile_defaults=_compile_defaults(spec.get("compile", {}), bad),
         source=str(path),
         formats=formats,
+        decoding=DecodingOptions(choice="likelihood") if likelihood else DecodingOptions(),
     )
 
 
