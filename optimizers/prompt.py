@@ -247,8 +247,7 @@ def check_proposer(optimizer: str, program, trainset: list, *, lm, prompt_lm=Non
     if proposer is None or not trainset:
         return
     with proposing_context(lm, prompt_lm):
-        check_prompt_model(optimizer, proposer, program, trainset, prompt_lm or lm, given=prompt_lm is not None,
-                           log=log or to_stderr)
+        check_prompt_model(optimizer, proposer, program, trainset, lm, prompt_lm, log=log or to_stderr)
 
 
 def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, lm, settings: CompileSettings,
@@ -267,33 +266,31 @@ def compile_program(program: dspy.Module, optimizer: str, *, trainset, metric, l
         diverse = task is not None and rule_applies(task, trainset)
     if not checked:
         check_proposer(optimizer, program, trainset, lm=lm, prompt_lm=prompt_lm, log=log)
-    given = prompt_lm is not None
-    prompt_lm = prompt_lm if given else lm
-    with proposing_context(lm, prompt_lm if given else None):
+    with proposing_context(lm, prompt_lm):
         with counting_failed_proposals(optimizer) as counted:
-            compiled = _compiled(optimizer, program, trainset, metric, lm, settings, prompt_lm, given)
+            compiled = _compiled(optimizer, program, trainset, metric, lm, settings, prompt_lm)
         if diverse:
             diversify_demos(compiled, trainset, metric, log=log)
     proposer = OPTIMIZERS[optimizer].proposer
     if proposer is not None and counted.failed:
         (log or to_stderr)(f"[smelt] {optimizer}: {proposer.failures} failed {counted.failed} of {counted.asked} "
-                           f"on the prompt model {prompt_model_named(prompt_lm, given)}; pass --prompt-lm SPEC "
-                           "with a stronger model")
+                           f"on the prompt model {prompt_model_named(lm, prompt_lm)}; pass --prompt-lm SPEC with a "
+                           "stronger model")
     if tally is not None:
         tally.asked, tally.failed, tally.counted = counted.asked, counted.failed, counted.counted
     return compiled
 
 
-def _compiled(optimizer: str, program, trainset, metric, lm, settings: CompileSettings, prompt_lm, given: bool):
+def _compiled(optimizer: str, program, trainset, metric, lm, settings: CompileSettings, prompt_lm):
     """The optimizer's run; a proposal it could not read and does not survive (mipro, copro) as one line."""
     from dspy.utils.exceptions import AdapterParseError
 
     try:
-        return OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings, prompt_lm)
+        return OPTIMIZERS[optimizer].compile(program.deepcopy(), trainset, metric, lm, settings, prompt_lm or lm)
     except AdapterParseError as exc:
-        raise SmeltError(f"--optimizer {optimizer}: the prompt model {prompt_model_named(prompt_lm, given)} wrote a "
-                         f"proposal DSPy could not read ({unreadable(exc)}); pass --prompt-lm SPEC "
-                         "with a stronger model") from None
+        raise SmeltError(f"--optimizer {optimizer}: the prompt model {prompt_model_named(lm, prompt_lm)} wrote a "
+                         f"proposal DSPy could not read ({unreadable(exc)}); pass --prompt-lm SPEC with a stronger "
+                         "model") from None
 
 
 def check_task_defaults(task) -> None:

@@ -1,6 +1,7 @@
 """Before an optimizer that writes instructions starts: one call asking its prompt model for a proposal, through the
 signature and adapter the optimizer itself uses. A model that cannot write one (a 270M base model asked for GEPA's
-JSON) is named at once, instead of after minutes of failed proposals.
+JSON, or one that only copies the instruction it was shown) is named at once, instead of after minutes of failed
+proposals.
 
 Each optimizer's ``Proposer`` (its entry in ``smelt.optimizers.prompt.OPTIMIZERS``) says what to do then:
 ``refuses`` when proposals are all the optimizer does (gepa, copro: it would end where it started, or stop at the
@@ -24,39 +25,39 @@ _INPUT_CHARS = 400  # each input of the example shown to the prompt model: enoug
 class Proposer:
     """How an optimizer asks its prompt model for instructions."""
 
-    probe: Callable[..., str]  # (program, example, prompt_lm) -> the proposal; one model call; raises when unreadable
+    probe: Callable[..., str]  # (program, example) -> the proposal: one call to DSPy's LM; raises when unreadable
     refuses: bool  # a prompt model that cannot propose stops the run (else a warning)
     without: str = ""  # what the optimizer still does without proposals, for the warning
     failures: str = "proposals"  # what a failed proposal is called in the counted line ("reflection")
 
 
-def prompt_model_named(prompt_lm, given: bool) -> str:
-    """The prompt model as a user named it: ``--prompt-lm X``, or the program's own model."""
-    return f"--prompt-lm {prompt_lm.spec.raw}" if given else f"{prompt_lm.spec.raw} (the program's model)"
+def prompt_model_named(lm, prompt_lm=None) -> str:
+    """The prompt model as the user named it: ``--prompt-lm X``, or the program's own model ``lm``."""
+    return f"--prompt-lm {prompt_lm.spec.raw}" if prompt_lm is not None else f"{lm.spec.raw} (the program's model)"
 
 
-def check_prompt_model(optimizer: str, proposer: Proposer, program, trainset: list, prompt_lm, *, given: bool,
+def check_prompt_model(optimizer: str, proposer: Proposer, program, trainset: list, lm, prompt_lm=None, *,
                        log: Callable[[str], None]) -> bool:
-    """Ask ``prompt_lm`` for one proposal as ``optimizer`` would. A model that cannot write one stops the run
-    (SmeltError) or, where ``proposer`` goes on without, is warned about in one line. A failed call (a server that
-    is down, a wrong key) always stops it. Returns whether the proposal was readable."""
+    """Ask the prompt model (``prompt_lm``, else the program's ``lm``) for one proposal as ``optimizer`` would. One
+    that cannot write it stops the run (SmeltError) or, where ``proposer`` goes on without, is warned about in one
+    line. A failed call (a server that is down, a wrong key) always stops it. Returns whether it could."""
     import dspy
     import pydantic
     from dspy.utils.exceptions import AdapterParseError
 
     try:
-        with dspy.context(lm=prompt_lm.lm):
-            proposal = proposer.probe(program, trainset[0], prompt_lm)
+        with dspy.context(lm=(prompt_lm or lm).lm):
+            proposal = proposer.probe(program, trainset[0])
         problem = _not_a_proposal(proposal, _instruction(program))
     except (AdapterParseError, pydantic.ValidationError, ValueError) as exc:
         problem = unreadable(exc)
     except Exception as exc:  # noqa: BLE001 - any other failure is the call's (server, key), said in one line
-        detail, named = " ".join(redact_text(describe_exception(exc)).split()), prompt_model_named(prompt_lm, given)
+        detail, named = " ".join(redact_text(describe_exception(exc)).split()), prompt_model_named(lm, prompt_lm)
         raise SmeltError(f"--optimizer {optimizer}: the call to the prompt model {named} failed: {detail}; check the "
                          "model spec, --api-base, the API key and that the server is up") from None
     if problem is None:
         return True
-    named = prompt_model_named(prompt_lm, given)
+    named = prompt_model_named(lm, prompt_lm)
     stronger = "pass --prompt-lm SPEC with a stronger model (an instruct model: qwen2.5-7b, or a server model)"
     if proposer.refuses:
         raise SmeltError(f"--optimizer {optimizer}: the prompt model {named} cannot write the instructions "
@@ -96,7 +97,7 @@ def _labels(example) -> dict[str, str]:
     return {name: str(value) for name, value in example.labels().items()}
 
 
-def probe_gepa(program, example, prompt_lm) -> str:
+def probe_gepa(program, example) -> str:
     """GEPA's own instruction proposer (a JSON answer through JSONAdapter) on one example with feedback."""
     from dspy.teleprompt.gepa.instruction_proposal import InstructionProposer
 
@@ -107,7 +108,7 @@ def probe_gepa(program, example, prompt_lm) -> str:
     return texts.get("program", "")
 
 
-def probe_mipro(program, example, prompt_lm) -> str:
+def probe_mipro(program, example) -> str:
     """MIPROv2's instruction signature (GroundedProposer), with one example as the task's demo and a tip."""
     from dspy.propose.grounded_proposer import TIPS, generate_instruction_class
 
@@ -117,7 +118,7 @@ def probe_mipro(program, example, prompt_lm) -> str:
     return propose(task_demos=demo, basic_instruction=_instruction(program), tip=TIPS["simple"]).proposed_instruction
 
 
-def probe_copro(program, example, prompt_lm) -> str:
+def probe_copro(program, example) -> str:
     """COPRO's first proposal: a new instruction and output prefix from the program's instruction."""
     import dspy
     from dspy.teleprompt.copro_optimizer import BasicGenerateInstruction
@@ -126,7 +127,7 @@ def probe_copro(program, example, prompt_lm) -> str:
     return proposal.proposed_instruction if proposal.proposed_prefix_for_output_field is not None else ""
 
 
-def probe_simba(program, example, prompt_lm) -> str:
+def probe_simba(program, example) -> str:
     """SIMBA's rule: advice per module (a dict) from a better and a worse run on one example."""
     import dspy
     from dspy.teleprompt.simba_utils import OfferFeedback, inspect_modules
