@@ -148,6 +148,6 @@ def sft_set_lines(account: dict) -> list[str]:
     if attempts:
         at = ", ".join(f"{k}: {n}" for k, n in attempts["kept_by_attempt"].items())
         sampled = f"; later attempts sampled at temperature {attempts['temperature']}" if attempts["max"] > 1 else ""
-        lines.append(f"teacher: kept {attempts['kept']} of {attempts['inputs']} train inputs in {attempts['runs']} "
+        lines.append(f"Teacher: kept {attempts['kept']} of {attempts['inputs']} train inputs in {attempts['runs']} "
                      f"runs (kept at attempt {at}{sampled})")
     return lines

@@ -94,7 +94,7 @@ def test_a_missed_input_is_tried_again_sampled_and_every_step_of_its_passing_tra
                                            "kept_by_attempt": {"1": 1, "2": 1, "3": 1}, "runs": 1 + 2 + 3 + 3}
     assert sft_set_lines(account) == [
         "SFT rows: find 3, answer 3 (6 in all: teacher 6)",
-        "teacher: kept 3 of 4 train inputs in 9 runs (kept at attempt 1: 1, 2: 1, 3: 1; later attempts sampled at "
+        "Teacher: kept 3 of 4 train inputs in 9 runs (kept at attempt 1: 1, 2: 1, 3: 1; later attempts sampled at "
         "temperature 0.7)"]
 
     # Each attempt ran only on the inputs still missing, into its own records file.
@@ -131,13 +131,14 @@ def cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
-@pytest.mark.parametrize(("flag", "value", "said"), [
-    ("--teacher-attempts", "0", "--teacher-attempts 0: use 1 or more"),
-    ("--teacher-temperature", "0", "--teacher-temperature 0.0: use a temperature above 0 and at most 2"),
+@pytest.mark.parametrize(("command", "flag", "value", "said"), [
+    (["distill"], "--teacher-attempts", "0", "--teacher-attempts 0: use 1 or more"),
+    (["distill"], "--teacher-temperature", "0", "--teacher-temperature 0.0: use a temperature above 0 and at most 2"),
+    (["sweep", "--stage", "distill"], "--teacher-attempts", "-1", "--teacher-attempts -1: use 1 or more"),
 ])
-def test_a_bad_attempt_option_is_one_line_before_any_model_loads(tmp_path, flag, value, said):
-    result = cli(tmp_path, "distill", str(TASK_FILE) + ":task", "--student", "gemma-3-270m", "--teacher",
-                 "gemma-3-270m", flag, value)
+def test_a_bad_attempt_option_is_one_line_before_any_model_loads(tmp_path, command, flag, value, said):
+    result = cli(tmp_path, *command, f"{TASK_FILE}:task", "--student", "gemma-3-270m", "--teacher", "gemma-3-270m",
+                 flag, value)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {said}")
     assert not (tmp_path / "runs").exists()
@@ -175,5 +176,5 @@ def test_distill_of_a_two_step_task_counts_its_rows_per_predictor(tmp_path):
     assert manifest["options"]["teacher_attempts"] == 2 and manifest["options"]["teacher_temperature"] == 0.7
     printed = result.stdout
     assert f"SFT rows: find {per_predictor['find']}, answer {per_predictor['answer']}" in printed
-    assert f"teacher: kept {attempts['kept']} of 4 train inputs in {runs} runs" in printed
+    assert f"Teacher: kept {attempts['kept']} of 4 train inputs in {runs} runs" in printed
     assert "SFT rows: find" in (run_dir / "report.md").read_text()
