@@ -108,6 +108,22 @@ def test_prompt_lm_is_refused_with_an_optimizer_that_writes_no_instructions(tmp_
         "drop --prompt-lm, or use an optimizer that writes them (mipro, copro, simba, gepa)"]
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["--prompt-lm", "gemma-3-270m", "--trials", "1"],
+     "error: --prompt-lm gemma-3-270m: the space draws no optimizer that writes instructions (none, labeled, "
+     "bootstrap); add mipro, copro, simba or gepa to its optimizer entry (--space FILE), or drop --prompt-lm"),
+    (["--stage", "distill", "--student", "gemma-3-270m", "--prompt-lm", "gemma-3-270m"],
+     "error: --prompt-lm gemma-3-270m: the prompt model writes a compile stage's instructions; drop it with --stage "
+     "distill"),
+])
+def test_sweep_refuses_a_prompt_lm_it_would_not_use(tmp_path, args, line):
+    """The embedded model's default space draws no optimizer that writes instructions; a distill stage has none."""
+    result = subprocess.run([sys.executable, str(CLI), "sweep", "doc_qa", *args, "--runs-root", str(tmp_path)],
+                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [line], result.stderr[-2000:]
+    assert not any(tmp_path.rglob("manifest.json"))
+
+
 # ---------------------------------------------------------------------------- failed proposals counted
 
 
