@@ -12,7 +12,8 @@ and API key go. A command that takes a run (``eval``, ``run``, ``serve``, ``dist
                            ``compile --lm``; the run's server is not reused for it.
 
 Anything else is refused in one line that gives the command to type. In-process models (``gemma-3-270m``,
-``hf:...``) send nothing anywhere and need none of this.
+``hf:...``, and ``gguf:...``, whose llama.cpp server smelt starts inside the process on 127.0.0.1) send nothing
+anywhere and need none of this.
 """
 
 import shlex
@@ -30,7 +31,7 @@ PROVIDER_API = "the provider's own API"  # where a hosted model's requests go wi
 
 def is_server_model(spec: object, option: str = "the run's model") -> bool:
     """True for a spec whose calls leave this process (a server or a hosted API)."""
-    return isinstance(spec, str) and not parse_spec(spec, option).in_process
+    return isinstance(spec, str) and not parse_spec(spec, option).local
 
 
 def recorded_base(record: dict, manifest: dict) -> str | None:

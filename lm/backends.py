@@ -38,6 +38,11 @@ class Backend:
     description: str  # a line for `cli.py models`
     in_process: bool  # loaded by transformers here (trainable, batched by smelt's engine), or called over HTTP
     weights: Callable[[str, str], str] | None = None  # in-process: (spec, target) -> the folder or hub id to load
+    local: bool | None = None  # its requests never leave this process (default: in_process)
+
+    @property
+    def stays_local(self) -> bool:
+        return self.in_process if self.local is None else self.local
 
 
 BACKENDS: dict[str, Backend] = {backend.kind: backend for backend in (
@@ -46,6 +51,9 @@ BACKENDS: dict[str, Backend] = {backend.kind: backend for backend in (
     Backend("hf", "hf:<hub id or folder>", "in-process; or an alias such as llama-3.2-3b",
             "any transformers causal LM, in-process (an alias such as llama-3.2-3b names an instruct checkpoint)",
             True, hf_weights),
+    Backend("gguf", "gguf:<file.gguf>", "llama.cpp in this process; gguf:gemma-3-270m for the embedded one",
+            "a GGUF file run by llama.cpp's server inside this process (the xllamacpp wheel), prompted as "
+            "in-process; gguf:gemma-3-270m is the embedded model's own Q4_K_M file", False, local=True),
     Backend("completion", "text-completion-openai/<model>", "a base model behind a server, with --api-base",
             "a base model (no chat template) behind an OpenAI-compatible server's /v1/completions, prompted as "
             "in-process", False),

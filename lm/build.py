@@ -1,7 +1,7 @@
 """From a spec string to a ready ``dspy.LM`` and the adapter that suits it."""
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dspy
@@ -10,7 +10,10 @@ from smelt.errors import SmeltError
 from smelt.lm.completion_engine import CompletionServerEngine
 from smelt.lm.credentials import endpoint
 from smelt.lm.generation import DEFAULT_MAX_TOKENS
+from smelt.lm.gguf_files import gguf_model
+from smelt.lm.llamacpp_server import server_for
 from smelt.lm.loading import load_model
+from smelt.lm.lora_gguf import gguf_lora_adapter
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.response_cache import key_responses_by_server
 from smelt.lm.server_adapter import ServerChatAdapter
@@ -41,6 +44,7 @@ class ResolvedLM:
     engine: object | None = None
     adapter_dir: str | None = None
     api_base: str | None = None  # a server model's --api-base as it may be recorded (no password)
+    weights: dict = field(default_factory=dict)  # what else identifies the weights in a manifest (a GGUF's sha256)
 
     def context(self):
         """``with resolved.context(): ...`` runs DSPy calls on this model without touching global settings."""
@@ -56,6 +60,7 @@ class ResolvedLM:
             described["adapter"] = self.adapter_dir
         if self.api_base:
             described["api_base"] = self.api_base
+        described.update(self.weights)
         if not getattr(self.adapter, "instructions", True):
             described["instructions"] = False
         return described
@@ -80,6 +85,9 @@ def lm_for_spec(
     distilled student, whose adapter was trained on that format (see ``PrefillChatAdapter``).
     """
     parsed = parse_spec(spec, option)
+    if parsed.kind == "gguf":
+        return _gguf_lm(parsed, device=device, adapter=adapter, temperature=temperature, max_tokens=max_tokens,
+                        cache=cache, instructions=instructions)
     if not parsed.in_process:
         if adapter:
             raise SmeltError(f"{option} {spec}: a LoRA adapter can only be attached to an in-process (hf:) model")
@@ -140,6 +148,26 @@ def _completion_server_lm(parsed: ModelSpec, api_base: str | None, *, temperatur
                  temperature=temperature, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, cache=cache,
                  num_retries=API_RETRIES)
     return ResolvedLM(parsed, lm, PrefillChatAdapter(), api_base=redact(api_base))
+
+
+def _gguf_lm(parsed: ModelSpec, *, device: str, adapter: str | Path | None, temperature: float,
+             max_tokens: int | None, cache: bool, instructions: bool) -> ResolvedLM:
+    """A GGUF file on llama.cpp's server, started in this process (``llamacpp_server``) and prompted through its
+    completion endpoint exactly as the in-process engine prompts a base model (``completion_engine``). A run's
+    peft adapter is converted to a GGUF LoRA adapter once (``lora_gguf``) and applied per request."""
+    model = gguf_model(parsed.target)
+    lora = gguf_lora_adapter(Path(adapter), model.path) if adapter else None
+    server = server_for(model.path, context_length=model.context_length, adapters=(lora,) if lora else (),
+                        device=device)
+    engine = CompletionServerEngine(parsed.target, server.url, server.api_key, timeout_s=REQUEST_TIMEOUT_S,
+                                    extra_body=server.adapter_request(lora))
+    # DSPy's response cache is keyed by the model name: the weights (not the port of this process's server) and
+    # the adapter make it.
+    name = f"{parsed.raw}@{model.sha256[:12]}" + (f"+lora-{_digest(adapter)}" if adapter else "")
+    lm = dspy.LM(f"smelt-gguf/{name}", engine=engine, temperature=temperature,
+                 max_tokens=max_tokens or DEFAULT_MAX_TOKENS, cache=cache, num_retries=API_RETRIES)
+    return ResolvedLM(parsed, lm, PrefillChatAdapter(instructions=instructions), adapter_dir=str(adapter) if adapter
+                      else None, weights={"file": str(model.path), "sha256": model.sha256, "device": server.device})
 
 
 def build_lm(spec: str, **kwargs) -> dspy.LM:

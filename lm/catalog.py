@@ -5,13 +5,15 @@ Everything here is read from local caches only: listing models never loads one a
 
 from smelt.lm.backends import BACKENDS
 from smelt.lm.embedded import EMBEDDED_SPEC, embedded_model_dir, is_embedded_model_cached
+from smelt.lm.gguf_files import SHIPPED_GGUF_SPEC, shipped_gguf_path
 from smelt.lm.specs import ALIASES
 
 
 def list_models() -> list[dict]:
     """One row per model spec: ``spec``, ``kind``, ``target``, ``description``, ``cached`` and ``location``.
 
-    ``cached`` is True/False for the embedded model and the aliases (in the local Hugging Face cache),
+    ``cached`` is True/False for the embedded model (converted, and its GGUF assembled, in smelt's cache) and the
+    aliases (in the local Hugging Face cache),
     and None for the open-ended forms, which name no single model.
     """
     embedded_dir = embedded_model_dir()
@@ -23,7 +25,16 @@ def list_models() -> list[dict]:
             "description": "the default: Gemma 3 270M base model, in-process on CPU or GPU, works offline",
             "cached": is_embedded_model_cached(),
             "location": str(embedded_dir),
-        }
+        },
+        {
+            "spec": SHIPPED_GGUF_SPEC,
+            "kind": "gguf",
+            "target": "google/gemma-3-270m (the same Q4_K_M GGUF, on llama.cpp)",
+            "description": "the embedded model on llama.cpp, inside this process (xllamacpp): a quarter of the "
+                           "memory, works offline",
+            "cached": shipped_gguf_path().is_file(),
+            "location": str(shipped_gguf_path()),
+        },
     ]
     for alias, hub_id in ALIASES.items():
         config = hub_cached_config(hub_id)

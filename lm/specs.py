@@ -2,6 +2,8 @@
 
 - ``gemma-3-270m``            the embedded default (offline, from PyPI)
 - ``hf:<hub id or folder>``   any transformers causal LM, run in-process
+- ``gguf:<file.gguf>``        a GGUF file run by llama.cpp inside this process (``gguf:gemma-3-270m``: the
+                              embedded model's own GGUF, not converted)
 - an alias (``llama-3.2-3b``) an instruct checkpoint on the hub, run in-process
 - ``text-completion-openai/<model>``  a base model behind a server's /v1/completions, prompted as in-process
 - ``provider/model``          anything LiteLLM serves: openai/..., ollama_chat/..., hosted_vllm/...
@@ -18,6 +20,7 @@ from typing import Literal
 from smelt.errors import SmeltError
 from smelt.lm.backends import BACKENDS, COMPLETION_PROVIDER
 from smelt.lm.embedded import EMBEDDED_SPEC
+from smelt.lm.gguf_files import GGUF_MAGIC, GGUF_PREFIX, SHIPPED_GGUF_SPEC, check_gguf_file, is_shipped_weights
 
 # Aliases resolve to instruct checkpoints: the users who name a model want it to follow instructions.
 ALIASES: dict[str, str] = {
@@ -34,7 +37,7 @@ ALIASES: dict[str, str] = {
     "phi-4-mini": "microsoft/Phi-4-mini-instruct",
 }
 
-Kind = Literal["embedded", "hf", "completion", "litellm"]  # the keys of backends.BACKENDS
+Kind = Literal["embedded", "hf", "gguf", "completion", "litellm"]  # the keys of backends.BACKENDS
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,13 @@ class ModelSpec:
 
     @property
     def in_process(self) -> bool:
+        """Loaded by transformers in this process: trainable, run by smelt's own engine."""
         return BACKENDS[self.kind].in_process
+
+    @property
+    def local(self) -> bool:
+        """Its requests never leave this process (in-process, or llama.cpp's server inside it): no --api-base."""
+        return BACKENDS[self.kind].stays_local
 
     def weights_source(self) -> str:
         """The folder or hub id an in-process model's weights load from."""
@@ -69,6 +78,14 @@ def parse_spec(spec: str, option: str = "--lm") -> ModelSpec:
         if not target:
             raise SmeltError(f"{option} {raw!r}: hf: needs a hub id or a folder, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct")
         return ModelSpec(raw, "hf", target)
+    if raw.startswith(GGUF_PREFIX):
+        target = raw[len(GGUF_PREFIX):].strip()
+        if not target:
+            raise SmeltError(f"{option} {raw!r}: gguf: needs a .gguf file, e.g. gguf:./model-Q4_K_M.gguf, or "
+                             f"{SHIPPED_GGUF_SPEC} for the embedded model's own file")
+        if target != EMBEDDED_SPEC:
+            target = str(check_gguf_file(target, raw, option))
+        return ModelSpec(raw, "gguf", target)
     if raw.lower() in ALIASES:
         return ModelSpec(raw, "hf", ALIASES[raw.lower()])
     if "/" in raw:
@@ -91,7 +108,8 @@ def parse_spec(spec: str, option: str = "--lm") -> ModelSpec:
     known = ", ".join([EMBEDDED_SPEC, *ALIASES])
     raise SmeltError(
         f"{option} {raw!r}: unknown model; known names: {known}; "
-        "or hf:<hub id or folder> for any transformers model, or provider/model for LiteLLM (openai/gpt-4o-mini)"
+        "or hf:<hub id or folder> for any transformers model, gguf:<file.gguf> for llama.cpp, or provider/model for "
+        "LiteLLM (openai/gpt-4o-mini)"
     )
 
 
@@ -109,6 +127,14 @@ def _looks_like_path(raw: str) -> bool:
     return ("/" in raw and Path(first).is_dir()) or Path(os.path.expanduser(raw)).exists()
 
 
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
 _PASS_INSTEAD = ("pass a run directory (runs/<task>/<run>), hf:<folder>, an alias (see cli.py models) "
                  "or provider/model (openai/gpt-4o-mini)")
 
@@ -117,6 +143,16 @@ def _not_a_model_path(raw: str, option: str) -> str:
     path = Path(os.path.expanduser(raw))
     if path.is_dir() and (path / "config.json").is_file():
         return f"{option} {raw}: a model folder; pass it as hf:{raw} to run it in-process"
+    if path.is_file() and _starts_with(path, GGUF_MAGIC):
+        return f"{option} {raw}: a GGUF file; pass it as {GGUF_PREFIX}{raw} to run it on llama.cpp in this process"
     if path.exists():
         return f"{option} {raw}: not a run directory (no manifest.json there) and not a model spec; {_PASS_INSTEAD}"
     return f"{option} {raw}: no such run directory or model folder, and not a model spec; {_PASS_INSTEAD}"
+
+
+def runs_on_llamacpp(given: str, recorded: str) -> bool:
+    """True when ``given`` is a ``gguf:`` spec whose file holds the very weights ``recorded`` names (the embedded
+    model's own GGUF for ``gemma-3-270m``): a run made on ``recorded`` runs as it was made, on llama.cpp, its LoRA
+    adapter and prompt included."""
+    given_spec, recorded_spec = parse_spec(given), parse_spec(recorded, "the run's model")
+    return given_spec.kind == "gguf" and recorded_spec.kind == "embedded" and is_shipped_weights(given_spec.target)
