@@ -198,6 +198,10 @@ def compile(task, **kwargs):
 @click.option("--student-instructions", is_flag=True,
               help="keep DSPy's system message (field list and task instructions) in the student's prompt; by "
                    "default it is left out, since the adapter learns the task, and prompts are about half as long")
+@click.option("--then-compile", is_flag=True,
+              help="after training, compile the distilled student's prompt too (bootstrap demos on train, answered "
+                   "by the student with its adapter) and keep it only if it beats the distilled student on dev; the "
+                   "program kept is the run's program.json and is scored on test")
 @click.option("--resume", type=click.Path(),
               help="continue an interrupted distill run in this run directory, with the options it was started with "
                    "(its teacher, SFT set and checkpoints; a flag that contradicts the run is refused)")
@@ -207,7 +211,8 @@ def distill(task, **kwargs):
 
     TASK may be left out when the teacher is a run directory (or the latest compile run): it is the run's task.
     Otherwise it is a shipped task, path/to/my_task.py:task, package.module:task or a task file (.toml).
-    Scores the teacher, the bare student and the distilled student side by side on test."""
+    Scores the teacher, the bare student and the distilled student side by side on test (with --then-compile, the
+    distilled+compiled program too, where dev kept it)."""
     from smelt.commands.distill import DistillOptions, run_distill
     from smelt.programs.registry import get_task
     from smelt.programs.task import parse_option_pairs

@@ -10,7 +10,9 @@
    the question: that, with the smaller model, is where its speed comes from.
 4. Before training: the teacher and the bare student are scored on test.
 5. LoRA training (smelt.optimizers.distill.lora_training), with a checkpoint each epoch.
-6. The distilled student is scored on test; everything lands in the run directory.
+6. With --then-compile, the distilled student's prompt is compiled too (smelt.commands.then_compile), kept
+   only where dev improves.
+7. The program kept is scored on test; everything lands in the run directory.
 """
 
 import json
@@ -36,6 +38,7 @@ from smelt.commands.teacher import (
     sft_set_lines,
     teacher_program_options,
 )
+from smelt.commands.then_compile import COMPILED, DISTILLED, ThenCompiled, compile_distilled
 from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import summarize
@@ -72,6 +75,7 @@ class DistillOptions(RunOptions):
     lora: dict = field(default_factory=dict)  # LoraTrainingConfig overrides, e.g. {"r": 16, "epochs": 2}
     merge: bool = False
     student_instructions: bool = False  # keep DSPy's system message (field list, instructions) in the student prompt
+    then_compile: bool = False  # compile the distilled student's prompt (bootstrap); kept where dev improves
     resume: str | None = None
 
 
@@ -132,6 +136,7 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
         _with_recorded_usage(bare, recorded / "baseline.test.jsonl", run.dir / "eval" / "student.test.jsonl", metric)
     columns["student (no adapter)"] = bare.summary | {"model_memory_mb": _model_mb(student_lm)}
     teacher_source = teacher.source
+    student_options = zero_shot_options(teacher.program_options)
     # Training holds its own copy of the student (a served model is never changed): the served teacher and bare
     # student go first, or a GPU holds the student's weights twice.
     del teacher, student_lm
@@ -140,14 +145,20 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
     # 5. Training.
     training = _trained(run.dir, setup, rows, log)
 
-    # 6. The distilled student, loaded back from its safetensors.
+    # 6. The distilled student, loaded back from its safetensors; with --then-compile, its compiled prompt.
     distilled_lm = lm_for_spec(options.student, option="--student", device=options.device,
                                adapter=run.dir / "adapter", cache=options.cache,
                                instructions=options.student_instructions)
-    save_program(setup.student_program, run.dir)
-    results["distilled student"] = score(setup.student_program, distilled_lm, setup.splits.test, "test",
-                                         "distilled student test")
-    columns["distilled student"] = results["distilled student"].summary | {"model_memory_mb": _model_mb(distilled_lm)}
+    then = _then_compiled(run, setup, distilled_lm, student_options, score, log) if options.then_compile else None
+    kept = then.program if then else setup.student_program
+    save_program(kept, run.dir)
+
+    # 7. Test: the distilled student, and the compiled one where it was kept; eval/test.jsonl is the kept program's.
+    tested = {DISTILLED: setup.student_program, **({COMPILED: then.program} if then and then.compiled_kept else {})}
+    for label, program in tested.items():
+        name = "test" if program is kept else "distilled.test"
+        results[label] = score(program, distilled_lm, setup.splits.test, name, f"{label} test")
+        columns[label] = results[label].summary | {"model_memory_mb": _model_mb(distilled_lm)}
     if options.merge:
         _merge(run.dir, distilled_lm, log)
 
@@ -156,12 +167,25 @@ def run_distill(options: DistillOptions, log=print, *, given: dict[str, str] | N
         "metric": metric.name, "sft_examples": len(rows), "sft_sources": counts, "sft_predictors": per_predictor,
         "teacher_attempts": account["teacher_attempts"], "training": training,
         "test": columns,
+        **({"then_compile": then.record(), "dev": then.dev} if then else {}),
     }
     disagreeing = [line for label, result in results.items()
                    for line in disagreement_lines(result.records, f"{label} test")]
-    return run.finish(summary, report=lambda done: _report(done, columns) + "".join(f"{x}\n" for x in disagreeing),
-                      table=text_table(columns)
+    kept_line = then.line(metric.name) if then else ""
+    return run.finish(summary, report=lambda done: _report(done, columns, kept_line)
+                      + "".join(f"{x}\n" for x in disagreeing),
+                      table=(f"{kept_line}\n" if kept_line else "") + text_table(columns)
                       + "\n\n" + "\n".join(sft_lines))
+
+
+def _then_compiled(run: Run, setup: "_Setup", lm, student_options: dict, score, log) -> ThenCompiled:
+    """--then-compile: the distilled student on dev, then its compiled prompt (``commands.then_compile``)."""
+    distilled_dev = score(setup.student_program, lm, setup.splits.dev, "dev", f"{DISTILLED} dev")
+    then = compile_distilled(run, setup.task, setup.student_program, student_options, lm, setup.splits.train,
+                             setup.splits.dev, distilled_dev.summary, metric=setup.metric, seed=setup.options.seed,
+                             threads=setup.options.threads, log=log)
+    log(f"[smelt] {then.line(setup.metric.name)}")
+    return then
 
 
 @dataclass
@@ -212,6 +236,9 @@ def _setup(options: DistillOptions, log) -> _Setup:
         raise SmeltError("the train split is empty: distill needs train inputs for the teacher to answer")
     if not splits.test:
         raise SmeltError("the test split is empty: distill compares teacher and student on test")
+    if options.then_compile and not splits.dev:
+        raise SmeltError("--then-compile: the dev split is empty, and dev decides whether the compiled prompt is "
+                         "kept; give dev data (--dev FILE, or a larger --max-dev) or drop --then-compile")
     teacher = load_teacher(options, task, log=log)
     judge, metric = bench.judge, bench.metric  # after the teacher: its mistakes are named first
     student_program = task.program(zero_shot_options(teacher.program_options))
@@ -281,7 +308,7 @@ def _model_mb(resolved) -> float | None:
     return parameter_megabytes(resolved.engine.model) if resolved.engine is not None else None
 
 
-def _report(summary: dict, columns: dict) -> str:
+def _report(summary: dict, columns: dict, kept_line: str = "") -> str:
     t = summary["training"]
     return "\n".join([
         f"# distill {summary['task']}: {summary['teacher']} -> {summary['student']} (LoRA)",
@@ -293,6 +320,9 @@ def _report(summary: dict, columns: dict) -> str:
         "",
         markdown_table(columns),
         "",
-        "Files: `adapter/` (safetensors), `program.json` (the zero-shot student program), `sft.jsonl`, "
+        *([kept_line.replace("then-compile:", "With `--then-compile`:", 1) + ".", ""] if kept_line else []),
+        "Files: `adapter/` (safetensors), `program.json` (the student program, "
+        + ("with its compiled demos" if (summary.get("then_compile") or {}).get("kept") == COMPILED else "zero-shot")
+        + "), `sft.jsonl`, "
         "`train_log.jsonl`, `eval/*.jsonl`.",
     ]) + "\n"

@@ -3,7 +3,8 @@
 
 compile: sample an optimizer, its demo counts and the task's program options -> compile on train -> dev.
 distill: the teacher's SFT set is built once (``DistillStage.prepare``) -> each trial trains a LoRA adapter
-with sampled r, alpha, dropout, learning rate, epochs and target modules -> the student on dev.
+with sampled r, alpha, dropout, learning rate, epochs and target modules -> the student on dev (with
+``then_compile``, its compiled prompt too, the better of the two on dev kept: ``commands.then_compile``).
 Test is never touched here: ``commands.sweep`` scores the best and the default configuration on it at the end.
 """
 
@@ -17,6 +18,7 @@ from smelt.commands.common import describe_judge, save_program
 from smelt.commands.compile import compile_into
 from smelt.commands.distill import DistillOptions, student_record, zero_shot_options
 from smelt.commands.teacher import build_sft_set, load_teacher, resolve_teacher, sft_set_account, sft_set_lines
+from smelt.commands.then_compile import compile_distilled
 from smelt.commands.workbench import prepare
 from smelt.errors import SmeltError
 from smelt.eval.evaluate import evaluate
@@ -187,10 +189,11 @@ class DistillStage:
         config = default_config(self.device)
         targets = config.target_modules if config.all_linear else ",".join(config.target_modules)
         return {"r": config.r, "alpha_ratio": round(config.alpha / config.r, 4), "dropout": config.dropout,
-                "learning_rate": config.learning_rate, "epochs": config.epochs, "target_modules": targets}
+                "learning_rate": config.learning_rate, "epochs": config.epochs, "target_modules": targets,
+                "then_compile": False}
 
     def config(self, params: dict):
-        lora = {k: v for k, v in params.items() if k != "alpha_ratio"}
+        lora = {k: v for k, v in params.items() if k not in ("alpha_ratio", "then_compile")}
         if "r" in params or "alpha_ratio" in params:
             base = default_config(self.device)
             r = params.get("r", base.r)
@@ -216,14 +219,22 @@ class DistillStage:
         save_program(student_program, run_dir)
         try:
             dev = run.score(student_program, self.splits.dev, name="dev", metric=self.metric, lm=lm,
-                            desc=f"trial {trial_number} dev", progress=progress)
+                            desc=f"trial {trial_number} dev", progress=progress).summary
+            then = None
+            if params.get("then_compile"):  # pruned on the distilled student's dev score alone, above
+                then = compile_distilled(run, self.task, student_program, self.student_options(), lm,
+                                         self.splits.train, self.splits.dev, dev, metric=self.metric,
+                                         seed=self.options.seed, threads=self.options.threads, log=self.log)
+                self.log(f"[smelt] trial {trial_number} {then.line(self.metric.name)}")
+                save_program(then.program, run_dir)
+                dev = then.dev[then.kept]
         finally:
             lm.engine.close()
             unload_models()
         run.finish({"task": self.task.name, "command": "distill", "student": self.options.student,
                     "teacher": self.teacher_source, "metric": self.metric.name, "training": training,
-                    "dev": dev.summary})
-        return dev.summary
+                    "dev": dev, **({"then_compile": then.record()} if then else {})})
+        return dev
 
     def _distilled_lm(self, run_dir: Path):
         """The student with the adapter trained in ``run_dir``, prompted as it was trained."""

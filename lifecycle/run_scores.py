@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from smelt.errors import SmeltError
+from smelt.eval.reports.run_records import kept_column
 
 SPLITS = ("test", "dev", "train")
 
@@ -48,13 +49,13 @@ def scores_of(summary: dict) -> dict[str, dict[str, float]]:
 
 
 def served_column(summary: dict, columns: dict) -> str | None:
-    """Which column scored the program a run serves: a compile's compiled program, a distill's distilled student,
-    a sweep's best trial (the first of its best, kept as best/)."""
+    """Which column scored the program a run serves: a compile's compiled program, a distill's distilled student
+    (or the program ``--then-compile`` kept), a sweep's best trial (the first of its best, kept as best/)."""
     command = summary.get("command")
     if command == "compile":
         column = "compiled"
     elif command == "distill":
-        column = "distilled student"
+        column = kept_column(summary)
     elif command == "sweep":
         best = summary.get("best")
         number = best[0].get("number") if isinstance(best, list) and best and isinstance(best[0], dict) else None

@@ -106,6 +106,13 @@ def run_command(run_dir: Path) -> str | None:
     return read_json(run_dir / "summary.json").get("command") or read_json(run_dir / "manifest.json").get("command")
 
 
+def kept_column(summary: dict) -> str:
+    """A distill run's served column: ``distilled student``, or what ``--then-compile`` kept (``distilled+compiled``,
+    whose test records are then eval/test.jsonl, the distilled student's eval/distilled.test.jsonl)."""
+    kept = (summary.get("then_compile") or {}).get("kept") if isinstance(summary.get("then_compile"), dict) else None
+    return kept if isinstance(kept, str) else "distilled student"
+
+
 def run_sources(run_dir: Path, split: str | None = None) -> tuple[str, list[Source]]:
     """The report's split of a run (``split``, else test, else dev) and its programs on it, in comparison order:
     baseline -> compiled, teacher -> bare student -> distilled student, default -> best."""
@@ -123,8 +130,11 @@ def run_sources(run_dir: Path, split: str | None = None) -> tuple[str, list[Sour
         def sources(s: str) -> list[Source]:
             if s != "test":
                 return []
-            files = {"teacher": "teacher.test", "student (no adapter)": "student.test", "distilled student": "test"}
-            return [Source(label, evals / f"{name}.jsonl", columns.get(label) or {}, main=label == "distilled student")
+            kept = kept_column(summary)  # eval/test.jsonl is the served program's: --then-compile may keep another
+            files = {"teacher": "teacher.test", "student (no adapter)": "student.test",
+                     "distilled student": "test" if kept == "distilled student" else "distilled.test",
+                     **({kept: "test"} if kept != "distilled student" else {})}
+            return [Source(label, evals / f"{name}.jsonl", columns.get(label) or {}, main=label == kept)
                     for label, name in files.items()]
     elif command == "eval":
         program_run = Path(str(summary.get("program_run") or read_json(run_dir / "manifest.json").get(
@@ -211,7 +221,9 @@ def run_report(run_dir: Path) -> Report:
                     metric=metric)
     found = program_file(run_dir)
     if found:
-        heading = {"distill": "The distilled student's program (zero-shot)", "sweep": "The best trial's program",
+        distilled = "The distilled student's program (" + (
+            "zero-shot)" if kept_column(summary) == "distilled student" else "with its compiled demos)")
+        heading = {"distill": distilled, "sweep": "The best trial's program",
                    "eval": "The evaluated program"}.get(command, "The compiled program")
         report.program_files.append((heading, found))
     if command == "distill":

@@ -41,6 +41,9 @@ ANSWER_ONLY_OPTIMIZERS = ("none", "labeled", "bootstrap")
 CAPABLE_MODEL_OPTIMIZERS = ("random_search", "mipro", "simba")
 COMPILE_KNOBS = ("optimizer", "max_demos", "max_labeled_demos", "num_candidates")
 LORA_KNOBS = ("r", "alpha_ratio", "dropout", "learning_rate", "epochs", "target_modules")
+# then_compile: the trial also compiles the distilled student's prompt, kept where dev improves (distill
+# --then-compile). Off in the default space, which then costs what it did; `then_compile: [false, true]` sweeps it.
+DISTILL_KNOBS = (*LORA_KNOBS, "then_compile")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ def default_space(stage: str, task_space: dict, *, capable_model: bool) -> Space
             "learning_rate": {"low": 1e-4, "high": 2e-3, "log": True},
             "epochs": {"low": 1, "high": 3},
             "target_modules": ["q_proj,k_proj,v_proj,o_proj", "q_proj,v_proj", "all-linear"],
+            "then_compile": False,
         }
     else:
         raise SmeltError(f"--stage {stage!r}: use compile or distill")
@@ -163,14 +167,14 @@ def _program_option_space(task_space: dict, capable_model: bool) -> dict:
 
 
 def allowed_names(stage: str, task_options: dict) -> tuple[str, ...]:
-    return (COMPILE_KNOBS + tuple(task_options)) if stage == "compile" else LORA_KNOBS
+    return (COMPILE_KNOBS + tuple(task_options)) if stage == "compile" else DISTILL_KNOBS
 
 
 def value_check(stage: str, task: Task | None = None) -> ValueCheck:
     """The check a value of a ``stage`` space meets: the optimizer registry and CompileSettings for the compile
     knobs, the task's ``-o key=value`` check for its program options; LoraTrainingConfig for the LoRA knobs."""
     if stage == "distill":
-        return _check_lora_knob
+        return _check_distill_knob
 
     def check(name: str, value: Any) -> None:
         if name == "optimizer":
@@ -192,6 +196,14 @@ def _check_program_option(task: Task, name: str, value: Any) -> None:
         raise SmeltError(f"of type {type(value).__name__}; task {task.name}'s options and their types: "
                          f"{describe_options(task.options)}")
     task.options(**{name: converted})  # the dataclass's own rules (e.g. top_k >= 1), the others at their defaults
+
+
+def _check_distill_knob(name: str, value: Any) -> None:
+    if name == "then_compile":
+        if not isinstance(value, bool):
+            raise SmeltError("then_compile is true or false")
+        return
+    _check_lora_knob(name, value)
 
 
 def _check_lora_knob(name: str, value: Any) -> None:
