@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from smelt.cli_deploy import bundle_command, serve_command
+from smelt.cli_deploy import bundle_command, export_command, serve_command
 from smelt.cli_options import (
     LM_HELP,
     echo,
@@ -110,6 +110,7 @@ def cli():
     sweep: search compile or distill settings with Optuna (on one machine, or many sharing a study).
     eval / run: score a finished run, or answer one question with it.
     bundle: pack smelt (and model folders) for an offline machine, with an install script.
+    export: a distilled student as a merged model, peft adapter, GGUF or Ollama model, with its exact prompt.
     """
     from smelt.redaction import register_url_secrets
 
@@ -386,6 +387,7 @@ def models():
 
 cli.add_command(serve_command)  # declared in cli_deploy.py; --help lists commands by name
 cli.add_command(bundle_command)
+cli.add_command(export_command)
 
 
 if __name__ == "__main__":

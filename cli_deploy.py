@@ -1,6 +1,6 @@
-"""The commands that deploy: `serve` (a finished run's program over HTTP) and `bundle` (smelt and model folders for
-an offline machine). cli.py adds them to its group; as there, each command imports what it runs inside its body,
-so that --help answers at once."""
+"""The commands that deploy: `serve` (a finished run's program over HTTP), `bundle` (smelt and model folders for
+an offline machine) and `export` (a distilled student for other servers). cli.py adds them to its group; as there,
+each command imports what it runs inside its body, so that --help answers at once."""
 
 import click
 
@@ -68,3 +68,29 @@ def bundle_command(out_dir, python_version, platform_tag, with_torch, models, fo
     options = BundleOptions(out_dir=out_dir, python_version=python_version, platform=platform_tag,
                             with_torch=with_torch, models=tuple(models), force=force)
     echo(make_bundle(options, log=log).describe())
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["hf", "peft", "gguf", "ollama"]), default="hf", show_default=True,
+              help="hf: one merged model folder (transformers, vLLM, TGI); peft: the adapter as vLLM's --enable-lora "
+                   "takes it; gguf: one merged GGUF file (llama.cpp); ollama: that GGUF and a Modelfile writing the "
+                   "program's prompt")
+@click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_k_m"]), default="f16", show_default=True,
+              help="gguf and ollama: the weights' type (q4_k_m keeps the shipped Q4_K_M weights the adapter leaves "
+                   "alone)")
+@click.option("--force", is_flag=True, help="replace OUT if it exists and is not empty (never a run, or a folder "
+                                            "holding one)")
+@click.option("--device", default="cpu", show_default=True, help="where to merge the adapter: cpu, cuda, cuda:N or mps")
+@click.option("--task", help="the run's TASK, as elsewhere; required when it is Python code (path.py:task), which a "
+                             "run directory never runs by itself")
+def export_command(run_dir, out, fmt, quant, force, device, task):
+    """Export a distill run's student (RUN_DIR, or a sweep's best trial) to OUT, for the servers users run.
+
+    Every format also writes prompt.json, the exact prompt the program sends (fields, template, stop strings,
+    max_tokens), and README.txt, how to serve it."""
+    from smelt.commands.export import ExportOptions, export_run  # lazy, as in every command body: --help is instant
+
+    options = ExportOptions(run_dir=run_dir, out=out, format=fmt, quant=quant, force=force, device=device, task=task)
+    echo(export_run(options, log=log).describe())

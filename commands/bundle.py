@@ -28,11 +28,9 @@ from pathlib import Path
 from smelt.commands import bundle_wheels
 from smelt.commands.bundle_files import install_script, readme
 from smelt.commands.bundle_models import copy_model, find_models
+from smelt.commands.output_folder import SOURCE, check_output_folder, replace_folder
 from smelt.errors import SmeltError
 from smelt.files import write_json, write_text
-from smelt.lifecycle import enclosing_run
-
-SOURCE = Path(__file__).resolve().parents[1]  # the checkout smelt runs from (the repository root is the package)
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ def _make(options: BundleOptions, out: Path, log) -> BundleOutcome:
     started = time.perf_counter()
     target = bundle_wheels.Target(options.python_version, options.platform)
     models = find_models(options.models)  # a wrong --model fails before anything is fetched
-    out = _check_out_dir(out, options.force)
+    out = check_output_folder(out, options.force, what="a bundle", example="smelt-bundle")
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -94,31 +92,11 @@ def _make(options: BundleOptions, out: Path, log) -> BundleOutcome:
         model_bytes = sum(copy_model(model, work / "models", log) for model in models)
         wheels = _describe_wheels(wheels_dir)
         _write_files(work, options, target, models, wheels, smelt_wheel, model_bytes, left_out)
-        _replace(work, out)
+        replace_folder(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"[smelt] bundle written in {time.perf_counter() - started:.0f} s")
     return BundleOutcome(out, len(wheels), sum(w["bytes"] for w in wheels), model_bytes, left_out)
-
-
-def _check_out_dir(out: Path, force: bool) -> Path:
-    """OUT_DIR may be new or empty; an existing non-empty one only with --force, and never a folder that holds the
-    current directory, the home folder or smelt's checkout."""
-    out = out.resolve()
-    run = enclosing_run(out)
-    if run is not None:
-        raise SmeltError(f"{out} is inside run {run}, and a bundle never writes into a run directory; give a folder "
-                         "outside the runs (e.g. smelt-bundle)")
-    if out.exists() and not out.is_dir():
-        raise SmeltError(f"{out} is a file; give a folder for the bundle")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise SmeltError(f"{out} exists and is not empty; give a new folder, or pass --force to replace it")
-        for precious in (Path.cwd(), Path.home(), SOURCE):
-            if precious.resolve().is_relative_to(out):
-                raise SmeltError(f"--force would replace {out}, which holds {precious.resolve()}; give another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 # What a user can do about each file-system error met while writing the bundle (errors.py's advice is for runs).
@@ -190,15 +168,6 @@ def _write_files(work: Path, options: BundleOptions, target, models, wheels: lis
         "models": [{"spec": m.spec, "folder": f"models/{m.name}", "use_as": m.use_as()} for m in models],
         "bytes": {"wheels": wheel_bytes, "models": model_bytes, "total": wheel_bytes + model_bytes},
     })
-
-
-def _replace(work: Path, out: Path) -> None:
-    """Put the finished bundle at ``out``; an old one there (checked by _check_out_dir) goes only once it is done."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(work, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def human_size(size: int) -> str:

@@ -142,32 +142,16 @@ def load_for_training(spec: ModelSpec, config: LoraTrainingConfig, device: str =
 def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, tokenizer=None) -> Path:
     """Write base + adapter as one full model folder (safetensors weights, config, tokenizer) for serving.
 
-    peft merges (``merge_and_unload``, so DoRA, rsLoRA and per-layer ranks too) into a copy of the model that
-    shares every weight the adapter leaves alone: ``base_model`` is not changed, and only the adapted layers take
-    new memory (bench/merge_memory.py). ``base_model`` may be the bare student or the student with this adapter
-    attached (a PeftModel, or its base model). The tokenizer defaults to the one saved with the base model.
-    """
-    from peft import LoraModel, PeftModel
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    folder, out_dir = adapter_folder(adapter_dir), Path(out_dir)
+    The merge is ``merged_copy``'s; ``base_model`` is not changed. The tokenizer defaults to the one saved with the
+    base model."""
+    out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SmeltError(f"{out_dir} already exists and is not empty; choose a new folder for the merged model")
-    model = base_model.get_base_model() if isinstance(base_model, PeftModel) else base_model
-    if is_quantized(model):
-        raise SmeltError("merging needs the full-precision student: load it without --qlora, then merge")
-    with peft_quietly():
-        adapted = attach_adapter(_bare_copy(model), folder, base_source=model.name_or_path)
-        if not isinstance(adapted.base_model, LoraModel):
-            raise SmeltError(f"{folder}: only LoRA adapters can be merged")
-        for layer in adapted.modules():
-            if isinstance(layer, BaseTunerLayer):  # the merge writes into these weights: give the copy its own
-                _own(layer.get_base_layer(), "weight", "bias")
-        merged = adapted.merge_and_unload()
+    merged = merged_copy(base_model, adapter_dir)
     if tokenizer is None:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(merged.name_or_path)
     partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
@@ -179,6 +163,30 @@ def merge_adapter(base_model, adapter_dir: str | Path, out_dir: str | Path, toke
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return out_dir
+
+
+def merged_copy(base_model, adapter_dir: str | Path):
+    """Base + adapter as one plain transformers model, in memory.
+
+    peft merges (``merge_and_unload``, so DoRA, rsLoRA and per-layer ranks too) into a copy of the model that
+    shares every weight the adapter leaves alone: ``base_model`` is not changed, and only the adapted layers take
+    new memory (bench/merge_memory.py). ``base_model`` may be the bare student or the student with this adapter
+    attached (a PeftModel, or its base model)."""
+    from peft import LoraModel, PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    folder = adapter_folder(adapter_dir)
+    model = base_model.get_base_model() if isinstance(base_model, PeftModel) else base_model
+    if is_quantized(model):
+        raise SmeltError("merging needs the full-precision student: load it without --qlora, then merge")
+    with peft_quietly():
+        adapted = attach_adapter(_bare_copy(model), folder, base_source=model.name_or_path)
+        if not isinstance(adapted.base_model, LoraModel):
+            raise SmeltError(f"{folder}: only LoRA adapters can be merged")
+        for layer in adapted.modules():
+            if isinstance(layer, BaseTunerLayer):  # the merge writes into these weights: give the copy its own
+                _own(layer.get_base_layer(), "weight", "bias")
+        return adapted.merge_and_unload()
 
 
 def _bare_copy(model):
