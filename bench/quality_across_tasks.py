@@ -223,6 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-test", type=int, help="passed to compile and distill: the first N test examples")
     parser.add_argument("--epochs", type=int, help="passed to distill (default: distill's own)")
     parser.add_argument("--threads", type=int, help="passed to compile and distill (default: theirs)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="passed to compile and distill: every answer from the model, none from DSPy's cache "
+                             "(so the minutes count every model call)")
     parser.add_argument("--latency-sample", type=int, default=0,
                         help="passed to compile and distill; the table shows no latency, so 0 (skip) by default")
     return parser
@@ -248,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     common = [arg for name in ("max_train", "max_dev", "max_test", "threads", "latency_sample")
               if getattr(arguments, name) is not None
               for arg in (f"--{name.replace('_', '-')}", str(getattr(arguments, name)))]
+    common += ["--no-cache"] if arguments.no_cache else []
     compile_only = ["--lm", arguments.lm] if arguments.lm else []
     distill_only = ["--student", arguments.student, *(["--epochs", str(arguments.epochs)] if arguments.epochs else [])]
     command_line = "python -m bench.quality_across_tasks " + shlex.join(sys.argv[1:] if argv is None else argv)
