@@ -187,7 +187,9 @@ def _prompt_spec(student: _Student) -> dict:
     options = recorded_program_options(student.manifest)
     spec = prompt_spec(student.program, PrefillChatAdapter(instructions=student.instructions), tokenizer,
                        decoding={name: options[name] for name in ("constrain", "choice") if name in options})
+    labels = student.task.answer_labels
     return {"task": student.task.name, "task_inputs": list(student.task.input_fields),
+            **({"answer_labels": list(labels)} if labels else {}),
             "program_options": options, "student": student.spec.raw, "run": str(student.run_dir), **spec}
 
 

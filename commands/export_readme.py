@@ -32,9 +32,13 @@ def _prompt_section(spec: dict) -> str:
     if any("\n\n" in entry["stop"] for entry in spec["predictors"].values()):
         lines.append('smelt counts a stop string only after the answer\'s first non-blank character; a server stops '
                      'at the first "\\n\\n" even there, so an answer that opens with a blank line comes back empty.')
-    if spec.get("decoding", {}).get("choice") == "likelihood":
+    decoding = spec.get("decoding", {})
+    if decoding.get("choice") == "likelihood":
         lines.append("The program chooses its label by likelihood (-o choice=likelihood): smelt scores each declared "
                      "label; a server generates one instead, which may differ.")
+    elif decoding.get("constrain") and spec.get("answer_labels"):
+        lines.append("smelt holds the answer to the task's labels while it decodes (-o constrain=true); a server "
+                     f"without that constraint may answer outside them ({', '.join(spec['answer_labels'])}).")
     return "\n".join(lines)
 
 
