@@ -15,9 +15,15 @@ whatever the input (the embedded model answered one label for 24 of 30 inquiries
 gives each label, normalised over the labels, when every input field is content-free ("N/A", and empty), averaged;
 the choice is argmax of log p(label | input) - log p_prior(label). The prior depends only on the prompt without the
 input (instructions, demos, the adapter): it is computed once per such prompt and kept.
+
+At a temperature above 0 (distill's later teacher attempts) the label is drawn from the calibrated scores'
+softmax at that temperature instead, seeded like the engine's sampling.
 """
 
+import hashlib
+import json
 import math
+import random
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -55,31 +61,42 @@ def calibrated_scores(logprobs: Sequence[float], prior: Sequence[float] | None) 
     return [value - math.log(max(p, 1e-300)) for value, p in zip(normalized, prior, strict=True)]
 
 
+def chosen_index(scores: Sequence[float], settings: dict, inputs: dict) -> int:
+    """The best label's index; at a temperature above 0 (a teacher's later attempts, a sampled rollout), a label
+    drawn from softmax(scores / temperature), the same draw for the same seed, rollout id and inputs."""
+    temperature = settings.get("temperature") or 0.0
+    if temperature <= 0:
+        return max(range(len(scores)), key=scores.__getitem__)
+    top = max(scores)
+    weights = [math.exp((value - top) / temperature) for value in scores]
+    seed = settings.get("seed")
+    draw = [seed, settings.get("rollout_id"), inputs]
+    rng = random.Random(hashlib.sha256(json.dumps(draw, sort_keys=True, default=str).encode()).hexdigest()
+                        if seed is not None else None)
+    return rng.choices(range(len(scores)), weights)[0]
+
+
 def _logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
 class LabelChoice(dspy.Predict):
-    """A ``dspy.Predict`` whose one output, the task's labeled answer, is the label the model finds most likely
-    (calibrated unless ``calibrate=False``)."""
+    """A ``dspy.Predict`` whose one output, the task's labeled answer, is the label the model finds most likely,
+    calibrated."""
 
-    def __init__(self, signature, labels: Sequence[str], *, calibrate: bool = True, **config):
+    def __init__(self, signature, labels: Sequence[str], **config):
         super().__init__(signature, **config)
         self.labels = tuple(labels)
-        self.calibrate = calibrate
 
     def forward(self, **kwargs):
-        lm, _config, signature, demos, inputs = self._forward_preprocess(**kwargs)
+        lm, config, signature, demos, inputs = self._forward_preprocess(**kwargs)
         engine = in_process_engine(lm)
         adapter = settings.adapter or PrefillChatAdapter()
-        scorer = _LabelScorer(engine, signature, demos, adapter, self.labels, getattr(lm, "model", engine.name))
-        scores = scorer.scores({name: inputs.get(name) for name in signature.input_fields})
-        if self.calibrate:
-            scores = calibrated_scores(scores, _PRIORS.get(scorer.prior_key(), scorer.prior))
-        else:
-            scores = calibrated_scores(scores, None)
-        label = self.labels[max(range(len(scores)), key=scores.__getitem__)]
+        scorer = LabelScorer(engine, signature, demos, adapter, self.labels, getattr(lm, "model", engine.name))
+        logprobs = scorer.scores({name: inputs.get(name) for name in signature.input_fields})
+        scores = calibrated_scores(logprobs, scorer.cached_prior())
+        label = self.labels[chosen_index(scores, {**getattr(lm, "kwargs", {}), **config}, inputs)]
         return self._forward_postprocess([{next(iter(signature.output_fields)): label}], signature, **inputs)
 
     async def aforward(self, **kwargs):
@@ -98,7 +115,7 @@ def in_process_engine(lm):
     return engine
 
 
-class _LabelScorer:
+class LabelScorer:
     """The labels' log-probabilities after one predictor's prompt for given inputs, on one engine."""
 
     def __init__(self, engine, signature, demos, adapter, labels: tuple[str, ...], usage_name: str):
@@ -129,12 +146,17 @@ class _LabelScorer:
         return [{name: text for name in self.signature.input_fields} for text in CONTENT_FREE_INPUTS]
 
     def prior_key(self) -> Hashable:
-        """What the prior depends on: the engine, the labels and the content-free prompts' token ids."""
-        return (id(self.engine), self.labels,
+        """What the prior depends on: the model (its engine's name holds its dtype and adapter), the labels and the
+        content-free prompts' token ids."""
+        return (self.engine.name, getattr(self.engine, "device", None), self.labels,
                 *(tuple(self.prompt_ids(inputs)) for inputs in self.content_free_inputs()))
 
     def prior(self) -> list[float]:
         return content_free_prior([self.scores(inputs) for inputs in self.content_free_inputs()])
+
+    def cached_prior(self) -> list[float]:
+        """``prior``, computed once per prompt without the input (the same demos, instructions, adapter) and kept."""
+        return _PRIORS.get(self.prior_key(), self.prior)
 
 
 class _PriorCache:
@@ -169,41 +191,40 @@ class _PriorCache:
 _PRIORS = _PriorCache()
 
 
-def choose_labels_by_likelihood(program: dspy.Module, task, *, calibrate: bool = True) -> dspy.Module:
+def choose_labels_by_likelihood(program: dspy.Module, task) -> dspy.Module:
     """``program`` with each predictor that writes the task's labeled answer replaced by a ``LabelChoice`` (in place;
     a program that is such a predictor itself is replaced whole). Refused, naming the option, where a predictor
     writes more than the answer (chain of thought's reasoning, a second output) or none writes it."""
     labels = task.answer_labels
     if isinstance(program, dspy.Predict) and task.answer_field in program.signature.output_fields:
-        return _label_choice(program, task, labels, calibrate)  # the program is its one predictor
-    replaced = _replace_predictors(program, task, labels, calibrate, set())
+        return _label_choice(program, task, labels)  # the program is its one predictor
+    replaced = _replace_predictors(program, task, labels, set())
     if not replaced:
         raise SmeltError(f"-o choice=likelihood: no predictor of task {task.name} writes its answer "
                          f"({task.answer_field}); use -o choice=generate")
     return program
 
 
-def _replace_predictors(module: dspy.Module, task, labels, calibrate: bool, seen: set[int]) -> int:
+def _replace_predictors(module: dspy.Module, task, labels, seen: set[int]) -> int:
     if id(module) in seen:
         return 0
     seen.add(id(module))
     replaced = 0
     for attribute, value in list(vars(module).items()):
         if isinstance(value, dspy.Predict) and task.answer_field in value.signature.output_fields:
-            setattr(module, attribute, _label_choice(value, task, labels, calibrate))
+            setattr(module, attribute, _label_choice(value, task, labels))
             replaced += 1
         elif isinstance(value, dspy.Module):
-            replaced += _replace_predictors(value, task, labels, calibrate, seen)
+            replaced += _replace_predictors(value, task, labels, seen)
     return replaced
 
 
-def _label_choice(predictor: dspy.Predict, task, labels, calibrate: bool) -> LabelChoice:
+def _label_choice(predictor: dspy.Predict, task, labels) -> LabelChoice:
     others = [name for name in predictor.signature.output_fields if name != task.answer_field]
     if others:
         raise SmeltError(f"-o choice=likelihood: a predictor of task {task.name} writes {', '.join(others)} beside "
                          f"its answer ({task.answer_field}), and a label chosen by likelihood is written alone; use "
                          "-o predictor=predict (no chain of thought) or -o choice=generate")
-    chosen = LabelChoice(predictor.signature, labels, calibrate=calibrate, callbacks=predictor.callbacks,
-                         **predictor.config)
+    chosen = LabelChoice(predictor.signature, labels, callbacks=predictor.callbacks, **predictor.config)
     chosen.demos, chosen.lm = predictor.demos, predictor.lm
     return chosen

@@ -15,6 +15,7 @@ from smelt.programs import label_choice
 from smelt.programs.label_choice import (
     LabelChoice,
     calibrated_scores,
+    chosen_index,
     content_free_prior,
     normalized_logprobs,
 )
@@ -47,6 +48,17 @@ def test_calibration_turns_the_choice_away_from_the_labels_the_model_favours_any
 
 def test_normalised_label_probabilities_sum_to_one():
     assert sum(math.exp(v) for v in normalized_logprobs([-20.0, -21.5, -35.0])) == pytest.approx(1.0)
+
+
+def test_a_temperature_draws_the_label_from_the_calibrated_scores_the_same_way_for_the_same_seed():
+    scores = [0.0, math.log(3.0)]  # softmax at temperature 1: 0.25, 0.75
+    inputs = {"inquiry": "My tax bill is wrong."}
+    assert chosen_index(scores, {"temperature": 0.0, "seed": 1}, inputs) == 1
+    draws = [chosen_index(scores, {"temperature": 1.0, "seed": seed}, inputs) for seed in range(400)]
+    assert draws == [chosen_index(scores, {"temperature": 1.0, "seed": seed}, inputs) for seed in range(400)]
+    assert 0.68 < sum(draws) / len(draws) < 0.82
+    colder = [chosen_index(scores, {"temperature": 0.25, "seed": seed}, inputs) for seed in range(400)]
+    assert sum(colder) / len(colder) > 0.95  # 3^4 : 1, i.e. 0.988
 
 
 # --- the program: which predictors choose, what is refused, what is saved -----------------------------------------
