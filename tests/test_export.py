@@ -56,8 +56,9 @@ def exports(distilled, tmp_path_factory) -> dict:
     return made
 
 
-def _records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "eval" / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+def _records(run_dir: Path, name: str = "test") -> list[dict]:
+    lines = (run_dir / "eval" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def _predictor_inputs(run_dir: Path, record: dict) -> dict:
@@ -114,6 +115,7 @@ def test_the_merged_folder_answers_with_plain_transformers_as_smelt_eval_did(dis
                                entry["stop"]))
         predictions.append(record["prediction"])
     assert answers == predictions
+    assert predictions != [r["prediction"] for r in _records(distilled, "student.test")]  # the adapter tells
     name = "model.layers.0.self_attn.q_proj.weight"  # an adapted weight: the adapter is merged in, not dropped
     with safe_open(str(out / "model.safetensors"), "pt") as merged, \
             safe_open(str(embedded_model_dir() / "model.safetensors"), "pt") as base:
