@@ -101,6 +101,11 @@ def _print_outcome(outcome) -> None:
     echo(f"\nrun directory: {outcome.run_dir}")
 
 
+CONSTRAIN_HELP = ("same as -o constrain=true|false: hold answers to what the task declares (its labels, a date or "
+                  "number format, a pattern) and to the field structure (an answer ends: one sentence, no invented "
+                  "fields) while the model writes them (default: on; a hosted chat model answers unconstrained)")
+
+
 @click.group(cls=SmeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """smelt: make a small, local language model good at one task.
@@ -130,6 +135,7 @@ def cli():
               help="a program option of the task, e.g. -o predictor=cot -o top_k=3 (repeatable; a wrong key or type "
                    "lists the valid ones)")
 @click.option("--predictor", type=click.Choice(["predict", "cot"]), help="same as -o predictor=...")
+@click.option("--constrain/--no-constrain", default=None, help=CONSTRAIN_HELP)
 @click.option("--placement", type=click.Choice(["question_last", "question_first"]), help="doc_qa: -o placement=...")
 @click.option("--context-chars", type=int, help="doc_qa: same as -o context_chars=...")
 @click.option("--top-k", type=int, help="doc_qa, rag_qa: same as -o top_k=...")
@@ -152,7 +158,7 @@ def compile(task, **kwargs):
     from smelt.programs.registry import get_task
     from smelt.programs.task import parse_option_pairs
 
-    aliases = ("predictor", "placement", "context_chars", "top_k")
+    aliases = ("predictor", "constrain", "placement", "context_chars", "top_k")
     given = given_options({name: f"program_options.{name}" for name in aliases})
     if task is None and not kwargs["resume"]:
         _fail("compile needs a TASK (see `cli.py tasks`), e.g. `python cli.py compile doc_qa`")
@@ -175,6 +181,10 @@ def compile(task, **kwargs):
 @click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
               help="a program option for a model-spec --teacher (and so the student), e.g. -o rewrite=true for "
                    "rag_qa; a teacher run brings its own")
+@click.option("--constrain/--no-constrain", default=None,
+              help="same as -o constrain=true|false for a model-spec --teacher, and so the student (a teacher run "
+                   "brings its own: compile it with --no-constrain): answers held to what the task declares and to "
+                   "the field structure while the model writes them (default: on)")
 @click.option("--min-score", default=0.5, show_default=True, help="keep teacher answers scoring at least this (0-1)")
 @click.option("--use-labels/--no-use-labels", default=True, show_default=True,
               help="where the teacher missed, train on the gold answer")
@@ -226,7 +236,8 @@ def distill(task, **kwargs):
     shared = run_fields(kwargs)
     lora = {field: kwargs.pop(option) for option, field in lora_names.items()}
     lora = {k: v for k, v in lora.items() if v is not None and v is not False}
-    pairs = kwargs.pop("option_pairs")
+    constrain = kwargs.pop("constrain")
+    pairs = (*kwargs.pop("option_pairs"), *([f"constrain={constrain}"] if constrain is not None else []))
     if pairs and task is None:
         _fail("-o needs the TASK named, e.g. `python cli.py distill rag_qa -o rewrite=true --student ... --teacher "
               "MODEL`")
@@ -273,6 +284,9 @@ def distill(task, **kwargs):
 @teacher_attempt_options("stage distill: ")
 @click.option("--student-instructions", is_flag=True, help="stage distill: keep DSPy's system message in the "
                                                             "student's prompt")
+@click.option("--constrain/--no-constrain", default=None,
+              help="stage compile: -o constrain=true|false for every trial's program; stage distill: for a "
+                   "model-spec --teacher and so the student (default: on; see `compile --help`)")
 @click.option("--resume", type=click.Path(), help="continue an interrupted sweep (its recorded options, up to "
                                                   "--trials)")
 @run_options()

@@ -33,6 +33,9 @@ class SweepOptions(RunOptions):
     workers: int = 1
     heartbeat_s: int = 60  # PostgreSQL: a worker silent for 2 of these has its trial failed and retried
     resume: str | None = None
+    # --constrain/--no-constrain: -o constrain=... for every trial's program (stage compile), and for a model-spec
+    # teacher and so the student (stage distill); None: the task's default, or what a teacher run recorded
+    constrain: bool | None = None
     # compile stage
     lm: str = "gemma-3-270m"
     prompt_lm: str | None = None  # the model that writes mipro/copro/simba/gepa's instructions; None: --lm

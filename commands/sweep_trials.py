@@ -80,6 +80,8 @@ class CompileStage:
     def _split_params(self, params: dict) -> tuple[dict, dict]:
         knobs = {k: v for k, v in params.items() if k in KNOB_DEFAULTS}
         program_options = {**self.task.default_options(), **{k: v for k, v in params.items() if k not in knobs}}
+        if self.options.constrain is not None:  # --constrain/--no-constrain holds for every trial
+            program_options["constrain"] = self.options.constrain
         return {**self.knob_defaults, **knobs}, program_options
 
     def run(self, params: dict, run_dir: Path, *, progress=None, trial_number: int | None = None) -> dict:
@@ -136,6 +138,7 @@ class DistillStage:
             teacher_temperature=options.teacher_temperature, seed=options.seed, threads=options.threads,
             device=options.device, api_base=options.api_base, data=options.data, runs_root=options.runs_root,
             cache=cache, judge=options.judge, metric=options.metric, student_instructions=options.student_instructions,
+            program_options={} if options.constrain is None else {"constrain": options.constrain},
         ), log=log)
         self.task = get_task(self.distill.task)
         self.device = resolve_device(options.device)

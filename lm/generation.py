@@ -5,6 +5,8 @@ first non-blank character, or after ``max_new_tokens``."""
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from smelt.lm.completion_pattern import completion_pattern_of
+
 DEFAULT_MAX_TOKENS = 256
 
 
@@ -17,6 +19,7 @@ class GenerationSettings:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    pattern: str | None = None  # the answer's completion text must match it (``completion_pattern``)
 
     @classmethod
     def from_config(cls, config) -> "GenerationSettings":
@@ -26,6 +29,7 @@ class GenerationSettings:
             top_p=config.top_p,
             stop=tuple(config.stop or ()),
             seed=config.seed,
+            pattern=completion_pattern_of(config.response_format),
         )
 
 

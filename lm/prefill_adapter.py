@@ -7,6 +7,11 @@ generation at the completion marker or when the model starts to invent a new inp
 parses leniently. What still fails to parse raises ``AdapterParseError``, which the evaluation
 loop records as a failed example.
 
+A program's request for answers in a declared shape (``response_format`` ``smelt_fields``:
+``smelt.programs.answer_constraint``) becomes one pattern over the text the model writes after the prefill: each
+field's value, the markers between them, then the end (``completion_pattern``). The engine, or the completion
+server, holds the model's tokens to it; a model whose engine takes no pattern answers unconstrained, said once.
+
 ``instructions=False`` is the prompt of a distilled student: DSPy's system message (field list,
 format and task instructions, about half of a doc-QA prompt) is left out, because the LoRA
 adapter has learned the task from examples in exactly this leaner format.
@@ -16,11 +21,15 @@ from typing import Any
 
 from dspy.adapters.chat_adapter import ChatAdapter
 
-COMPLETED_MARKER = "[[ ## completed ## ]]"
-
-
-def field_marker(name: str) -> str:
-    return f"[[ ## {name} ## ]]"
+from smelt.lm.completion_pattern import (
+    COMPLETED_MARKER,
+    completion_format,
+    completion_pattern,
+    field_marker,
+    requested_values,
+    takes_completion_pattern,
+    without_constraint,
+)
 
 
 def with_stops(lm_kwargs: dict[str, Any], stops: list[str]) -> dict[str, Any]:
@@ -53,10 +62,23 @@ class PrefillChatAdapter(ChatAdapter):
         return [*messages, {"role": "assistant", "content": self.prefill(signature)}]
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
-        return super().__call__(lm, self._with_stops(lm_kwargs, signature), signature, demos, inputs)
+        return super().__call__(lm, self._request(lm, lm_kwargs, signature), signature, demos, inputs)
 
     async def acall(self, lm, lm_kwargs, signature, demos, inputs):
-        return await super().acall(lm, self._with_stops(lm_kwargs, signature), signature, demos, inputs)
+        return await super().acall(lm, self._request(lm, lm_kwargs, signature), signature, demos, inputs)
+
+    def _request(self, lm, lm_kwargs, signature) -> dict[str, Any]:
+        """The call's keyword arguments: its stop strings, and a program's requested answer shape as the pattern of
+        this adapter's completion text (dropped, and said once, where the model's engine takes no pattern)."""
+        lm_kwargs = self._with_stops(lm_kwargs, signature)
+        values = requested_values(lm_kwargs.get("response_format"))
+        if values is None:
+            return lm_kwargs
+        if not takes_completion_pattern(lm):
+            return without_constraint(lm_kwargs, getattr(lm, "model", "this model"),
+                                      "its engine takes no pattern over DSPy's marker format")
+        pattern = completion_pattern(list(signature.output_fields), values)
+        return {**lm_kwargs, "response_format": completion_format(pattern)}
 
     def stop_strings(self, signature) -> list[str]:
         """Where generation ends: the completion marker, or the model starting to invent an input field."""

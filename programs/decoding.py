@@ -5,6 +5,7 @@ answers held to the task's declarations (``answer_constraint``), and a label tas
 import dspy
 
 from smelt.errors import SmeltError
+from smelt.programs.answer_constraint import constrain_answers
 from smelt.programs.decoding_options import DecodingOptions
 from smelt.programs.label_choice import choose_labels_by_likelihood
 
@@ -14,6 +15,8 @@ def apply_decoding_options(program: dspy.Module, task, decoding: DecodingOptions
     if decoding.choice == "likelihood" and not task.answer_labels:
         raise SmeltError(f"-o choice=likelihood: task {task.name} declares no labels for its answer "
                          f"({task.answer_field}); it needs labels=... (a task file's `labels`) to choose among")
+    if decoding.constrain:
+        program = constrain_answers(program, task)
     if decoding.choice == "likelihood":
         program = choose_labels_by_likelihood(program, task)
     return program

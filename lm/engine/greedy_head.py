@@ -187,12 +187,16 @@ class GreedyHead:
         per_row = (input_error + self.sum_rounding * norm) * self.size_max
         return _Bound(approx, self.output_rounding, norm, self.error, per_row)
 
-    def argmax(self, hidden):
-        """For each row of ``hidden``, the index of the largest entry of ``hidden @ weight.T``."""
+    def argmax(self, hidden, allowed=None):
+        """For each row of ``hidden``, the index of the largest entry of ``hidden @ weight.T``; with ``allowed`` (a
+        rows x vocabulary boolean mask, each row allowing at least one token), the largest allowed entry: the screen's
+        disallowed entries never become candidates, so a constrained row's pick is as exact as a free one's."""
         import torch
 
         hidden = hidden.float()
         bound = self._screen(hidden)
+        if allowed is not None:
+            bound.approx.masked_fill_(~allowed, float("-inf"))
         # Any token's exact logit is a floor for the largest; the screen's favourite's is a high one.
         favourites = bound.approx.argmax(dim=1)
         floors = torch.stack([self.weight[f] @ h for f, h in zip(favourites.tolist(), hidden, strict=True)])

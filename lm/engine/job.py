@@ -1,9 +1,11 @@
-"""One request on the engine's queue: its prompt and settings, the caller's ``CallScope`` (if it may cancel the call),
-and how its answer gets back: ``done`` with a result or an error, and for a streamed call its tokens after each step."""
+"""One request on the engine's queue: its prompt and settings, its answer pattern compiled (``constrained_rows``), the
+caller's ``CallScope`` (if it may cancel the call), and how its answer gets back: ``done`` with a result or an error,
+and for a streamed call its tokens after each step."""
 
 import queue
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from smelt.lm.call_scope import CallScope, current_scope
 from smelt.lm.generation import Generation, GenerationSettings
@@ -13,6 +15,7 @@ from smelt.lm.generation import Generation, GenerationSettings
 class EngineJob:
     prompt_ids: list[int]
     settings: GenerationSettings
+    constraint: Any = None  # the compiled pattern of settings.pattern (AnswerPatterns.compiled); None: unconstrained
     done: threading.Event = field(default_factory=threading.Event)
     result: Generation | None = None
     error: BaseException | None = None

@@ -35,6 +35,18 @@ def plain_output_projection(model):
     return head.weight
 
 
+def logits_size(model) -> int:
+    """How many logits a step gives: the output projection's rows (a model may pad its vocabulary past the tokenizer's
+    tokens), else the text config's vocabulary size."""
+    try:
+        head = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        head = None
+    if head is not None and getattr(head, "weight", None) is not None:
+        return head.weight.shape[0]
+    return model.config.get_text_config().vocab_size
+
+
 def cache_keyword(module) -> str:
     """The keyword under which ``module``'s forward takes the key/value cache: ``cache`` since transformers renamed
     it (``past_key_values`` still works there, with a deprecation warning per process), ``past_key_values`` before."""

@@ -8,6 +8,9 @@ requests. It decides nothing about which requests run together; it runs them.
 - Padded batching: ``generate_padded`` runs one left-padded ``generate`` call over a batch of equal settings
   (``padded_generation``).
 
+A request with an answer pattern is held to it (``constrained_rows``): its row in the running batch, or its row of
+the ``generate`` call, picks only tokens the pattern allows.
+
 Each request's answer goes back through its job (``job``): a request that fails fails alone, except a failed decode
 step, which fails every running request. A request whose ``CallScope`` is cancelled leaves at its prompt pass, at
 the next step, or once its ``generate`` call returns.
@@ -16,9 +19,10 @@ the next step, or once its ``generate`` call returns.
 import time
 
 from smelt.lm.call_scope import CallCancelled, CallScope
+from smelt.lm.engine.constrained_rows import AnswerPatterns, CompiledPattern, RowMatcher
 from smelt.lm.engine.greedy_head import GreedyHead
 from smelt.lm.engine.job import EngineJob
-from smelt.lm.engine.model_parts import plain_output_projection
+from smelt.lm.engine.model_parts import logits_size, plain_output_projection
 from smelt.lm.engine.packed_attention import register_packed_attention
 from smelt.lm.engine.padded_generation import generate_padded
 from smelt.lm.engine.prefix_cache import PrefixCache, prefix_cache_budget
@@ -32,9 +36,10 @@ class ModelRunner:
     batches (the prefix cache, the int8 greedy screen) and the counts the benchmarks read."""
 
     def __init__(self, model, tokenizer, *, prefix_cache_bytes: int | None = None, int8_screen: bool = True,
-                 prompt_lookup: bool = True):
+                 prompt_lookup: bool = True, name: str = "model"):
         self.model = model
         self.tokenizer = tokenizer
+        self.patterns = AnswerPatterns(tokenizer, logits_size(model), name)  # requests' answer patterns, compiled
         # Greedy steps pick their token through an int8 copy of the output projection (greedy_head; CPU, fp32).
         self.int8_screen = int8_screen
         # Greedy rows feed drafts of their next tokens, found in their own prompt and answer (prompt_lookup).
@@ -74,7 +79,7 @@ class ModelRunner:
                 continue
             try:
                 if len(job.prompt_ids) < 2:  # nothing to prefill: a one-token prompt goes through generate
-                    [result] = self.generate([job.prompt_ids], job.settings)
+                    [result] = self.generate([job.prompt_ids], job.settings, constraint=job.constraint)
                     job.succeed(result)
                     continue
                 started = time.perf_counter()
@@ -125,7 +130,8 @@ class ModelRunner:
         if settings.temperature > 0 and settings.seed is not None:
             generator = torch.Generator(device=self.model.device).manual_seed(settings.seed)
         return Row(job, settings.max_new_tokens, finished_test(self.model, self.tokenizer, settings),
-                   settings.temperature, settings.top_p, generator)
+                   settings.temperature, settings.top_p, generator,
+                   constraint=RowMatcher(job.constraint) if job.constraint is not None else None)
 
     # --- padded batching ---------------------------------------------------------------
     def generate_padded(self, settings: GenerationSettings, jobs: list[EngineJob]) -> None:
@@ -139,7 +145,9 @@ class ModelRunner:
         if not batch:
             return
         try:
-            results = self.generate([job.prompt_ids for job in batch], settings, [job.scope for job in batch])
+            # Jobs with equal settings have the same pattern, compiled once (AnswerPatterns keeps it).
+            results = self.generate([job.prompt_ids for job in batch], settings, [job.scope for job in batch],
+                                    constraint=batch[0].constraint)
         except BaseException as exc:  # hand the failure to every waiting caller
             for job in batch:
                 job.fail(exc)
@@ -151,12 +159,13 @@ class ModelRunner:
                 job.succeed(result)
 
     def generate(self, prompts: list[list[int]], settings: GenerationSettings,
-                 scopes: list[CallScope | None] | None = None) -> list[Generation]:
+                 scopes: list[CallScope | None] | None = None, constraint: CompiledPattern | None = None,
+                 ) -> list[Generation]:
         """One left-padded ``generate`` call for prompts with the same settings (a row whose scope is cancelled
-        stops early)."""
+        stops early), each row held to ``constraint`` where one is given."""
         import torch
 
         with torch.inference_mode():
-            generated = generate_padded(self.model, self.tokenizer, prompts, settings, scopes)
+            generated = generate_padded(self.model, self.tokenizer, prompts, settings, scopes, constraint)
         return [decode_generation(self.model, self.tokenizer, tokens, len(ids), settings)
                 for tokens, ids in zip(generated, prompts, strict=True)]

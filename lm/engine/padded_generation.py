@@ -1,16 +1,19 @@
 """Generation without continuous batching, for models whose cache is not made of plain full or sliding-window
 layers: one transformers ``generate`` call over left-padded prompts with equal settings, each row stopping at its
-end token, its first stop string, or once its caller's ``CallScope`` is cancelled."""
+end token, its first stop string, or once its caller's ``CallScope`` is cancelled, and held to the settings' answer
+pattern by a logits processor (``constrained_rows.MatcherLogits``) where they have one."""
 
 from transformers import StoppingCriteria
 
-from smelt.lm.generation import GenerationSettings, find_stop
+from smelt.lm.engine.constrained_rows import MatcherLogits
+from smelt.lm.generation import GenerationSettings, end_token_ids, find_stop
 
 
 def generate_padded(model, tokenizer, prompts: list[list[int]], settings: GenerationSettings,
-                    scopes: list | None = None) -> list[list[int]]:
+                    scopes: list | None = None, constraint=None) -> list[list[int]]:
     """The new tokens of each prompt, from one ``generate`` call over the left-padded batch; a row whose scope (in
-    ``scopes``, one per prompt or None) is cancelled stops at the next step."""
+    ``scopes``, one per prompt or None) is cancelled stops at the next step. With ``constraint`` (the settings'
+    pattern, compiled), each row picks only the tokens it allows."""
     import torch
 
     pad_id = tokenizer.pad_token_id
@@ -33,6 +36,8 @@ def generate_padded(model, tokenizer, prompts: list[list[int]], settings: Genera
         criteria.append(StopWhenCancelled(scopes))
     if criteria:
         kwargs["stopping_criteria"] = criteria
+    if constraint is not None:
+        kwargs["logits_processor"] = [MatcherLogits(constraint, len(prompts), set(end_token_ids(model, tokenizer)))]
     output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
     return [row[width:].tolist() for row in output]
 

@@ -12,6 +12,11 @@ A greedy row also feeds a draft of its next tokens (``prompt_lookup``) and keeps
 itself picks, so one step may add several tokens to it. Rows keep different numbers of a step's
 columns; the others stay in the cache as holes.
 
+A row with an answer pattern (``constrained_rows``) picks, at each position, among the tokens its pattern allows
+there: the greedy screen (``greedy_head``) or the full logits with the others masked out, so its pick is exact and the
+rows without a pattern keep their speed. Its draft is cut to the tokens the pattern accepts, and each drafted position
+is masked as it would be one token at a time.
+
 Layout: every row's cache is right-aligned to the batch's width, as a left-padded prompt pass would
 leave it. ``positions`` records the position of the token in each column (-1: padding or a hole), and
 each step passes attention masks built from it: a token sees the columns at its position or before
@@ -24,7 +29,7 @@ from typing import Any
 
 from smelt.lm.engine.appending_cache import append_in_place, drop_last, join_rows, keep_rows
 from smelt.lm.engine.greedy_head import GreedyHead
-from smelt.lm.engine.model_parts import cache_keyword, decoder_of, plain_output_projection
+from smelt.lm.engine.model_parts import cache_keyword, decoder_of, logits_size, plain_output_projection
 from smelt.lm.engine.prompt_lookup import PromptLookup
 
 DRAFT_TOKENS_MAX = 7  # drafted tokens a row feeds in one step, at most
@@ -43,6 +48,7 @@ class Row:
     generator: Any = None  # a seeded torch.Generator of this row alone, so its samples do not depend on the batch
     generated: list[int] = field(default_factory=list)
     lookup: PromptLookup | None = None  # its tokens so far, for drafts (greedy rows)
+    constraint: Any = None  # its answer pattern's matcher (constrained_rows.RowMatcher); None: unconstrained
     next_token: int = 0  # the token it feeds at the next step
     next_position: int = 0  # that token's position
 
@@ -54,6 +60,7 @@ class RunningBatch:
 
         self.model = model
         self.decoder, self.head = decoder_of(model), plain_output_projection(model)
+        self.vocabulary_size = logits_size(model)
         self.greedy_head = greedy_head if self.decoder is not None else None  # picks greedy tokens from hidden states
         self.cache_keyword = cache_keyword(self.decoder if self.decoder is not None else model)
         self.drafts = drafts
@@ -112,7 +119,7 @@ class RunningBatch:
         query_positions = first[:, None] + torch.arange(fed, device=device)
         valid = torch.arange(fed, device=device)[None] < torch.tensor([len(t) for t in feeds], device=device)[:, None]
         self.positions = torch.cat([self.positions, torch.where(valid, query_positions, -1)], dim=1)
-        picks = self._picks(ids, query_positions, valid).tolist()
+        picks = self._picks(ids, query_positions, valid, self._allowed(feeds)).tolist()
 
         finished, keep, kept_columns = [], [], []
         for index, (row, tokens) in enumerate(zip(self.rows, feeds, strict=True)):
@@ -158,30 +165,51 @@ class RunningBatch:
         for row in self.rows:
             room = min(per_row, row.max_new_tokens - len(row.generated) - 1)
             draft = row.lookup.draft(room) if row.lookup is not None else []
+            if row.constraint is not None:
+                draft = row.constraint.usable_draft(draft)
             feeds.append([row.next_token, *draft])
         return feeds
+
+    def _allowed(self, feeds: list[list[int]]):
+        """A (fed tokens, vocabulary) boolean mask of the tokens each pick may be, in row order: a constrained row's
+        pattern after each of its fed tokens, everything for the others; None when no row is constrained."""
+        import torch
+
+        if all(row.constraint is None for row in self.rows):
+            return None
+        masks = []
+        for row, tokens in zip(self.rows, feeds, strict=True):
+            if row.constraint is None:
+                masks.append(torch.ones((len(tokens), self.vocabulary_size), dtype=torch.bool))
+            else:
+                masks.append(row.constraint.masks_along(tokens[1:]))
+        return torch.cat(masks).to(self.positions.device)
 
     def _append(self, row: Row, tokens: list[int]) -> bool:
         """Give ``row`` its new tokens one by one; whether it finished (the tokens after its end are dropped)."""
         for token in tokens:
             row.generated.append(token)
+            if row.constraint is not None:
+                row.constraint.accept([token])
             if len(row.generated) >= row.max_new_tokens or row.finished(row.generated):
                 return True
         return False
 
-    def _picks(self, ids, query_positions, valid):
-        """The model's pick after every valid fed token, in row order (a 1-d tensor)."""
+    def _picks(self, ids, query_positions, valid, allowed=None):
+        """The model's pick after every valid fed token, in row order (a 1-d tensor), among the ``allowed`` tokens
+        where a mask is given (``_allowed``)."""
         inputs = {"input_ids": ids, "position_ids": query_positions,
                   "attention_mask": self._masks(query_positions, self._sliding_start(query_positions)),
                   self.cache_keyword: self.cache, "use_cache": True}
         greedy = all(row.temperature <= 0 for row in self.rows)
         if self.decoder is None or self.head is None:  # the whole model: its head may rescale the logits
-            return self._pick(self.model(**inputs, logits_to_keep=ids.shape[1]).logits[valid], valid)
+            logits = self.model(**inputs, logits_to_keep=ids.shape[1]).logits[valid]
+            return self._pick(_masked(logits, allowed), valid)
         hidden = self.decoder(**inputs).last_hidden_state[valid]
         if greedy and self.greedy_head is not None and self.greedy_head.handles(len(hidden)):
-            return self.greedy_head.argmax(hidden)
+            return self.greedy_head.argmax(hidden, allowed)
         # weight @ hidden.T keeps the big matrix on the left, where CPU BLAS splits the work well (model_parts).
-        return self._pick((self.head @ hidden.T).T, valid)
+        return self._pick(_masked((self.head @ hidden.T).T, allowed), valid)
 
     def _sliding_start(self, query_positions) -> int:
         """The first column any of this step's tokens sees through a sliding window: the columns before it are
@@ -241,3 +269,8 @@ class RunningBatch:
         keep_rows(self.cache, indices, unused)
         self.rows = [self.rows[i] for i in indices]
         self.positions = positions[:, unused:]
+
+
+def _masked(logits, allowed):
+    """``logits`` with the entries ``allowed`` does not allow at -inf (unchanged without a mask)."""
+    return logits if allowed is None else logits.masked_fill(~allowed, float("-inf"))

@@ -13,7 +13,9 @@ drafts reads each key/value head once rather than a copy per query head (``packe
 
 Models whose cache is not made of plain full or sliding-window layers run instead in batches of
 requests with equal settings, through one left-padded ``generate`` call per batch (``padded_generation``).
-Either way an answer ends as ``generation`` says (end token, stop string, ``max_tokens``).
+Either way an answer ends as ``generation`` says (end token, stop string, ``max_tokens``), and a request whose
+``response_format`` carries an answer pattern (``completion_pattern``) is held to it token by token
+(``constrained_rows``); the other requests of its batch decode as before.
 
 The worker's loop (``_serve``) has two parts: the ``scheduler`` decides which queued requests run at the next step
 (admission, continuous or padded batching, the waits for callers to arrive), and the ``model_runner`` runs them on
@@ -73,6 +75,8 @@ def _kept_by(part: str, name: str) -> property:
 class TransformersEngine:
     """A DSPy engine running a transformers causal LM in this process, batching concurrent requests."""
 
+    takes_completion_pattern = True  # a request's answer pattern is applied token by token (constrained_rows)
+
     def __init__(
         self,
         model,
@@ -93,7 +97,7 @@ class TransformersEngine:
         self.scheduler = Scheduler(max_batch_size=max_batch_size, gather_seconds=gather_seconds,
                                    continuous=supports_row_prefill(model) if continuous is None else continuous)
         self.runner = ModelRunner(model, tokenizer, prefix_cache_bytes=prefix_cache_bytes, int8_screen=int8_screen,
-                                  prompt_lookup=prompt_lookup)
+                                  prompt_lookup=prompt_lookup, name=name)
         self.context_length = context_length(model, tokenizer)  # prompt + new tokens; None: not known
         self._worker: threading.Thread | None = None
 
@@ -143,10 +147,15 @@ class TransformersEngine:
 
     def _job_for(self, request, progress: queue.SimpleQueue | None = None) -> EngineJob:
         validate_request(request)
-        job = EngineJob(encode_prompt(self.tokenizer, messages_from_request(request)),
-                        GenerationSettings.from_config(request.config), progress=progress)
+        settings = GenerationSettings.from_config(request.config)
+        job = EngineJob(encode_prompt(self.tokenizer, messages_from_request(request)), settings,
+                        constraint=self._compiled(settings), progress=progress)
         self.check_fits(len(job.prompt_ids), job.settings.max_new_tokens)
         return job
+
+    def _compiled(self, settings: GenerationSettings):
+        """The settings' answer pattern compiled (in the caller's thread: the worker's steps go on meanwhile)."""
+        return self.runner.patterns.compiled(settings.pattern) if settings.pattern else None
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
         """Refuse a prompt that, with its new tokens, does not fit the model's context."""
@@ -167,7 +176,7 @@ class TransformersEngine:
 
     def generate_batch(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Generation]:
         """Generate for several prompts queued together, as DSPy's threads would send them; blocks until done."""
-        jobs = [EngineJob(list(ids), settings) for ids in prompts]
+        jobs = [EngineJob(list(ids), settings, constraint=self._compiled(settings)) for ids in prompts]
         self._submit(*jobs)
         return [self._wait(job) for job in jobs]
 
