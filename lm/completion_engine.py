@@ -7,6 +7,9 @@ in-process engine builds for a base model (``rendering.render_transcript``: DSPy
 assistant's prefill, as one document), the request's ``max_tokens``, temperature and stop strings. vLLM, SGLang,
 llama.cpp's server and ``transformers serve`` all serve this endpoint.
 
+A request's answer pattern (``completion_pattern``) goes in the field the server takes it in (``server_constraints``:
+vLLM, SGLang, llama.cpp's server); a server that takes none answers unconstrained, said once.
+
 The reply is streamed (``"stream": true``, usage in its last event), so that a call whose ``CallScope`` is cancelled
 (serve's request past ``--timeout``) closes its connection at the next token, and the server, which stops a
 generation whose client went away, stops generating for it. The answer and its token counts are those of a
@@ -15,6 +18,7 @@ reply sent whole.
 
 import json
 from collections import deque
+from dataclasses import replace
 from itertools import chain
 
 import httpx
@@ -39,7 +43,8 @@ from dspy.lm15 import (
 from smelt.lm.call_scope import CallCancelled, current_scope
 from smelt.lm.generation import GenerationSettings, stream_pieces
 from smelt.lm.rendering import messages_from_request, render_transcript
-from smelt.redaction import redact_text
+from smelt.lm.server_constraints import ServerConstraints
+from smelt.redaction import redact, redact_text
 
 
 def cut_at_stop(text: str, stops) -> tuple[str, bool]:
@@ -53,6 +58,8 @@ class CompletionServerEngine:
     """A DSPy engine calling an OpenAI-compatible ``/completions`` endpoint; DSPy's LM layer adds its cache and
     retries. Thread-safe: one pooled HTTP client serves every thread (evaluation runs --threads requests at once)."""
 
+    takes_completion_pattern = True  # handed to the server where it takes one (server_constraints)
+
     def __init__(self, model: str, api_base: str, api_key: str | None, *, timeout_s: float,
                  extra_body: dict | None = None):
         self.model = model
@@ -61,6 +68,7 @@ class CompletionServerEngine:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout_s,
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.constraints = ServerConstraints(self._client, api_base, f"{model}@{redact(api_base)}")
 
     def complete(self, request) -> Response:
         settings = GenerationSettings.from_config(request.config)
@@ -110,14 +118,18 @@ class CompletionServerEngine:
             body["top_p"] = settings.top_p
         if settings.seed is not None:
             body["seed"] = settings.seed
+        constraint = self.constraints.fields(settings.pattern) if settings.pattern else {}
+        body.update(constraint)
         scope = current_scope()
-        pieces, finish_reason, usage = [], None, {}
+        pieces, finish_reason, usage, refused = [], None, {}, None
         try:
             with self._client.stream("POST", self.url, json=body) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise self._refused(response)
-                for event in _events(response, self.url):
+                    if not (constraint and response.status_code in (400, 422)):
+                        raise self._refused(response)
+                    refused = redact_text(response.text.strip().replace("\n", " "))  # the pattern, most likely
+                for event in () if refused is not None else _events(response, self.url):
                     if scope is not None and scope.cancelled:
                         raise CallCancelled(f"cancelled after {len(pieces)} streamed pieces")
                     for choice in event.get("choices") or ():
@@ -129,6 +141,9 @@ class CompletionServerEngine:
             raise TimeoutError(f"{self.url}: no reply in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise TransportError(f"{self.url}: {type(exc).__name__}: {redact_text(str(exc))[:200]}") from None
+        if refused is not None:  # the same request again, without the pattern (and every later one with it)
+            self.constraints.refused(settings.pattern, refused)
+            yield from self._progress(request, replace(settings, pattern=None))
 
     def _refused(self, response: httpx.Response) -> Exception:
         detail = redact_text(response.text.strip().replace("\n", " "))[:200]
