@@ -158,3 +158,57 @@ def test_one_server_per_model_and_none_after_close(gguf):
     with pytest.raises(httpx.TransportError):
         httpx.get(health, timeout=5)
     assert threads() <= before + 1  # its threads are gone (one of httpx's pool may linger)
+
+
+def test_a_lora_adapter_moves_llamacpp_as_it_moves_the_engine(tmp_path, gguf, embedded_model):
+    """A peft adapter on the attention projections (random B, so that it moves the next token's log-probabilities),
+    saved as a run's adapter/ folder: on llama.cpp, converted and applied per request, it moves them as it moves the
+    in-process model's, the base model's quantization aside."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from smelt.lm import lm_for_spec, parse_spec
+    from smelt.lm.llamacpp_server import server_for
+    from smelt.lm.loading import load_model
+    from smelt.lm.lora_gguf import gguf_lora_adapter
+    from smelt.lm.rendering import encode_prompt, render_transcript
+
+    torch.manual_seed(0)
+    private = load_model(parse_spec("gemma-3-270m"), device="cpu", private=True).model
+    adapted = get_peft_model(private, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj",
+                                                                                     "o_proj"]))
+    with torch.no_grad():
+        for name, weight in adapted.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.02)
+    adapted.save_pretrained(tmp_path / "adapter")
+
+    resolved = lm_for_spec(gguf, adapter=tmp_path / "adapter", cache=False)
+    assert resolved.lm.engine.extra_body == {"lora": [{"id": 0, "scale": 1.0}]}  # every request applies it
+    path = Path(parse_spec(gguf).target)
+    server = server_for(path, context_length=0, adapters=(gguf_lora_adapter(tmp_path / "adapter", path),))
+    assert resolved.lm.engine.url == server.url + "/completions"  # the server lm_for_spec started
+
+    def llamacpp(messages, scale: float) -> dict[int, float]:
+        reply = httpx.post(server.url.removesuffix("/v1") + "/completion", timeout=600,
+                           headers={"Authorization": f"Bearer {server.api_key}"},
+                           json={"prompt": render_transcript(messages), "n_predict": 1, "temperature": 0,
+                                 "n_probs": 40, "cache_prompt": False, "lora": [{"id": 0, "scale": scale}]})
+        assert reply.status_code == 200, reply.text
+        return {t["id"]: t["logprob"] for t in reply.json()["completion_probabilities"][0]["top_logprobs"]}
+
+    shifts = []
+    for question in ["What is the capital of France?", "How many legs does a spider have?",
+                     "東京は何県にありますか？", "Who wrote Hamlet?"]:
+        messages = [{"role": "user", "content": f"Question: {question}"}, {"role": "assistant", "content": "Answer:"}]
+        ids = torch.tensor([encode_prompt(embedded_model.tokenizer, messages)])
+        with torch.no_grad():
+            base = torch.log_softmax(embedded_model.model(ids).logits[0, -1].float(), -1)
+            with_adapter = torch.log_softmax(adapted(ids).logits[0, -1].float(), -1)
+        token = int(with_adapter.argmax())  # the adapted model's next token
+        in_process = float(with_adapter[token] - base[token])
+        on_llamacpp = llamacpp(messages, 1.0)[token] - llamacpp(messages, 0.0)[token]
+        shifts.append((in_process, on_llamacpp))
+    assert max(abs(in_process) for in_process, _ in shifts) > 0.5, shifts  # the adapter moves the answer
+    for in_process, on_llamacpp in shifts:
+        assert abs(on_llamacpp - in_process) <= 0.2 + 0.25 * abs(in_process), shifts
