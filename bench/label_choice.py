@@ -4,12 +4,14 @@ demos of its default compile.
 
     python -m bench.label_choice                                  # examples/inquiry_routing.toml, all of test
     python -m bench.label_choice --program runs/inquiry_routing/<compile run> --max-test 10
+    python -m bench.label_choice --program runs/inquiry_routing/<distill run>    # the distilled student
 
 Every test example is answered four ways by the same program (the same prompt): free generation (choice=generate,
 constrain=false), generation held to the labels (constrain=true, the default), and the label with the highest
 likelihood, uncalibrated and calibrated against the labels' prior on content-free inputs (choice=likelihood,
-smelt.programs.label_choice); the last two come from the same label scores. The demos are those of a compile run's
-program.json (--program), else of a compile run made here for them with the task's default optimizer:
+smelt.programs.label_choice); the last two come from the same label scores. The demos and the model are those of a
+run (--program: a distilled student has no demos, and its adapter), else the demos of a compile run made here for
+them with the task's default optimizer, on --lm:
 `cli.py compile TASK --max-dev 1 --max-test 0 --latency-sample 0` (it scores one dev example, nothing else).
 
 Prints test accuracy (and per language where the data says it), how often the most frequent answer was given, and
@@ -128,13 +130,15 @@ def table(results: list[Result], labels: tuple[str, ...]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="examples/inquiry_routing.toml", help="a label task (default: %(default)s)")
-    parser.add_argument("--program", help="a compile run of TASK whose demos to use (default: one made here)")
-    parser.add_argument("--lm", default="gemma-3-270m")
+    parser.add_argument("--program", help="a compile or distill run of TASK: its demos, on its own model (a distilled "
+                                          "student with its adapter); default: a compile run made here, on --lm")
+    parser.add_argument("--lm", default="gemma-3-270m", help="the model without --program (default: %(default)s)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-test", type=int, help="only the first N test examples")
     parser.add_argument("--threads", type=int, default=8, help="answers in flight (default: %(default)s)")
     args = parser.parse_args(argv)
 
+    from smelt.lifecycle.reloaded_run import load_run
     from smelt.lm import lm_for_spec
     from smelt.programs.registry import get_task
 
@@ -143,22 +147,24 @@ def main(argv: list[str] | None = None) -> None:
         raise SmeltError(f"--task {args.task}: declares no labels; label choice needs a label task")
     test = list(task.shipped_data().test)[: args.max_test]
     with tempfile.TemporaryDirectory() as scratch:
-        program_json = (Path(args.program) / "program.json" if args.program
-                        else compiled_program_json(args.task, Path(scratch)))
-        resolved = lm_for_spec(args.lm, device=args.device, cache=False)
+        if args.program:
+            program_json = Path(args.program) / "program.json"
+            resolved = load_run(args.program, device=args.device, cache=False).lm
+        else:
+            program_json = compiled_program_json(args.task, Path(scratch))
+            resolved = lm_for_spec(args.lm, device=args.device, cache=False)
         golds = [example.get(task.answer_field) for example in test]
         languages = [example.get("language") for example in test]
+        demos = sum(len(p.demos) for p in program_with(task, {}, program_json).predictors())
         results = []
-        for setting, demos_from in (("zero-shot", None), ("demos", program_json)):
-            if demos_from is not None:
-                setting = f"{sum(len(p.demos) for p in program_with(task, {}, demos_from).predictors())} demos"
+        for setting, demos_from in (("zero-shot", None), *([(f"{demos} demos", program_json)] if demos else [])):
             for method, options in GENERATED:
                 answers, seconds = generated(task, options, demos_from, resolved, test, args.threads)
                 results.append(Result(setting, method, answers, golds, languages, seconds))
             raw, calibrated, seconds = chosen(task, demos_from, resolved, test, args.threads)
             results += [Result(setting, CHOSEN[0], raw, golds, languages, seconds),
                         Result(setting, CHOSEN[1], calibrated, golds, languages, seconds)]
-    print(f"{task.name}: {len(test)} test examples, {args.lm} on {args.device} ({cpu_name()}), "
+    print(f"{task.name}: {len(test)} test examples, {resolved.lm.model} on {args.device} ({cpu_name()}), "
           f"{args.threads} in flight; the two likelihood rows share one scoring of the labels (one time)")
     print(table(results, task.answer_labels))
 
