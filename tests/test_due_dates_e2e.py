@@ -28,15 +28,17 @@ def _write(path: Path, rows: list[dict]) -> str:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Two compile runs, the rule on (the default) and off, with labeled demos: of these four train examples
-    LabeledFewShot's seeded sample takes the 4th, 2nd and 1st, two of which answer 2026-04-30."""
+    """Compile runs with labeled demos: the diverse-demos rule on (the default) and off, answers unconstrained so
+    that malformed ones occur (of these four train examples LabeledFewShot's seeded sample takes the 4th, 2nd and
+    1st, two of which answer 2026-04-30); and one with the defaults, answers held to the date's shape."""
     folder = tmp_path_factory.mktemp("due_dates")
     train, dev, test = _rows("train"), _rows("dev"), _rows("test")
     files = ["--train", _write(folder / "train.jsonl", [train[i] for i in ("d04", "d01", "d06", "d02")]),
              "--dev", _write(folder / "dev.jsonl", [dev["v02"]]),
              "--test", _write(folder / "test.jsonl", [test[i] for i in ("t01", "t02", "t05", "t18")])]
     found = {}
-    for name, extra in (("on", []), ("off", ["--no-diverse-demos"])):
+    unconstrained = ["-o", "constrain=false"]
+    for name, extra in (("on", unconstrained), ("off", [*unconstrained, "--no-diverse-demos"]), ("constrained", [])):
         root = folder / name
         result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "compile", str(TASK), *files, "--optimizer",
                                  "labeled", "--max-labeled-demos", "3", "--threads", "4", "--latency-sample", "0",
@@ -57,8 +59,8 @@ def _is_iso_date(text) -> bool:
     return True
 
 
-def test_malformed_answers_are_counted_in_summary_and_report(runs):
-    run_dir = runs["on"]
+def _malformed_counts(run_dir: Path) -> dict[str, int]:
+    """Malformed answers per column and split, checked record by record against summary.json."""
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     counts = {}
     for label in ("baseline", "compiled"):
@@ -70,6 +72,12 @@ def test_malformed_answers_are_counted_in_summary_and_report(runs):
             assert all(r["malformed"] == [] for r in records if r not in malformed), name
             assert summary[label][split]["malformed"] == len(malformed), name
             counts[f"{label} {split}"] = len(malformed)
+    return counts
+
+
+def test_malformed_answers_are_counted_in_summary_and_report(runs):
+    run_dir = runs["on"]
+    counts = _malformed_counts(run_dir)
     # The 270M base model, unprompted by demos, runs on past a bare date: its baseline answers are malformed.
     assert counts["baseline test"] >= 1
     report = (run_dir / "report.md").read_text(encoding="utf-8")
@@ -89,3 +97,10 @@ def test_compiled_demos_give_distinct_answers_unless_turned_off(runs):
     assert len(off) == 3 and len(set(off)) == 2  # without the rule, two of them answer 2026-04-30
     manifest = json.loads((runs["off"] / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["options"]["diverse_demos"] is False
+
+
+def test_the_default_constraint_holds_every_answer_to_a_date(runs):
+    """The same task and data with constrain on (the default): the model can only write a date."""
+    assert set(_malformed_counts(runs["constrained"]).values()) == {0}
+    manifest = json.loads((runs["constrained"] / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["program_options"]["constrain"] is True

@@ -398,7 +398,8 @@ def test_dspy_cache_serves_a_repeated_call(embedded_model, tmp_path):
 def test_settings_come_from_the_dspy_request(embedded_lm, temperature):
     from types import SimpleNamespace
 
-    config = SimpleNamespace(max_tokens=None, temperature=temperature, top_p=None, stop=["]]"], seed=3)
+    config = SimpleNamespace(max_tokens=None, temperature=temperature, top_p=None, stop=["]]"], seed=3,
+                             response_format=None)
     settings = GenerationSettings.from_config(config)
     assert settings.max_new_tokens == 256 and settings.temperature == temperature
     assert settings.stop == ("]]",) and settings.seed == 3

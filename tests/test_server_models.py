@@ -29,6 +29,9 @@ ANSWER = "[[ ## answer ## ]]\n9:00\n\n[[ ## completed ## ]]"
 RATING = "[[ ## rationale ## ]]\nSame time as the reference.\n\n[[ ## rating ## ]]\n8\n\n[[ ## completed ## ]]"
 DOCUMENT = "The city pool opens at 9:00 on weekdays and at 10:00 on Sundays."
 QUESTION = "When does the pool open on weekdays?"
+# A chat model takes no answer pattern, and constrain is on by default: said once per process.
+UNCONSTRAINED_CHAT = ("[smelt] openai/local-model: answers are not constrained (a chat model answers in its provider's "
+                      "format, not DSPy's marker format); they are checked after they are written")
 
 # The server, run with ``sys.executable`` as a process of its own: argv[1] is the request log (JSON lines: path,
 # Authorization header, body), argv[2] the file it writes its port to once it listens, argv[3] its replies (JSON:
@@ -221,7 +224,8 @@ def test_eval_and_run_reuse_the_recorded_server_when_told(server, compiled):
     assert answered.stdout.strip() == "9:00"
     assert [line for line in answered.stderr.splitlines() if line.strip()] == \
         [f"[smelt] program model openai/local-model: {shown}",
-         f"[smelt] the key in $SMELT_API_KEY is sent to http://127.0.0.1:{server['port']}/v1"]
+         f"[smelt] the key in $SMELT_API_KEY is sent to http://127.0.0.1:{server['port']}/v1",
+         UNCONSTRAINED_CHAT]
     [request] = server["requests"]()[before:]
     _check_requests([request], {"local-model"})
     assert DOCUMENT in json.dumps(request["body"]["messages"])
@@ -250,8 +254,9 @@ def test_a_server_without_a_password_is_reused_as_recorded(server, compiled, tmp
                      f"question={QUESTION}"], tmp_path)
     assert answered.returncode == 0, answered.stderr[-3000:]
     assert answered.stdout.strip() == "9:00"
-    assert answered.stderr.strip() == (f"[smelt] program model openai/local-model: the run's API base "
-                                       f"http://127.0.0.1:{server['port']}/v1 (--api-base recorded)")
+    assert answered.stderr.strip().splitlines() == [f"[smelt] program model openai/local-model: the run's API base "
+                                                    f"http://127.0.0.1:{server['port']}/v1 (--api-base recorded)",
+                                                    UNCONSTRAINED_CHAT]
     [request] = server["requests"]()[before:]
     assert request["authorization"] == "Bearer EMPTY" and request["path"] == "/v1/chat/completions"
 

@@ -31,7 +31,7 @@ def test_a_toml_task(tmp_path):
     assert task.default_metric == "f1" and task.answer_labels is None
     assert task.signature.instructions == "Answer from the document."
     assert task.signature.input_fields["question"].json_schema_extra["desc"] == "a question about the document"
-    assert task.default_options() == {"predictor": "predict", "max_tokens": 64}
+    assert task.default_options() == {"predictor": "predict", "max_tokens": 64, "constrain": True, "choice": "generate"}
     splits = task.shipped_data()
     assert [len(s) for s in (splits.train, splits.dev, splits.test)] == [1, 1, 1]
     assert dict(splits.train[0].inputs()) == {"document": "x", "question": "q"}

@@ -103,7 +103,7 @@ def test_a_python_task_outside_the_checkout_compiles_end_to_end(tmp_path, data_f
     assert outcome.run_dir.parent.name == "my_router"
     manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
     assert manifest["task"] == "my_router" and manifest["task_source"] == f"{module}:task"
-    assert manifest["program_options"] == {"max_tokens": 6}
+    assert manifest["program_options"] == {"max_tokens": 6, "constrain": True, "choice": "generate"}
     assert len(manifest["data"]["task_file"]["sha256"]) == 64  # the task's own code is fingerprinted
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     assert summary["metric"] == "accuracy"  # a Literal answer field: labels, so accuracy by default
@@ -135,7 +135,8 @@ def test_a_toml_task_compiles_end_to_end(tmp_path, data_files):
     assert summary["compiled"]["test"]["examples"] == 1 and summary["compiled"]["dev"]["examples"] == 2
     manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
     assert manifest["task_source"] == str(task_file)
-    assert manifest["program_options"] == {"predictor": "predict", "max_tokens": 6}
+    assert manifest["program_options"] == {"predictor": "predict", "max_tokens": 6, "constrain": True,
+                                           "choice": "generate"}
     assert manifest["data"]["task_file"]["source"] == str(task_file)
     loaded = load_run(outcome.run_dir)
     assert loaded.task.answer_labels == ("roads", "taxes")
