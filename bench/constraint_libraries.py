@@ -88,7 +88,7 @@ class LLGuidance:
 
         self.llg = llguidance
         self.tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocabulary)
-        started = time.process_time()  # what smelt does where the tokenizer's folder has its tokenizer.json
+        started = time.process_time()  # what smelt does for the embedded model, whose tokenizer.json it wrote
         llguidance.LLTokenizer(str(Path(tokenizer.name_or_path) / "tokenizer.json"), n_vocab=vocabulary)
         self.from_file_s = time.process_time() - started
 
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     for library in LIBRARIES:
         if results[library].get("from_file_s") is not None:
             print(f"{library}: the tokenizer prepared from its tokenizer.json, not the tokenizer object (as smelt does "
-                  f"where the folder has one): {results[library]['from_file_s']:.3f} s")
+                  f"for the embedded model): {results[library]['from_file_s']:.3f} s")
         if results[library].get("own_vocabulary_error"):
             print(f"{library}: its own vocabulary conversion fails ({results[library]['own_vocabulary_error']}); "
                   "measured on the tokens' bytes")

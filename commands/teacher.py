@@ -9,7 +9,7 @@ import dspy
 from smelt.errors import SmeltError
 from smelt.lifecycle import latest_run, read_manifest, runs_root
 from smelt.lifecycle.recorded_task import recorded_task_spec
-from smelt.lifecycle.reloaded_run import load_run
+from smelt.lifecycle.reloaded_run import load_run, recorded_program_options
 from smelt.lm import lm_for_spec
 from smelt.lm.specs import parse_spec
 from smelt.optimizers.distill.sft_data import read_sft_jsonl, write_sft_jsonl
@@ -59,8 +59,8 @@ def teacher_program_options(options, task) -> dict:
     """The program options the teacher runs with, read before it loads: a run's recorded ones, or -o on the task's
     defaults for a model spec (what ``load_teacher`` gives its program)."""
     if (Path(options.teacher) / "manifest.json").is_file():
-        recorded = read_manifest(options.teacher, "--teacher").get("program_options")
-        return {**task.default_options(), **(recorded if isinstance(recorded, dict) else {})}  # load_run judges it
+        recorded = recorded_program_options(read_manifest(options.teacher, "--teacher"))
+        return {**task.default_options(), **recorded}  # load_run judges it
     return {**task.default_options(), **options.program_options}
 
 
@@ -74,7 +74,7 @@ def load_teacher(options, task, log=print) -> Teacher:
                              "to a model-spec --teacher (compile with -o, then distill that run)")
         loaded = load_run(options.teacher, task_name=options.task, option="--teacher", device=options.device,
                           api_base=options.api_base, cache=options.cache, command="distill", log=log)
-        options_used = {**task.default_options(), **(loaded.manifest.get("program_options") or {})}
+        options_used = {**task.default_options(), **recorded_program_options(loaded.manifest)}
         return Teacher(loaded.program, loaded.lm, options_used, f"run {options.teacher}", loaded.run_dir)
     if Path(options.teacher).exists():
         raise SmeltError(f"--teacher {options.teacher}: a folder without manifest.json; pass a compile run "

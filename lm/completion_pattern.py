@@ -42,9 +42,9 @@ def field_marker(name: str) -> str:
 
 
 def escape(text: str) -> str:
-    """``text`` as a pattern matching it literally, in the syntax Python's re, Rust's regex (llguidance, xgrammar)
-    and vLLM's and SGLang's backends share: only the metacharacters are escaped (Python's re.escape escapes spaces and
-    more, which Rust's regex refuses)."""
+    """``text`` as a pattern matching it literally. Only the metacharacters are escaped (``re.escape`` also escapes
+    spaces, ``-`` and ``#``), so the pattern reads as its text and holds no escape that a server's regex engine (vLLM's
+    and SGLang's backends, llama.cpp's grammar) might not know."""
     out = []
     for char in text:
         if char in _META:

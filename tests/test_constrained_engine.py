@@ -28,11 +28,12 @@ INQUIRY = str(ROOT / "examples" / "inquiry_routing.toml")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-def request(resolved, task_spec: str, example, constrain: bool = True) -> tuple[list[int], GenerationSettings]:
+def request(resolved, task_spec: str, example, constrain: bool = True,
+            predictor: str = "predict") -> tuple[list[int], GenerationSettings]:
     """The prompt and settings the task's program sends for ``example`` (no demos), as PrefillChatAdapter makes
     them."""
     task = get_task(task_spec)
-    program = task.program({"constrain": constrain})
+    program = task.program({"constrain": constrain, "predictor": predictor})
     [(_, predictor)] = program.named_predictors()
     inputs = {name: example[name] for name in task.input_fields}
     if hasattr(program, "passages"):
@@ -191,3 +192,14 @@ def test_no_constrain_is_o_constrain_false_and_answers_leave_the_labels(tmp_path
     answers = [json.loads(line)["prediction"]
                for line in (free / "eval" / "baseline.test.jsonl").read_text().splitlines()]
     assert len(answers) == 4 and any(answer not in labels for answer in answers)  # what the constraint prevents
+
+
+def test_chain_of_thought_reasons_then_answers_a_label(embedded_lm):
+    task = get_task(INQUIRY)
+    [(_, predictor)] = task.program({"predictor": "cot"}).named_predictors()
+    example = task.shipped_data().test[0]
+    prompt, settings = request(embedded_lm, INQUIRY, example, predictor="cot")
+    [answer] = embedded_lm.engine.generate_batch([prompt], settings)
+    parsed = PrefillChatAdapter().parse(predictor.signature, answer.text)
+    assert parsed["department"] in task.answer_labels and parsed["reasoning"].strip()
+    assert answer.finish_reason == "stop"  # the reasoning ended and the answer's marker came, within max_tokens

@@ -55,18 +55,19 @@ class AnswerPatterns:
         return CompiledPattern(template, self.vocabulary_size, self.tokenizer.eos_token_id)
 
     def _prepared_tokenizer(self):
-        """llguidance's token table: read from the tokenizer's own tokenizer.json where its folder has one that holds
-        all its tokens (which spares serializing the loaded tokenizer first: docs/benchmarks.md), else from the
-        loaded tokenizer."""
+        """llguidance's token table. For the embedded model, read from the tokenizer.json smelt itself wrote when it
+        converted the model, which holds every token (this spares serializing the loaded tokenizer first:
+        docs/benchmarks.md); for any other model, from the loaded tokenizer (a hub folder's tokenizer.json may lack
+        tokens its tokenizer_config.json adds)."""
         import llguidance
         import llguidance.hf
 
-        saved = Path(str(getattr(self.tokenizer, "name_or_path", ""))) / "tokenizer.json"
-        if saved.is_file():
-            prepared = llguidance.LLTokenizer(str(saved), n_vocab=self.vocabulary_size,
-                                              eos_token=self.tokenizer.eos_token_id)
-            if prepared.vocab_size == self.vocabulary_size and prepared.eos_token == self.tokenizer.eos_token_id:
-                return prepared
+        from smelt.lm.embedded import embedded_model_dir
+
+        folder = Path(str(getattr(self.tokenizer, "name_or_path", "")))
+        if folder.is_dir() and folder.resolve() == embedded_model_dir().resolve():
+            return llguidance.LLTokenizer(str(folder / "tokenizer.json"), n_vocab=self.vocabulary_size,
+                                          eos_token=self.tokenizer.eos_token_id)
         return llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self.vocabulary_size)
 
 
