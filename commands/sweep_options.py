@@ -10,7 +10,14 @@ from smelt.commands.teacher import check_attempt_options
 from smelt.errors import SmeltError
 from smelt.lm.specs import parse_spec
 from smelt.optimizers.distill.teacher_attempts import DEFAULT_TEACHER_ATTEMPTS, DEFAULT_TEACHER_TEMPERATURE
-from smelt.optimizers.sweep.space import allowed_names, check_values, default_space, load_space, value_check
+from smelt.optimizers.sweep.space import (
+    allowed_names,
+    check_values,
+    decoding_space,
+    default_space,
+    load_space,
+    value_check,
+)
 from smelt.programs.registry import get_task
 
 OBJECTIVES = {  # objective -> (dev summary key, direction)
@@ -90,8 +97,11 @@ def space_for(options: SweepOptions):
     """The search space: the stage's default for the task and model, with --space entries in place."""
     task = get_task(options.task) if options.task else None
     task_options = task.default_options() if task else {}
-    capable = options.stage == "compile" and _is_capable(parse_spec(options.lm, "--lm"))
-    space = default_space(options.stage, task.sweep_space if task else {}, capable_model=capable)
+    spec = parse_spec(options.lm, "--lm")
+    capable = options.stage == "compile" and _is_capable(spec)
+    decoding = decoding_space(labels=bool(task and task.answer_labels), in_process=spec.in_process,
+                              constrain=options.constrain)
+    space = default_space(options.stage, task.sweep_space if task else {}, capable_model=capable, decoding=decoding)
     check = value_check(options.stage, task)
     if task is not None:  # a task's own sweep_space is checked like a space file
         check_values({name: space.params[name] for name in task.sweep_space if name in space.params}, check,

@@ -75,12 +75,17 @@ class CompileStage:
         return {**KNOB_DEFAULTS, **self.task.compile_defaults}
 
     def default_params(self) -> dict:
-        return {**self.knob_defaults, **self.task.default_options()}
+        return {**self.knob_defaults, **self.program_defaults()}
+
+    def program_defaults(self) -> dict:
+        """The task's default program options, with --constrain/--no-constrain, which holds for every trial."""
+        given = {} if self.options.constrain is None else {"constrain": self.options.constrain}
+        return {**self.task.default_options(), **given}
 
     def _split_params(self, params: dict) -> tuple[dict, dict]:
         knobs = {k: v for k, v in params.items() if k in KNOB_DEFAULTS}
-        program_options = {**self.task.default_options(), **{k: v for k, v in params.items() if k not in knobs}}
-        if self.options.constrain is not None:  # --constrain/--no-constrain holds for every trial
+        program_options = {**self.program_defaults(), **{k: v for k, v in params.items() if k not in knobs}}
+        if self.options.constrain is not None:
             program_options["constrain"] = self.options.constrain
         return {**self.knob_defaults, **knobs}, program_options
 

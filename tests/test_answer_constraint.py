@@ -259,14 +259,3 @@ def test_a_model_without_patterns_answers_unconstrained_and_says_so_once(capsys)
     assert all("response_format" not in call["kwargs"] for call in lm.history)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("[smelt] dummy: answers are not constrained (") for line in lines)
-
-
-
-def test_sweep_no_constrain_holds_for_every_trial():
-    from smelt.commands.sweep_options import SweepOptions
-    from smelt.commands.sweep_trials import CompileStage
-
-    for flag, expected in ((False, False), (True, True), (None, True)):
-        stage = CompileStage(SweepOptions(task="doc_qa", constrain=flag), cache=False, log=lambda *a: None)
-        _, program_options = stage._split_params({**stage.default_params(), "top_k": 3})
-        assert program_options["constrain"] is expected and program_options["top_k"] == 3

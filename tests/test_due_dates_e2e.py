@@ -45,7 +45,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                                  "--no-cache", "--runs-root", str(root), *extra],
                                 cwd=folder, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
-        found[name] = next((root / "due_dates").iterdir())
+        found[name] = next((root / "due_dates_fixture").iterdir())
     return found
 
 

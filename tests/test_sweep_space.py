@@ -2,6 +2,7 @@
 
 import optuna
 import pytest
+from mistakes import ROOT
 
 from smelt.errors import SmeltError
 from smelt.optimizers.sweep.space import allowed_names, default_space, load_space
@@ -78,3 +79,47 @@ def test_space_file_errors_for_the_file_itself(tmp_path):
     (tmp_path / "bad.toml").write_text("top_k = [1,\n")
     with pytest.raises(SmeltError, match="not valid TOML"):
         load_space(tmp_path / "bad.toml", base, allowed)
+
+
+INQUIRY = str(ROOT / "examples" / "inquiry_routing.toml")
+
+
+def _space(task: str, **options):
+    from smelt.commands.sweep_options import SweepOptions, space_for
+
+    return space_for(SweepOptions(task=task, **options))
+
+
+def test_every_compile_space_turns_the_constraint_and_a_label_task_its_choice():
+    """constrain on and off for every task; choice only where the answer is a label and the model runs in process
+    (a server gives no likelihood per label); --constrain/--no-constrain fix the constraint."""
+    doc_qa, routing = _space("doc_qa"), _space(INQUIRY)
+    assert doc_qa.params["constrain"].choices == (True, False) and "choice" not in doc_qa.params
+    assert routing.params["choice"].choices == ("generate", "likelihood")
+    assert _space(INQUIRY, constrain=False).params["constrain"].value is False
+    served = _space(INQUIRY, lm="openai/local-model", api_base="http://127.0.0.1:9/v1")
+    assert "choice" not in served.params and served.params["predictor"].choices == ("predict", "cot")
+    assert "constrain" not in _space("doc_qa", stage="distill", student="gemma-3-270m").params
+
+
+def test_choice_is_sampled_only_where_the_predictor_writes_just_the_answer():
+    space = default_space("compile", {"predictor": ["predict", "cot"]}, capable_model=True,
+                          decoding={"constrain": [True, False], "choice": ["generate", "likelihood"]})
+    assert list(space.params)[-2:] == ["constrain", "choice"]  # after the predictor, which decides it
+    fixed = {"optimizer": "labeled", "max_demos": 2, "max_labeled_demos": 2, "constrain": True}
+    assert "choice" not in space.suggest(optuna.trial.FixedTrial({**fixed, "predictor": "cot"}))
+    sampled = space.suggest(optuna.trial.FixedTrial({**fixed, "predictor": "predict", "choice": "likelihood"}))
+    assert sampled["choice"] == "likelihood"
+
+
+def test_sweep_no_constrain_holds_for_every_trial_and_the_default_is_in_its_space():
+    from smelt.commands.sweep import _default_params
+    from smelt.commands.sweep_options import SweepOptions, space_for
+    from smelt.commands.sweep_trials import CompileStage
+
+    for flag, expected in ((False, False), (True, True), (None, True)):
+        options = SweepOptions(task="doc_qa", constrain=flag)
+        stage = CompileStage(options, cache=False, log=lambda *a: None)
+        _, program_options = stage._split_params({**stage.default_params(), "top_k": 3})
+        assert program_options["constrain"] is expected and program_options["top_k"] == 3
+        assert _default_params(stage, space_for(options))["constrain"] is expected  # the first trial

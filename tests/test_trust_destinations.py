@@ -135,9 +135,9 @@ def test_the_user_names_the_destination_and_hears_where_the_key_goes(tmp_path, s
         assert result.stdout.strip() == "9:00"
         said = [line for line in result.stderr.splitlines() if line.strip()]
         # A chat model takes no answer pattern (constrain is on by default): said once, after where the key goes.
-        assert said[-2:] == [f"[smelt] the key in $SMELT_API_KEY is sent to {spy.url}",
-                             "[smelt] openai/local-model: answers are not constrained (a chat model answers in its "
-                             "provider's format, not DSPy's marker format); they are checked after they are written"], said
+        unconstrained = ("[smelt] openai/local-model: answers are not constrained (a chat model answers in its "
+                         "provider's format, not DSPy's marker format); they are checked after they are written")
+        assert said[-2:] == [f"[smelt] the key in $SMELT_API_KEY is sent to {spy.url}", unconstrained], said
         assert spy.url in said[0] and ("(--api-base recorded)" if given == "recorded" else "(--api-base)") in said[0]
         [request] = spy.seen[before:]
         assert request["authorization"] == f"Bearer {KEY}"

@@ -101,10 +101,13 @@ class Space:
     params: dict[str, Param]
 
     def suggest(self, trial: optuna.Trial) -> dict:
-        """Sample every parameter; conditional ones only where they matter (num_candidates for random search)."""
+        """Sample every parameter; conditional ones only where they matter (num_candidates for random search; choice
+        where the predictor writes only its answer: a label chosen by likelihood follows no reasoning)."""
         values = {}
         for name, param in self.params.items():
             if name == "num_candidates" and values.get("optimizer", "random_search") != "random_search":
+                continue
+            if name == "choice" and values.get("predictor", "predict") != "predict":
                 continue
             values[name] = param.suggest(trial)
         return values
@@ -129,8 +132,9 @@ class Space:
         return out
 
 
-def default_space(stage: str, task_space: dict, *, capable_model: bool) -> Space:
-    """The default search space of a stage. ``task_space`` is the task's own (its ``sweep_space``)."""
+def default_space(stage: str, task_space: dict, *, capable_model: bool, decoding: dict | None = None) -> Space:
+    """The default search space of a stage. ``task_space`` is the task's own (its ``sweep_space``), ``decoding``
+    the knobs of how a compile trial's program decodes (``decoding_space``); the task's own entries win."""
     if stage == "compile":
         optimizers = ANSWER_ONLY_OPTIMIZERS + (CAPABLE_MODEL_OPTIMIZERS if capable_model else ())
         entries: dict[str, Any] = {
@@ -139,7 +143,9 @@ def default_space(stage: str, task_space: dict, *, capable_model: bool) -> Space
             "max_labeled_demos": {"low": 0, "high": 4},
             "num_candidates": {"low": 2, "high": 4},
         }
-        entries |= _program_option_space(task_space, capable_model)
+        program = _program_option_space(task_space, capable_model)
+        # After the task's own knobs, which win: choice is sampled only once the predictor is known (suggest).
+        entries |= program | {name: entry for name, entry in (decoding or {}).items() if name not in program}
     elif stage == "distill":
         entries = {
             "r": [4, 8, 16, 32],
@@ -153,6 +159,16 @@ def default_space(stage: str, task_space: dict, *, capable_model: bool) -> Space
     else:
         raise SmeltError(f"--stage {stage!r}: use compile or distill")
     return Space({name: _parse_param(name, entry, f"default {stage} space") for name, entry in entries.items()})
+
+
+def decoding_space(*, labels: bool, in_process: bool, constrain: bool | None) -> dict:
+    """How a compile trial's program decodes, every task's options: answers held to their declared shape or not
+    (fixed where ``--constrain``/``--no-constrain`` is given); for a task with labels on a model smelt runs in
+    process, the label written or chosen by its calibrated likelihood (a server gives no likelihood per label)."""
+    knobs: dict[str, Any] = {"constrain": [True, False] if constrain is None else constrain}
+    if labels and in_process:
+        knobs["choice"] = ["generate", "likelihood"]
+    return knobs
 
 
 def _program_option_space(task_space: dict, capable_model: bool) -> dict:
