@@ -5,10 +5,11 @@ server refuses a pattern it cannot compile. ``tests/real_server.py`` starts real
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import LocalServer, QuietHandler
 
 
-class CompletionStub:
+class CompletionStub(LocalServer):
     """``with CompletionStub("vllm", "taxes", version="0.11.0") as stub:`` then use ``stub.url`` as --api-base;
     ``stub.bodies`` holds each ``POST /v1/completions`` body."""
 
@@ -17,51 +18,26 @@ class CompletionStub:
         self.bodies: list[dict] = []
         self.lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
                 if self.path == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": "base", "object": "model",
-                                                                 "owned_by": owned_by}]})
+                    models = [{"id": "base", "object": "model", "owned_by": owned_by}]
+                    self.send_json(200, {"object": "list", "data": models})
                 elif self.path == "/version" and version is not None:
-                    self._send(200, {"version": version})
+                    self.send_json(200, {"version": version})
                 else:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
 
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                _, body = self.read_json()
                 with stub.lock:
                     stub.bodies.append(body)
                 if refuse is not None and refuse in body:
-                    self._send(400, {"error": {"message": f"{refuse}: the pattern does not compile"}})
+                    self.send_json(400, {"error": {"message": f"{refuse}: the pattern does not compile"}})
                     return
                 events = [{"choices": [{"index": 0, "text": answer, "finish_reason": "stop"}]},
                           {"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 2}}]
                 data = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
-                self._send_raw(200, data.encode(), "text/event-stream")
+                self.send_bytes(200, data.encode(), "text/event-stream")
 
-            def _send(self, status: int, payload: dict) -> None:
-                self._send_raw(status, json.dumps(payload).encode(), "application/json")
-
-            def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):  # quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def __enter__(self) -> "CompletionStub":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
