@@ -17,6 +17,7 @@ from smelt.optimizers.sweep.space import (
     default_space,
     load_space,
     value_check,
+    widened_to,
 )
 from smelt.programs.registry import get_task
 
@@ -102,6 +103,8 @@ def space_for(options: SweepOptions):
     decoding = decoding_space(labels=bool(task and task.answer_labels), in_process=spec.in_process,
                               constrain=options.constrain)
     space = default_space(options.stage, task.sweep_space if task else {}, capable_model=capable, decoding=decoding)
+    if task is not None and options.stage == "compile":
+        space = widened_to(space, task.compile_defaults)
     check = value_check(options.stage, task)
     if task is not None:  # a task's own sweep_space is checked like a space file
         check_values({name: space.params[name] for name in task.sweep_space if name in space.params}, check,

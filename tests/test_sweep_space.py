@@ -123,3 +123,18 @@ def test_sweep_no_constrain_holds_for_every_trial_and_the_default_is_in_its_spac
         _, program_options = stage._split_params({**stage.default_params(), "top_k": 3})
         assert program_options["constrain"] is expected and program_options["top_k"] == 3
         assert _default_params(stage, space_for(options))["constrain"] is expected  # the first trial
+
+
+def test_a_task_s_own_compile_defaults_are_a_trial_of_its_study():
+    """inquiry_routing's [compile] table asks for 6 labeled demos, past the default range 0..4: the range takes it,
+    so the study's first trial is the task's default configuration."""
+    from smelt.commands.sweep import _default_params
+    from smelt.commands.sweep_options import SweepOptions, space_for
+    from smelt.commands.sweep_trials import CompileStage
+
+    options = SweepOptions(task=INQUIRY)
+    space = space_for(options)
+    assert get_task(INQUIRY).compile_defaults["max_labeled_demos"] == 6
+    assert (space.params["max_labeled_demos"].low, space.params["max_labeled_demos"].high) == (0, 6)
+    default = _default_params(CompileStage(options, cache=False, log=lambda *a: None), space)
+    assert default["max_labeled_demos"] == 6 and default["choice"] == "generate"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,17 @@ def default_space(stage: str, task_space: dict, *, capable_model: bool, decoding
     else:
         raise SmeltError(f"--stage {stage!r}: use compile or distill")
     return Space({name: _parse_param(name, entry, f"default {stage} space") for name, entry in entries.items()})
+
+
+def widened_to(space: Space, defaults: dict) -> Space:
+    """``space`` with each int range of a compile knob stretched to take the task's own default for it (a task file's
+    ``[compile]`` table may ask for 6 labeled demos), so that its default configuration is a trial of the study."""
+    params = dict(space.params)
+    for name, value in defaults.items():
+        param = params.get(name)
+        if name in COMPILE_KNOBS and param is not None and param.is_int and isinstance(value, int):
+            params[name] = replace(param, low=min(param.low, value), high=max(param.high, value))
+    return Space(params)
 
 
 def decoding_space(*, labels: bool, in_process: bool, constrain: bool | None) -> dict:
