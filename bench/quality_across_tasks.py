@@ -15,7 +15,7 @@ refuses -o with a teacher run).
     python -m bench.quality_across_tasks --tasks examples/inquiry_routing.toml examples/due_dates.toml \\
         --max-train 4 --max-dev 4 --max-test 4 --epochs 1
     python -m bench.quality_across_tasks --variant "no constraints=-o constrain=false" \\
-        --variant "one attempt=--teacher-attempts 1" --variant "likelihood=-o choice=likelihood"
+        --variant "four attempts=--teacher-attempts 4" --variant "likelihood=-o choice=likelihood"
 """
 
 import argparse
@@ -211,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
                              "argument (\"rag_qa -o rewrite=true\"); default: " + ", ".join(DEFAULT_TASKS))
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=EXTRA_ARGS",
                         help="run every task again with these extra options (repeatable), e.g. \"no constraints=-o "
-                             "constrain=false\" or \"one attempt=--teacher-attempts 1\"; the variant 'default' (no "
+                             "constrain=false\" or \"four attempts=--teacher-attempts 4\"; the variant 'default' (no "
                              "extra options) always runs first, as the anchor, unless given here with its own")
     parser.add_argument("--runs-root", type=Path,
                         help="where the run directories go and stay (default: a temporary folder, removed at the end)")
