@@ -8,10 +8,11 @@ from smelt.cli_options import LM_HELP, echo, log
 
 
 @click.command("serve")
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dirs", metavar="RUN_DIR [RUN_DIR ...]", nargs=-1, required=True, type=click.Path())
 @click.option("--task", help="the run's TASK, as elsewhere; required when it is Python code (path.py:task), which a "
                              "run directory never runs by itself; otherwise it makes sure the run is of that task")
-@click.option("--lm", help="answer with another model. " + LM_HELP)
+@click.option("--lm", help="answer with another model (several runs: gguf:gemma-3-270m, their student's GGUF file). "
+                           + LM_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps")
 @click.option("--api-base", help="server URL for the run's server model; 'recorded': the server the run recorded "
                                   "(a run directory never chooses where requests and keys go by itself)")
@@ -28,16 +29,20 @@ from smelt.cli_options import LM_HELP, echo, log
               help="seconds a request may wait for its answer, queueing included (then 504)")
 @click.option("--log", "log_file", type=click.Path(), help="append one JSON line per request to this file: inputs, "
                                                            "outputs, latency, tokens (never a header or a token)")
-def serve_command(run_dir, log_file, **kwargs):
+def serve_command(run_dirs, log_file, **kwargs):
     """Serve a finished run's program over HTTP until Ctrl-C or SIGTERM (in-flight requests finish first).
 
     RUN_DIR: a compile or distill run directory, or a sweep's (its best trial). Open http://HOST:PORT/ to try it;
     POST /v1/predict takes the task's input fields as JSON; /v1/chat/completions is the model itself, as OpenAI's
-    API; /openapi.json describes every route."""
+    API; /openapi.json describes every route.
+
+    Several RUN_DIRs: distill runs of one student, served on one copy of it on llama.cpp (--lm gguf:gemma-3-270m),
+    each with its own adapter; each is named by its folder's name: POST /v1/NAME/predict, "model": NAME in
+    /v1/chat/completions."""
     from smelt.serving.options import ServeOptions
     from smelt.serving.server import serve  # lazy: FastAPI, uvicorn and DSPy load only when serving
 
-    serve(ServeOptions(run_dir=run_dir, log=log_file, **kwargs), log=log)
+    serve(ServeOptions(run_dir=run_dirs[0], more_run_dirs=tuple(run_dirs[1:]), log=log_file, **kwargs), log=log)
 
 
 @click.command("bundle")

@@ -43,10 +43,14 @@ class LlamaCppServer:
     _server: object = field(repr=False)
 
     def adapter_request(self, adapter: Path | None) -> dict:
-        """The request fields that apply ``adapter`` (one of ``adapters``) at full scale, or none of them."""
+        """The request fields that apply ``adapter`` (one of ``adapters``) at full scale, or none of them (llama.cpp
+        leaves the adapters a request does not name at scale 0). With several adapters loaded, the request also turns
+        llama.cpp's prompt cache off: it reuses a prompt computed under another adapter as if it were this one's
+        (ggml-org/llama.cpp#26207), which moves the answer."""
         if adapter is None:
             return {}
-        return {"lora": [{"id": self.adapters.index(adapter), "scale": 1.0}]}
+        chosen = {"lora": [{"id": self.adapters.index(adapter), "scale": 1.0}]}
+        return {**chosen, "cache_prompt": False} if len(self.adapters) > 1 else chosen
 
     def close(self) -> None:
         """Stop the server: its threads end and its port closes (xllamacpp stops it when the object goes)."""
@@ -60,12 +64,17 @@ _servers_lock = threading.Lock()
 def server_for(gguf: Path, *, context_length: int, adapters: tuple[Path, ...] = (), device: str = "auto",
                slots: int = PARALLEL_SLOTS) -> LlamaCppServer:
     """The server of ``gguf`` with ``adapters`` loaded (not applied unless a request asks), started on first use
-    and shared by every later caller in this process. ``device``: cpu keeps every layer on the CPU; otherwise
-    llama.cpp offloads what fits to a GPU where the installed wheel has a GPU backend."""
+    and shared by every later caller in this process. A server already started on ``gguf`` with these adapters among
+    others serves too (not a caller without adapters, whose prompts must not share its cache): ``serve`` of several
+    runs starts one with every run's adapter, and each run's model then finds it (one copy of the base).
+    ``device``: cpu keeps every layer on the CPU; otherwise llama.cpp offloads what fits to a GPU where the installed
+    wheel has a GPU backend."""
     key = (str(gguf), tuple(str(a) for a in adapters), _gpu_layers(device))
     with _servers_lock:
         if key not in _servers:
-            _servers[key] = _start(gguf, adapters, device, slots, context_length)
+            wider = next((server for (file, loaded, layers), server in _servers.items()
+                          if adapters and (file, layers) == (key[0], key[2]) and set(key[1]) <= set(loaded)), None)
+            _servers[key] = wider or _start(gguf, adapters, device, slots, context_length)
         return _servers[key]
 
 

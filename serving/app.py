@@ -7,6 +7,10 @@
     POST /v1/chat/completions   the served model itself, OpenAI-compatible (streamed on request)
     GET  /v1/models             the one model served, as OpenAI lists models
 
+Several runs served together (``several_runs``) each answer under their name: /v1/NAME/program and
+/v1/NAME/predict, and ``"model": NAME`` in /v1/chat/completions (/v1/models lists the names); /v1/predict and
+/v1/program then say, in one line, to name one. The try-it page tries the first.
+
 A mistake in a request is a 422 naming the field (FastAPI's ``detail`` list); a failed model call a 502 with one
 line; a request after SIGTERM a 503; one past --timeout a 504. The server stays up through all of them."""
 
@@ -25,7 +29,7 @@ from smelt.serving.loading import measured_scores, model_id, model_summary, prog
 from smelt.serving.prediction import RequestFailed, check_fields, predict
 from smelt.serving.request_log import RequestLog
 from smelt.serving.schema import input_fields, output_fields, request_model, response_model
-from smelt.serving.service import ServedProgram
+from smelt.serving.service import ServedProgram, ServedRuns
 
 # The page runs its own inline script and calls only this server: nothing from elsewhere may load.
 PAGE_HEADERS = {
@@ -39,22 +43,28 @@ _ERROR_TYPES = {502: "model_error", 503: "unavailable", 504: "timeout"}
 Log = Callable[..., None]  # (route, status, started, **fields): one line of the request log, if any
 
 
-def create_app(served: ServedProgram, *, run_dir: str, token: str | None, max_request_bytes: int,
-               listening: tuple[str, int], request_log: RequestLog | None = None) -> FastAPI:
-    """The app serving ``served``; ``token`` (if any) is required on every route but the page and /healthz; without
+def create_app(runs: ServedRuns, *, token: str | None, max_request_bytes: int, listening: tuple[str, int],
+               request_log: RequestLog | None = None) -> FastAPI:
+    """The app serving ``runs``; ``token`` (if any) is required on every route but the page and /healthz; without
     one, every route requires a Host header naming the address it is ``listening`` on (host, port)."""
-    task = served.loaded.task
-    inputs_model = request_model(task)  # one class: the body of /v1/predict, and the fields /v1/program lists
-    app = FastAPI(title=f"smelt serve: {task.name}", description=task.description, docs_url=None, redoc_url=None)
+    tasks = {program.loaded.task.name: program.loaded.task for program in runs.programs.values()}
+    app = FastAPI(title=f"smelt serve: {', '.join(tasks)}", docs_url=None, redoc_url=None,
+                  description=next(iter(tasks.values())).description if len(tasks) == 1 else None)
 
     def log(route: str, status: int, started: float, **fields) -> None:
         if request_log is not None:
             request_log.write(route, status, time.perf_counter() - started, **fields)
 
     _add_error_replies(app, log)
-    _add_info_routes(app, served, run_dir, inputs_model)
-    _add_predict_route(app, served, inputs_model, log)
-    _add_chat_routes(app, served, log)
+    _add_page_and_health(app, runs)
+    for name, served in runs.programs.items():
+        prefix = f"/v1/{name}" if runs.several else "/v1"
+        inputs_model = request_model(served.loaded.task)  # one class: the body of predict, the fields program lists
+        _add_program_route(app, served, runs.run_dirs[name], inputs_model, prefix)
+        _add_predict_route(app, served, inputs_model, log, prefix)
+    if runs.several:
+        _add_name_one_routes(app, list(runs.programs))
+    _add_chat_routes(app, runs, log)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     if token is not None:
         app.add_middleware(BearerToken, token=token)  # added last: checked first, before a body is read
@@ -80,19 +90,26 @@ def _add_error_replies(app: FastAPI, log: Log) -> None:
         return _validation_reply(errors)
 
 
-def _add_info_routes(app: FastAPI, served: ServedProgram, run_dir: str, inputs_model: type) -> None:
-    loaded, task = served.loaded, served.loaded.task
+def _add_page_and_health(app: FastAPI, runs: ServedRuns) -> None:
+    text = resources.files("smelt.serving").joinpath("page.html").read_text(encoding="utf-8")
+    if runs.several:  # the page tries the first run
+        first = next(iter(runs.programs))
+        text = text.replace('"/v1/program"', f'"/v1/{first}/program"').replace('"/v1/predict"',
+                                                                             f'"/v1/{first}/predict"')
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
-        return HTMLResponse(resources.files("smelt.serving").joinpath("page.html").read_text(encoding="utf-8"),
-                            headers=PAGE_HEADERS)
+        return HTMLResponse(text, headers=PAGE_HEADERS)
 
     @app.get("/healthz", summary="Whether the server takes requests, and what it has served")
     def healthz():
-        return {"status": "draining" if served.draining else "ok", **served.stats()}
+        return {"status": "draining" if runs.draining else "ok", **runs.stats()}
 
-    @app.get("/v1/program", summary="The task, the program, the model, the run and its measured scores")
+
+def _add_program_route(app: FastAPI, served: ServedProgram, run_dir: str, inputs_model: type, prefix: str) -> None:
+    loaded, task = served.loaded, served.loaded.task
+
+    @app.get(f"{prefix}/program", summary="The task, the program, the model, the run and its measured scores")
     def program():
         return {"task": {"name": task.name, "description": task.description,
                          "inputs": input_fields(task, inputs_model), "outputs": output_fields(task)},
@@ -101,10 +118,10 @@ def _add_info_routes(app: FastAPI, served: ServedProgram, run_dir: str, inputs_m
                 "stats": served.stats()}
 
 
-def _add_predict_route(app: FastAPI, served: ServedProgram, inputs_model: type, log: Log) -> None:
-    loaded, task = served.loaded, served.loaded.task
+def _add_predict_route(app: FastAPI, served: ServedProgram, inputs_model: type, log: Log, prefix: str) -> None:
+    loaded, task, route = served.loaded, served.loaded.task, f"{prefix}/predict"
 
-    @app.post("/v1/predict", response_model=response_model(task), summary=f"Answer with the {task.name} program",
+    @app.post(route, response_model=response_model(task), summary=f"Answer with the {task.name} program",
               responses={422: {"description": "an input missing, unknown, empty or of the wrong type"},
                          502: {"description": "the model call failed"}, 503: {"description": "shutting down"},
                          504: {"description": "no answer within --timeout"}})
@@ -114,22 +131,52 @@ def _add_predict_route(app: FastAPI, served: ServedProgram, inputs_model: type, 
             check_fields(loaded, inputs)
             result = await served.call(lambda: predict(loaded, inputs))
         except RequestFailed as exc:
-            log("/v1/predict", exc.status, started, inputs=inputs, error=exc.message)
+            log(route, exc.status, started, inputs=inputs, error=exc.message)
             raise
         result["latency_s"] = round(time.perf_counter() - started, 4)
-        log("/v1/predict", 200, started, inputs=inputs, outputs=result["outputs"], usage=result["usage"])
+        log(route, 200, started, inputs=inputs, outputs=result["outputs"], usage=result["usage"])
         return result
 
 
-def _add_chat_routes(app: FastAPI, served: ServedProgram, log: Log) -> None:
-    loaded, served_model = served.loaded, model_id(served.loaded)
+def _add_name_one_routes(app: FastAPI, names: list[str]) -> None:
+    """/v1/predict and /v1/program when several runs are served: a 404 saying to name one."""
+    served = ", ".join(names)
 
+    @app.post("/v1/predict", include_in_schema=False)
+    def predict_which():
+        raise RequestFailed(404, f"several runs are served here ({served}); name one: POST /v1/RUN_NAME/predict")
+
+    @app.get("/v1/program", include_in_schema=False)
+    def program_which():
+        raise RequestFailed(404, f"several runs are served here ({served}); name one: GET /v1/RUN_NAME/program")
+
+
+def _chosen_run(runs: ServedRuns, requested: str | None) -> tuple[ServedProgram, str]:
+    """The run a chat request's ``model`` names, and the model name its reply carries: with one run, that run's
+    model whatever is asked (as before); with several, the run of that name."""
+    if not runs.several:
+        return runs.first, model_id(runs.first.loaded)
+    if requested in runs.programs:
+        return runs.programs[requested], requested
+    served = ", ".join(runs.programs)
+    if requested is None:
+        raise RequestFailed(400, f"several runs are served here; name one in \"model\": {served}")
+    raise RequestFailed(404, f"model {requested!r} is not served here; the served runs are {served} (GET /v1/models)")
+
+
+def _add_chat_routes(app: FastAPI, runs: ServedRuns, log: Log) -> None:
     @app.post("/v1/chat/completions", summary="The served model itself, as OpenAI's chat completions API")
     async def chat_route(body: ChatRequest):
         started = time.perf_counter()
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        try:
+            served, served_model = _chosen_run(runs, body.model)
+        except RequestFailed as exc:
+            log("/v1/chat/completions", exc.status, started, messages=messages, error=exc.message)
+            raise
+        loaded = served.loaded
         if body.stream:
-            return await _streamed_chat(served, body, messages, started, log)
+            return await _streamed_chat(served, served_model, body, messages, started, log)
         try:
             result = await served.call(lambda: complete(loaded, body, served_model))
         except RequestFailed as exc:
@@ -139,13 +186,16 @@ def _add_chat_routes(app: FastAPI, served: ServedProgram, log: Log) -> None:
             output=result["choices"][0]["message"]["content"], usage=result["usage"])
         return result
 
-    @app.get("/v1/models", summary="The model served, as OpenAI lists models")
+    ids = list(runs.programs) if runs.several else [model_id(runs.first.loaded)]
+
+    @app.get("/v1/models", summary="The models served (one per run), as OpenAI lists models")
     def models():
-        return {"object": "list", "data": [{"id": served_model, "object": "model", "created": 0, "owned_by": "smelt"}]}
+        return {"object": "list",
+                "data": [{"id": name, "object": "model", "created": 0, "owned_by": "smelt"} for name in ids]}
 
 
-async def _streamed_chat(served: ServedProgram, body: ChatRequest, messages: list[dict], started: float,
-                         log: Log) -> StreamingResponse:
+async def _streamed_chat(served: ServedProgram, served_model: str, body: ChatRequest, messages: list[dict],
+                         started: float, log: Log) -> StreamingResponse:
     """The chat as server-sent events; a request that fails before its first event gets an error reply instead."""
     loaded = served.loaded
     try:
@@ -160,7 +210,7 @@ async def _streamed_chat(served: ServedProgram, body: ChatRequest, messages: lis
             **({"error": error} if error else {}))
 
     include_usage = body.stream_options is not None and body.stream_options.include_usage
-    chunks = sse_chunks(events, loaded, model_id(loaded), include_usage, finished)
+    chunks = sse_chunks(events, loaded, served_model, include_usage, finished)
     return StreamingResponse(chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 

@@ -16,6 +16,7 @@ MIN_TOKEN_CHARS = 16  # a bearer token anyone on the network may guess at must n
 @dataclass(kw_only=True)
 class ServeOptions:
     run_dir: str
+    more_run_dirs: tuple[str, ...] = ()  # several runs of one student base, each with its adapter (several_runs)
     task: str | None = None  # TASK as elsewhere: required for a run whose task is Python code
     lm: str | None = None
     device: str = "auto"
@@ -37,6 +38,10 @@ class ServeOptions:
             raise SmeltError(f"--max-request-bytes {self.max_request_bytes}: use 1024 or more")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise SmeltError(f"--timeout {self.timeout:g}: use a finite number of seconds above 0, e.g. --timeout 120")
+
+    @property
+    def run_dirs(self) -> tuple[str, ...]:
+        return (self.run_dir, *self.more_run_dirs)
 
     def token(self) -> str | None:
         """The bearer token of --token-env, read from the environment; required to listen beyond this machine."""

@@ -12,7 +12,8 @@ from smelt.serving.app import create_app
 from smelt.serving.loading import load_served_run
 from smelt.serving.options import ServeOptions, bind_socket
 from smelt.serving.request_log import RequestLog
-from smelt.serving.service import ServedProgram
+from smelt.serving.service import ServedProgram, ServedRuns
+from smelt.serving.several_runs import load_several_runs, run_name
 from smelt.serving.warm_up import warm_up
 
 
@@ -21,7 +22,7 @@ class _Server(uvicorn.Server):
     it listens once it does, and ending ``serve`` normally after a graceful stop (uvicorn would raise the signal
     again once done, killing the process)."""
 
-    def __init__(self, config: uvicorn.Config, served: ServedProgram, ready_line: str, log):
+    def __init__(self, config: uvicorn.Config, served: ServedRuns, ready_line: str, log):
         super().__init__(config)
         self.served, self.ready_line, self.say = served, ready_line, log
 
@@ -54,7 +55,7 @@ class _Server(uvicorn.Server):
 
 
 def serve(options: ServeOptions, log) -> dict:
-    """Serve the run until stopped; returns what was served (``ServedProgram.stats``)."""
+    """Serve the run (or several: ``several_runs``) until stopped; returns what was served (``ServedRuns.stats``)."""
     token = options.token()  # before anything loads: a non-loopback --host needs one
     if token:
         register_secret(token)  # never printed or logged, wherever it might appear
@@ -62,16 +63,28 @@ def serve(options: ServeOptions, log) -> dict:
     sock = bind_socket(options.host, options.port)
     port = sock.getsockname()[1]
     configure_dspy(threads=options.threads)
-    loaded = load_served_run(options.run_dir, task=options.task, lm=options.lm, device=options.device,
-                             api_base=options.api_base, timeout=options.timeout, log=log)
-    warm_up(loaded, log)
-    served = ServedProgram(loaded, threads=options.threads, timeout=options.timeout)
-    app = create_app(served, run_dir=options.run_dir, token=token, max_request_bytes=options.max_request_bytes,
+    load = dict(task=options.task, lm=options.lm, device=options.device, api_base=options.api_base,
+                timeout=options.timeout, log=log)
+    if options.more_run_dirs:
+        loaded_runs = load_several_runs(options.run_dirs, **load)
+    else:
+        loaded_runs = {run_name(options.run_dir): load_served_run(options.run_dir, **load)}
+    for loaded in loaded_runs.values():
+        warm_up(loaded, log)
+    served = ServedRuns({name: ServedProgram(loaded, threads=options.threads, timeout=options.timeout)
+                         for name, loaded in loaded_runs.items()},
+                        dict(zip(loaded_runs, options.run_dirs, strict=True)))
+    app = create_app(served, token=token, max_request_bytes=options.max_request_bytes,
                      listening=(options.host, port), request_log=request_log)
     host = f"[{options.host}]" if ":" in options.host else options.host
-    ready = (f"[smelt] serving {loaded.task.name} ({loaded.run_dir}) with {loaded.lm.spec.raw} on "
-             f"http://{host}:{port}/ (the try-it page; API: /v1/predict, /v1/chat/completions, /openapi.json)"
-             + ("; bearer token required" if token else ""))
+    loaded = served.first.loaded
+    if served.several:
+        what = ", ".join(f"{name} ({program.loaded.task.name})" for name, program in served.programs.items())
+        routes = "/v1/RUN_NAME/predict, /v1/chat/completions with \"model\": RUN_NAME, /v1/models"
+    else:
+        what, routes = f"{loaded.task.name} ({loaded.run_dir})", "/v1/predict, /v1/chat/completions"
+    ready = (f"[smelt] serving {what} with {loaded.lm.spec.raw} on http://{host}:{port}/ (the try-it page; API: "
+             f"{routes}, /openapi.json)" + ("; bearer token required" if token else ""))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=int(options.timeout) + 10)
     server = _Server(config, served, ready, log)

@@ -138,3 +138,44 @@ def _within(scope: CallScope, work: Callable[[], T]) -> T:
 def _completion_tokens(result) -> int:
     usage = result.get("usage") if isinstance(result, dict) else None
     return int((usage or {}).get("completion_tokens") or 0)
+
+
+class ServedRuns:
+    """The runs one server answers, by name (their folders' names), each its own ``ServedProgram``: what stopping
+    and /healthz ask of the server, asked of each. With one run, it is that run's own (its stats unchanged)."""
+
+    def __init__(self, programs: dict[str, ServedProgram], run_dirs: dict[str, str]):
+        self.programs, self.run_dirs = programs, run_dirs
+
+    @property
+    def several(self) -> bool:
+        return len(self.programs) > 1
+
+    @property
+    def first(self) -> ServedProgram:
+        return next(iter(self.programs.values()))
+
+    @property
+    def draining(self) -> bool:
+        return self.first.draining
+
+    @property
+    def in_flight(self) -> int:
+        return sum(program.in_flight for program in self.programs.values())
+
+    def stop_accepting(self) -> None:
+        for program in self.programs.values():
+            program.stop_accepting()
+
+    def close(self) -> None:
+        for program in self.programs.values():
+            program.close()
+
+    def stats(self) -> dict:
+        """One run's ``ServedProgram.stats``; for several, the counts summed and each run's own under ``runs``."""
+        if not self.several:
+            return self.first.stats()
+        each = {name: program.stats() for name, program in self.programs.items()}
+        totals = {key: sum(stats[key] for stats in each.values())
+                  for key in ("in_flight", "answered", "failed", "completion_tokens")}
+        return {**totals, "runs": each}
